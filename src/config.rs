@@ -1,0 +1,422 @@
+//! Typed configuration: a TOML file (unknown keys are errors), humantime durations, and a
+//! small set of environment overrides so a systemd unit or a test can repoint the bot
+//! without writing a file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything the bot reads at start-up. Every section has defaults, so an empty file (or
+/// no file at all) is a valid configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub discord: DiscordConfig,
+    pub data: DataConfig,
+    pub ytdlp: YtdlpConfig,
+    pub player: PlayerConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordConfig {
+    /// Base URL for every REST call (`https://discord.com` when unset). Pointing it at an
+    /// HTTP rate-limit proxy or at the test emulator disables serenity's own rate limiter.
+    pub api_base: Option<String>,
+    /// Register slash commands in this guild only (instant) instead of globally.
+    pub dev_guild: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Directory for the database and anything else the bot keeps; created if missing.
+    pub dir: PathBuf,
+    /// SQLite file; defaults to `<dir>/encore.db`.
+    pub database: Option<PathBuf>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data"),
+            database: None,
+        }
+    }
+}
+
+impl DataConfig {
+    pub fn database_path(&self) -> PathBuf {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.dir.join("encore.db"))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct YtdlpConfig {
+    /// The yt-dlp executable: a path, or a name looked up on `PATH`.
+    pub path: PathBuf,
+    /// Whole-call limit for one yt-dlp run; the process group is killed past it.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Longest track accepted; `0` means no limit.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// Allow URLs on loopback and private networks. Off by default: the generic extractor
+    /// would otherwise let any user make the bot fetch from the host's LAN.
+    pub allow_private_hosts: bool,
+    /// Operator-only: a cookies file passed to yt-dlp (`--cookies`).
+    pub cookies: Option<PathBuf>,
+    /// Operator-only: a proxy passed to yt-dlp (`--proxy`).
+    pub proxy: Option<String>,
+}
+
+impl Default for YtdlpConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("yt-dlp"),
+            timeout: Duration::from_secs(20),
+            max_duration: Duration::from_secs(3 * 3600),
+            allow_private_hosts: false,
+            cookies: None,
+            proxy: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlayerConfig {
+    /// Volume new players start at, in percent (100 keeps Opus passthrough).
+    pub default_volume: u16,
+    /// Most tracks one guild may have waiting.
+    pub max_queue: usize,
+    /// Rows per `/queue` page.
+    pub page_size: usize,
+}
+
+impl Default for PlayerConfig {
+    fn default() -> Self {
+        Self {
+            default_volume: 100,
+            max_queue: 500,
+            page_size: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable; colours only when stderr is a terminal.
+    #[default]
+    Compact,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Compact,
+        }
+    }
+}
+
+/// A configuration problem, worded for the one line printed before exiting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl Config {
+    /// Reads `explicit` if given (it must exist), else `config.toml` if present, else the
+    /// defaults; then applies environment overrides from `env`.
+    pub fn load(
+        explicit: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match explicit {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new("config.toml").exists() => Self::from_file(Path::new("config.toml"))?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML; the error is toml's message flattened to one line.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| {
+            e.to_string()
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("syntax error")
+                .trim()
+                .to_string()
+                + &e.span()
+                    .map(|s| format!(" (at byte {})", s.start))
+                    .unwrap_or_default()
+        })
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let set = |key: &str| env(key).filter(|v| !v.trim().is_empty());
+        if let Some(v) = set("DISCORD_API_BASE") {
+            self.discord.api_base = Some(v);
+        }
+        if let Some(v) = set("ENCORE_DATA_DIR") {
+            self.data.dir = PathBuf::from(v);
+        }
+        if let Some(v) = set("ENCORE_DATABASE") {
+            self.data.database = Some(PathBuf::from(v));
+        }
+        if let Some(v) = set("ENCORE_YTDLP_PATH") {
+            self.ytdlp.path = PathBuf::from(v);
+        }
+        if let Some(v) = set("ENCORE_ALLOW_PRIVATE_HOSTS") {
+            self.ytdlp.allow_private_hosts = parse_bool("ENCORE_ALLOW_PRIVATE_HOSTS", &v)?;
+        }
+        if let Some(v) = set("ENCORE_LOG") {
+            self.log.level = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        };
+        if let Some(base) = &self.discord.api_base {
+            let parsed =
+                url::Url::parse(base).map_err(|e| invalid("discord.api_base", &e.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid(
+                    "discord.api_base",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        if self.player.default_volume > 200 {
+            return Err(invalid(
+                "player.default_volume",
+                "must be between 0 and 200",
+            ));
+        }
+        if self.player.max_queue == 0 {
+            return Err(invalid("player.max_queue", "must be at least 1"));
+        }
+        if !(1..=25).contains(&self.player.page_size) {
+            return Err(invalid("player.page_size", "must be between 1 and 25"));
+        }
+        if self.ytdlp.timeout < Duration::from_secs(1) {
+            return Err(invalid("ytdlp.timeout", "must be at least 1s"));
+        }
+        if self.ytdlp.path.as_os_str().is_empty() {
+            return Err(invalid("ytdlp.path", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            key: key.into(),
+            message: format!("expected true or false, got {v:?}"),
+        }),
+    }
+}
+
+/// A bot token that has the shape Discord issues: three dot-separated base64url parts.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TokenError {
+    #[error("DISCORD_TOKEN is not set (put it in the environment or in .env)")]
+    Missing,
+    #[error("DISCORD_TOKEN is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+impl Token {
+    pub fn parse(raw: Option<&str>) -> Result<Token, TokenError> {
+        let raw = raw.map(str::trim).unwrap_or_default();
+        // People paste the header form; accept it.
+        let raw = raw.strip_prefix("Bot ").unwrap_or(raw).trim();
+        if raw.is_empty() {
+            return Err(TokenError::Missing);
+        }
+        let parts: Vec<&str> = raw.split('.').collect();
+        if parts.len() != 3 {
+            return Err(TokenError::Malformed(
+                "expected three parts separated by dots (copy it from the Bot page of the Developer Portal)",
+            ));
+        }
+        let base64url = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !parts.iter().all(|p| base64url(p)) {
+            return Err(TokenError::Malformed(
+                "it contains characters a token never has (quotes or spaces?)",
+            ));
+        }
+        if parts[0].len() < 16 || parts[2].len() < 20 {
+            return Err(TokenError::Malformed("it is too short to be a bot token"));
+        }
+        Ok(Token(raw.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.ytdlp.timeout, Duration::from_secs(20));
+        assert_eq!(c.data.database_path(), PathBuf::from("data/encore.db"));
+        assert_eq!(c.player.default_volume, 100);
+    }
+
+    #[test]
+    fn durations_are_humantime() {
+        let c =
+            Config::from_toml("[ytdlp]\ntimeout = \"45s\"\nmax_duration = \"1h 30m\"\n").unwrap();
+        assert_eq!(c.ytdlp.timeout, Duration::from_secs(45));
+        assert_eq!(c.ytdlp.max_duration, Duration::from_secs(5400));
+        let err = Config::from_toml("[ytdlp]\ntimeout = \"soon\"\n").unwrap_err();
+        assert!(err.contains("soon") || err.contains("unknown"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[player]\nvolum = 50\n").unwrap_err();
+        assert!(err.contains("volum"), "{err}");
+        let err = Config::from_toml("[nonsense]\n").unwrap_err();
+        assert!(err.contains("nonsense"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[ytdlp]\npath = \"/opt/yt\"\n[data]\ndir = \"/var/x\"\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [
+            ("DISCORD_API_BASE", "http://127.0.0.1:9"),
+            ("ENCORE_YTDLP_PATH", "/usr/bin/yt-dlp"),
+            ("ENCORE_ALLOW_PRIVATE_HOSTS", "true"),
+        ]
+        .into();
+        let c = Config::load(Some(&path), |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.discord.api_base.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(c.ytdlp.path, PathBuf::from("/usr/bin/yt-dlp"));
+        assert_eq!(c.data.dir, PathBuf::from("/var/x"));
+        assert!(c.ytdlp.allow_private_hosts);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_key() {
+        let env = |k: &str| (k == "DISCORD_API_BASE").then(|| "ftp://x".to_string());
+        let err = Config::load(Some(Path::new("/nonexistent/encore.toml")), no_env).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/encore.toml"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "").unwrap();
+        let err = Config::load(Some(&path), env).unwrap_err();
+        assert!(err.to_string().contains("discord.api_base"), "{err}");
+        std::fs::write(&path, "[player]\ndefault_volume = 300\n").unwrap();
+        let err = Config::load(Some(&path), no_env).unwrap_err();
+        assert!(err.to_string().contains("player.default_volume"), "{err}");
+        let env = |k: &str| (k == "ENCORE_ALLOW_PRIVATE_HOSTS").then(|| "maybe".to_string());
+        std::fs::write(&path, "").unwrap();
+        assert!(Config::load(Some(&path), env).is_err());
+    }
+
+    #[test]
+    fn token_shapes() {
+        let good = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GabcDE.abcdefghijklmnopqrstuvwxyz0123";
+        assert!(Token::parse(Some(good)).is_ok());
+        assert!(Token::parse(Some(&format!("Bot {good}\n"))).is_ok());
+        assert_eq!(Token::parse(None).unwrap_err(), TokenError::Missing);
+        assert_eq!(Token::parse(Some("  ")).unwrap_err(), TokenError::Missing);
+        assert!(matches!(
+            Token::parse(Some("abc")),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            Token::parse(Some(
+                "\"MTIzNDU2Nzg5MDEyMzQ1Njc4.GabcDE.abcdefghijklmnopqrstuvwxyz0123\""
+            )),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            Token::parse(Some("a.b.c")),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(!format!("{:?}", Token::parse(Some(good)).unwrap()).contains("abcdef"));
+    }
+}

@@ -1,0 +1,114 @@
+//! The Discord edge: the poise framework, its commands, the gateway event handler, and how
+//! replies and channel notices look. Everything below `crate::player` and `crate::sources`
+//! is plain Rust; this module turns Discord events into calls on it.
+
+pub mod commands;
+pub mod format;
+pub mod notify;
+pub mod reply;
+pub mod voice;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poise::serenity_prelude as serenity;
+use sqlx::SqlitePool;
+
+use crate::config::Config;
+use crate::player::Players;
+use crate::sources::{UrlPolicy, YtDlp};
+
+/// The state every command sees.
+pub struct Bot {
+    pub config: Arc<Config>,
+    pub players: Arc<Players>,
+    pub ytdlp: YtDlp,
+    pub policy: UrlPolicy,
+    pub db: SqlitePool,
+    pub started: Instant,
+    /// songbird's mixer scheduler: its task counts feed `/resources`.
+    pub scheduler: songbird::driver::Scheduler,
+}
+
+pub type Data = Arc<Bot>;
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Context<'a> = poise::Context<'a, Data, Error>;
+
+/// Builds the poise framework; commands are registered once the gateway is ready.
+pub fn framework(bot: Data) -> poise::Framework<Data, Error> {
+    let dev_guild = bot.config.discord.dev_guild;
+    poise::Framework::builder()
+        .options(poise::FrameworkOptions {
+            commands: commands::all(),
+            on_error: |err| Box::pin(on_error(err)),
+            event_handler: |framework, event| Box::pin(on_event(framework, event)),
+            ..Default::default()
+        })
+        .initialize_owners(false)
+        .setup(move |ctx, ready, framework| {
+            Box::pin(async move {
+                let commands = &framework.options().commands;
+                match dev_guild {
+                    Some(g) => {
+                        poise::builtins::register_in_guild(ctx, commands, serenity::GuildId::new(g))
+                            .await?
+                    }
+                    None => poise::builtins::register_globally(ctx, commands).await?,
+                }
+                tracing::info!(
+                    user = %ready.user.name,
+                    guilds = ready.guilds.len(),
+                    commands = commands.len(),
+                    "connected to Discord and registered commands"
+                );
+                Ok(bot)
+            })
+        })
+        .build()
+}
+
+/// Errors from commands are logged with their context and answered with a short,
+/// private message; nothing a user types ends in an unanswered interaction.
+async fn on_error(err: poise::FrameworkError<'_, Data, Error>) {
+    match err {
+        poise::FrameworkError::Command { error, ctx, .. } => {
+            tracing::error!(command = %ctx.command().qualified_name, error = %error, "command failed");
+            let _ = reply::error(ctx, "Something went wrong on my side; it has been logged.").await;
+        }
+        poise::FrameworkError::ArgumentParse { error, ctx, .. } => {
+            tracing::info!(command = %ctx.command().qualified_name, error = %error, "bad arguments");
+            let _ = reply::error(ctx, format!("I couldn't read that: {error}")).await;
+        }
+        other => {
+            if let Err(e) = poise::builtins::on_error(other).await {
+                tracing::error!(error = %e, "while handling a framework error");
+            }
+        }
+    }
+}
+
+async fn on_event(
+    framework: poise::FrameworkContext<'_, Data, Error>,
+    event: &serenity::FullEvent,
+) -> Result<(), Error> {
+    let bot = framework.user_data().await;
+    if let serenity::FullEvent::VoiceStateUpdate { old: _, new } = event {
+        // Only the bot's own voice state matters here: someone else leaving is not a
+        // reason to stop.
+        let me = framework.serenity_context.cache.current_user().id;
+        if new.user_id == me && new.channel_id.is_none() {
+            if let Some(guild) = new.guild_id {
+                if let Some(player) = bot.players.get(guild.get()) {
+                    tracing::info!(guild = %guild, "disconnected from voice; clearing the player");
+                    let _ = player
+                        .call(|reply| crate::player::Request::Leave {
+                            reason: None,
+                            reply,
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! encore: a self-hosted Discord music bot.
+//!
+//! The binary (`main.rs`) is a thin CLI over this library so that tests and benchmarks run
+//! exactly the code the bot runs. See `app` for how the parts are wired.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod discord;
+pub mod logging;
+pub mod player;
+pub mod sources;

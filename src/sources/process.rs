@@ -1,0 +1,250 @@
+//! Running a child process safely: own process group, no stdin, capped output, a whole-call
+//! timeout, and a guard that kills the whole group on every exit path that did not finish
+//! cleanly (timeout, output too large, I/O error, or the future being dropped).
+
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use super::ytdlp::ProcessStats;
+
+/// How much of stderr is kept (the tail: yt-dlp's `ERROR:` line comes last).
+pub(crate) const STDERR_CAP: usize = 64 * 1024;
+
+/// How long to wait for a killed leader to be reaped.
+const REAP_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+pub(crate) struct RunOutput {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    /// The last [`STDERR_CAP`] bytes of stderr.
+    pub stderr: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(crate) enum RunError {
+    /// The program could not be started.
+    Spawn(io::Error),
+    /// The whole call took longer than the timeout; the group was killed.
+    TimedOut,
+    /// stdout exceeded its cap; the group was killed.
+    StdoutTooLarge,
+    /// Reading the pipes or waiting failed; the group was killed.
+    Io(io::Error),
+}
+
+/// Kills the child's process group on drop unless disarmed, and keeps
+/// [`ProcessStats::running`] right on every path.
+struct GroupGuard {
+    pgid: libc::pid_t,
+    armed: bool,
+    stats: Arc<ProcessStats>,
+}
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if self.armed && self.pgid > 0 {
+            // SAFETY: plain syscall. The group leader has not been reaped yet (we only reap
+            // after this call), so the pgid cannot have been reused.
+            unsafe {
+                libc::killpg(self.pgid, libc::SIGKILL);
+            }
+        }
+        self.armed = false;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+        self.stats.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs `program args...` in `cwd` with a new process group, stdin from /dev/null, and
+/// the given whole-call timeout. stdout beyond `stdout_cap` bytes is an error.
+pub(crate) async fn run(
+    program: &Path,
+    args: &[OsString],
+    cwd: &Path,
+    timeout: Duration,
+    stdout_cap: usize,
+    stats: &Arc<ProcessStats>,
+) -> Result<RunOutput, RunError> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(RunError::Spawn)?;
+    stats.spawned.fetch_add(1, Ordering::SeqCst);
+    stats.running.fetch_add(1, Ordering::SeqCst);
+    // Declared after `child`, so on drop it runs first: the group is killed while the
+    // leader is still unreaped, then tokio's kill_on_drop reaps the leader.
+    let mut guard = GroupGuard {
+        pgid: child.id().map(|p| p as libc::pid_t).unwrap_or(0),
+        armed: true,
+        stats: stats.clone(),
+    };
+
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+
+    let result = {
+        let work = async {
+            tokio::try_join!(
+                read_capped(stdout, stdout_cap),
+                async { Ok(read_tail(stderr, STDERR_CAP).await) },
+                async { child.wait().await.map_err(RunError::Io) },
+            )
+        };
+        tokio::time::timeout(timeout, work).await
+    };
+
+    match result {
+        Ok(Ok((stdout, stderr, status))) => {
+            // The leader has exited and both pipes reached EOF.
+            guard.armed = false;
+            Ok(RunOutput {
+                status,
+                stdout,
+                stderr,
+            })
+        }
+        Ok(Err(e)) => {
+            guard.kill();
+            reap(&mut child).await;
+            Err(e)
+        }
+        Err(_elapsed) => {
+            stats.timed_out.fetch_add(1, Ordering::SeqCst);
+            guard.kill();
+            reap(&mut child).await;
+            Err(RunError::TimedOut)
+        }
+    }
+}
+
+async fn reap(child: &mut tokio::process::Child) {
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(REAP_TIMEOUT, child.wait()).await;
+}
+
+async fn read_capped<R: AsyncRead + Unpin>(mut r: R, cap: usize) -> Result<Vec<u8>, RunError> {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut chunk).await.map_err(RunError::Io)?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        if buf.len() + n > cap {
+            return Err(RunError::StdoutTooLarge);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Drains `r` to EOF, keeping only the last `cap` bytes. Read errors end the read.
+async fn read_tail<R: AsyncRead + Unpin>(mut r: R, cap: usize) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 2 * cap {
+                    let cut = buf.len() - cap;
+                    buf.drain(..cut);
+                }
+            }
+        }
+    }
+    if buf.len() > cap {
+        let cut = buf.len() - cap;
+        buf.drain(..cut);
+    }
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tail_keeps_the_end() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let tail = read_tail(&data[..], 1000).await;
+        assert_eq!(tail, &data[data.len() - 1000..]);
+        let small = read_tail(&b"abc"[..], 1000).await;
+        assert_eq!(small, b"abc");
+    }
+
+    #[tokio::test]
+    async fn capped_read() {
+        let data = vec![7u8; 5000];
+        assert_eq!(read_capped(&data[..], 5000).await.unwrap().len(), 5000);
+        assert!(matches!(
+            read_capped(&data[..], 4999).await,
+            Err(RunError::StdoutTooLarge)
+        ));
+    }
+
+    #[tokio::test]
+    async fn runs_and_counts() {
+        let stats = Arc::new(ProcessStats::default());
+        let out = run(
+            Path::new("/bin/sh"),
+            &["-c".into(), "echo out; echo err >&2; exit 3".into()],
+            Path::new("/"),
+            Duration::from_secs(5),
+            1024,
+            &stats,
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(stats.spawned.load(Ordering::SeqCst), 1);
+        assert_eq!(stats.running.load(Ordering::SeqCst), 0);
+
+        let big = run(
+            Path::new("/bin/sh"),
+            &["-c".into(), "head -c 100000 /dev/zero; sleep 30".into()],
+            Path::new("/"),
+            Duration::from_secs(5),
+            1024,
+            &stats,
+        )
+        .await;
+        assert!(matches!(big, Err(RunError::StdoutTooLarge)));
+        assert_eq!(stats.running.load(Ordering::SeqCst), 0);
+
+        let missing = run(
+            Path::new("/nonexistent/encore-test-binary"),
+            &[],
+            Path::new("/"),
+            Duration::from_secs(5),
+            1024,
+            &stats,
+        )
+        .await;
+        match missing {
+            Err(RunError::Spawn(e)) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Emulated Discord gateway (plain `ws://`, JSON text frames, API v10).
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::payloads;
+use super::state::{
+    emu_debug, random_token, GatewayConn, GwOut, Shared, State, VoiceCmd, VoiceStateRec,
+};
+
+pub const HEARTBEAT_INTERVAL_MS: u64 = 41_250;
+
+pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            handle_conn(tcp, shared).await;
+        });
+    }
+}
+
+async fn handle_conn(tcp: TcpStream, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
+    let mut uri = String::new();
+    let ws = tokio_tungstenite::accept_hdr_async(
+        tcp,
+        |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+            uri = req.uri().to_string();
+            Ok(resp)
+        },
+    )
+    .await;
+    let Ok(ws) = ws else {
+        shared.with(|s| s.protocol_error("gateway websocket handshake failed".into()));
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<GwOut>();
+    let conn_id = shared.with(|s| {
+        s.gateway_connections += 1;
+        s.next_conn_id()
+    });
+    emu_debug!("gateway connection {conn_id} opened: {uri}");
+    if !uri.contains("v=10") {
+        shared.with(|s| s.protocol_error(format!("gateway connected without ?v=10: {uri}")));
+    }
+    let hello = json!({"op": 10, "s": null, "t": null, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS, "_trace": ["emulator"]}});
+    if sink.send(Message::text(hello.to_string())).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Binary(_))) => {
+                        shared.with(|s| s.protocol_error("bot sent a binary gateway frame (ETF/compressed payloads are not emulated)".into()));
+                        continue;
+                    }
+                    Some(Ok(Message::Close(f))) => {
+                        emu_debug!("gateway {conn_id}: bot closed ({f:?})");
+                        break;
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        emu_debug!("gateway {conn_id}: read error {e}");
+                        break;
+                    }
+                    None => break,
+                };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Library(4002), reason: "decode error".into() }))).await;
+                    break;
+                };
+                match handle_client_frame(&shared, conn_id, &tx, v) {
+                    Reply::None => {}
+                    Reply::Send(v) => {
+                        if sink.send(Message::text(v.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Reply::Close(code) => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Library(code), reason: "".into() }))).await;
+                        break;
+                    }
+                }
+            }
+            out = rx.recv() => {
+                match out {
+                    Some(GwOut::Frame(v)) => {
+                        if sink.send(Message::text(v.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(GwOut::Close(code)) => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: "emulator".into() }))).await;
+                        // Let the peer answer the close handshake, bounded.
+                        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                            while let Some(Ok(m)) = stream.next().await {
+                                if m.is_close() { break; }
+                            }
+                        }).await;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    shared.with(|s| {
+        if s.gw_current.as_ref().is_some_and(|c| c.conn_id == conn_id) {
+            s.gw_current = None;
+        }
+    });
+    emu_debug!("gateway connection {conn_id} closed");
+}
+
+enum Reply {
+    None,
+    Send(Value),
+    Close(u16),
+}
+
+fn handle_client_frame(
+    shared: &Arc<Shared>,
+    conn_id: u64,
+    tx: &mpsc::UnboundedSender<GwOut>,
+    v: Value,
+) -> Reply {
+    let op = v["op"].as_u64().unwrap_or(u64::MAX);
+    let d = v["d"].clone();
+    match op {
+        1 => Reply::Send(json!({"op": 11, "s": null, "t": null, "d": null})),
+        2 => shared.with(|s| identify(s, conn_id, tx, &d)),
+        3 => Reply::None, // presence update
+        4 => {
+            shared.with(|s| {
+                let is_current = s.gw_current.as_ref().is_some_and(|c| c.conn_id == conn_id);
+                if !is_current {
+                    s.protocol_error("op 4 on a gateway connection that is not identified".into());
+                    return;
+                }
+                bot_voice_state_update(s, &d);
+            });
+            Reply::None
+        }
+        6 => shared.with(|s| resume(s, conn_id, tx, &d)),
+        8 => {
+            // Request guild members: answer with an (unfiltered) chunk.
+            shared.with(|s| {
+                if let Some(gid) = payloads::id_of(&d["guild_id"]) {
+                    if let Some(g) = s.guilds.get(&gid) {
+                        let members: Vec<Value> = g
+                            .members
+                            .iter()
+                            .map(|m| payloads::member_json(g, m, s.bot_user_id, false))
+                            .collect();
+                        let chunk = json!({"guild_id": gid.to_string(), "members": members, "chunk_index": 0, "chunk_count": 1, "nonce": d["nonce"]});
+                        s.dispatch("GUILD_MEMBERS_CHUNK", chunk);
+                    }
+                }
+            });
+            Reply::None
+        }
+        _ => {
+            shared.with(|s| s.protocol_error(format!("unknown gateway opcode from bot: {v}")));
+            Reply::Close(4001)
+        }
+    }
+}
+
+fn identify(s: &mut State, conn_id: u64, tx: &mpsc::UnboundedSender<GwOut>, d: &Value) -> Reply {
+    s.identifies.push(d.clone());
+    let token = d["token"].as_str().unwrap_or("");
+    let token = token.strip_prefix("Bot ").unwrap_or(token);
+    if token != s.token {
+        s.protocol_error(format!(
+            "IDENTIFY with wrong token {token:?} (expected {:?})",
+            s.token
+        ));
+        return Reply::Close(4004);
+    }
+    let intents = d["intents"].as_u64().unwrap_or(0);
+    let session_id = random_token(32);
+    // A new session: the bot's previous session (and its voice states) are gone.
+    let bot = s.bot_user_id;
+    for g in s.guilds.values_mut() {
+        g.voice_states.remove(&bot);
+    }
+    for v in s.bot_voice.values_mut() {
+        *v = None;
+    }
+    s.gw_current = Some(GatewayConn {
+        conn_id,
+        tx: tx.clone(),
+        session_id: session_id.clone(),
+        intents,
+    });
+    s.gw_sessions.insert(session_id.clone(), 0);
+    s.gw_session_intents.insert(session_id.clone(), intents);
+    let ready = payloads::ready_json(s, &session_id);
+    s.dispatch("READY", ready);
+    let guilds: Vec<Value> = s
+        .guilds
+        .values()
+        .map(|g| payloads::guild_create_json(g, s.bot_user_id, intents))
+        .collect();
+    for g in guilds {
+        s.dispatch("GUILD_CREATE", g);
+    }
+    s.readies += 1;
+    emu_debug!(
+        "IDENTIFY ok (intents {intents:#x}), READY + {} GUILD_CREATE sent",
+        s.guilds.len()
+    );
+    Reply::None
+}
+
+fn resume(s: &mut State, conn_id: u64, tx: &mpsc::UnboundedSender<GwOut>, d: &Value) -> Reply {
+    let token = d["token"].as_str().unwrap_or("");
+    let token = token.strip_prefix("Bot ").unwrap_or(token);
+    let session_id = d["session_id"].as_str().unwrap_or("").to_string();
+    if token != s.token {
+        s.protocol_error("RESUME with wrong token".into());
+        return Reply::Close(4004);
+    }
+    if !s.gw_sessions.contains_key(&session_id) {
+        emu_debug!("RESUME of unknown session {session_id}: invalid session");
+        return Reply::Send(json!({"op": 9, "s": null, "t": null, "d": false}));
+    }
+    let intents = s.gw_session_intents.get(&session_id).copied().unwrap_or(0);
+    s.gw_current = Some(GatewayConn {
+        conn_id,
+        tx: tx.clone(),
+        session_id,
+        intents,
+    });
+    s.gateway_resumes += 1;
+    s.dispatch("RESUMED", json!({"_trace": ["emulator"]}));
+    Reply::None
+}
+
+/// The bot's op 4. `guild_id`/`channel_id` may be numbers or strings.
+pub fn bot_voice_state_update(s: &mut State, d: &Value) {
+    s.op4_raw.push(d.clone());
+    let Some(guild_id) = payloads::id_of(&d["guild_id"]) else {
+        s.protocol_error(format!("op 4 without a valid guild_id: {d}"));
+        return;
+    };
+    let channel = payloads::id_of(&d["channel_id"]);
+    if channel.is_none() && !d["channel_id"].is_null() {
+        s.protocol_error(format!("op 4 with an unparsable channel_id: {d}"));
+    }
+    let self_mute = d["self_mute"].as_bool().unwrap_or(false);
+    let self_deaf = d["self_deaf"].as_bool().unwrap_or(false);
+    s.op4s.entry(guild_id).or_default().push(channel);
+    emu_debug!("op 4 guild {guild_id} -> {channel:?} (mute {self_mute}, deaf {self_deaf})");
+    set_bot_voice(s, guild_id, channel, self_mute, self_deaf, true);
+}
+
+/// Moves the bot's voice state (by op 4 or a moderator) and dispatches the events.
+pub fn set_bot_voice(
+    s: &mut State,
+    guild_id: u64,
+    channel: Option<u64>,
+    self_mute: bool,
+    self_deaf: bool,
+    send_server_update: bool,
+) {
+    let bot = s.bot_user_id;
+    let session_id = s
+        .gw_current
+        .as_ref()
+        .map(|c| c.session_id.clone())
+        .unwrap_or_else(|| "no-session".into());
+    let Some(g) = s.guilds.get_mut(&guild_id) else {
+        s.protocol_error(format!("voice state update for unknown guild {guild_id}"));
+        return;
+    };
+    if let Some(ch) = channel {
+        match g.channel(ch) {
+            Some(c) if c.kind == 2 => {}
+            Some(_) => {
+                let msg = format!("bot asked to join channel {ch} which is not a voice channel");
+                s.protocol_error(msg);
+                return;
+            }
+            None => {
+                let msg = format!("bot asked to join unknown channel {ch} in guild {guild_id}");
+                s.protocol_error(msg);
+                return;
+            }
+        }
+    }
+    let rec = VoiceStateRec {
+        channel_id: channel.unwrap_or(0),
+        session_id,
+        self_mute,
+        self_deaf,
+    };
+    match channel {
+        Some(_) => {
+            g.voice_states.insert(bot, rec.clone());
+        }
+        None => {
+            g.voice_states.remove(&bot);
+        }
+    }
+    let mut vs = payloads::voice_state_json(g, bot, Some(&rec), bot, true);
+    if channel.is_none() {
+        vs["channel_id"] = Value::Null;
+    }
+    s.bot_voice.insert(guild_id, channel);
+    s.bot_self_mute_deaf
+        .insert(guild_id, (self_mute, self_deaf));
+    s.dispatch("VOICE_STATE_UPDATE", vs);
+    if channel.is_some() && send_server_update {
+        let token = random_token(16).to_lowercase();
+        s.voice_server_tokens.insert(guild_id, token.clone());
+        let ev = payloads::voice_server_update_json(guild_id, &token, &s.voice_endpoint.clone());
+        s.dispatch("VOICE_SERVER_UPDATE", ev);
+    }
+}
+
+/// A (non-bot) user's voice state change.
+pub fn set_user_voice(s: &mut State, guild_id: u64, user_id: u64, channel: Option<u64>) {
+    let bot = s.bot_user_id;
+    let Some(g) = s.guilds.get_mut(&guild_id) else {
+        panic!("emulator: unknown guild {guild_id}");
+    };
+    if let Some(ch) = channel {
+        assert!(
+            g.channel(ch).is_some_and(|c| c.kind == 2),
+            "emulator: channel {ch} is not a voice channel of guild {guild_id}"
+        );
+    }
+    assert!(
+        g.member(user_id).is_some(),
+        "emulator: user {user_id} is not a member of guild {guild_id} (add_member first)"
+    );
+    let rec = VoiceStateRec {
+        channel_id: channel.unwrap_or(0),
+        session_id: format!("user-session-{user_id}"),
+        self_mute: false,
+        self_deaf: false,
+    };
+    match channel {
+        Some(_) => {
+            g.voice_states.insert(user_id, rec.clone());
+        }
+        None => {
+            g.voice_states.remove(&user_id);
+        }
+    }
+    let mut vs = payloads::voice_state_json(g, user_id, Some(&rec), bot, true);
+    if channel.is_none() {
+        vs["channel_id"] = Value::Null;
+    }
+    s.dispatch("VOICE_STATE_UPDATE", vs);
+}
+
+/// Closes the guild's current voice websocket with `code` (if any). Returns whether one existed.
+pub fn close_voice(s: &mut State, guild_id: u64, code: u16) -> bool {
+    match s.voice_current.get(&guild_id) {
+        Some(h) => h.tx.send(VoiceCmd::Close(code)).is_ok(),
+        None => false,
+    }
+}
