@@ -101,6 +101,7 @@ impl App {
             db,
             started: Instant::now(),
             scheduler,
+            ready: tokio::sync::watch::Sender::new(false),
         });
         let intents =
             serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_VOICE_STATES;

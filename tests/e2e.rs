@@ -3,146 +3,11 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Once};
-use std::time::Duration;
 
-use encore::app::App;
-use encore::config::{Config, Token};
-use encore::discord::Bot;
 use serde_json::json;
+use support::world::*;
 use support::*;
-use tokio_util::sync::CancellationToken;
-
-const GUILD: u64 = 1_000_000_000_000_001;
-const MUSIC: u64 = 1_000_000_000_000_101;
-const LOBBY: u64 = 1_000_000_000_000_102;
-const TEXT: u64 = 1_000_000_000_000_201;
-const ANN: u64 = 1_000_000_000_000_301;
-const BEN: u64 = 1_000_000_000_000_302;
-
-const T: Duration = Duration::from_secs(30);
-
-/// The yt-dlp the tests use: `ENCORE_YTDLP`, else the project's `.venv`, else `PATH`.
-/// Missing yt-dlp fails the test with the way to install it; it is never skipped.
-pub fn ytdlp_path() -> PathBuf {
-    let candidates: Vec<PathBuf> = std::env::var_os("ENCORE_YTDLP")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/yt-dlp"),
-            PathBuf::from("yt-dlp"),
-        ])
-        .collect();
-    for c in &candidates {
-        let ok = std::process::Command::new(c)
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if ok {
-            return c.clone();
-        }
-    }
-    panic!(
-        "yt-dlp not found (tried {candidates:?}). Install it with: \
-         python3 -m venv .venv && .venv/bin/pip install yt-dlp  (or set ENCORE_YTDLP)"
-    );
-}
-
-fn init_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,encore=info".into());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
-    });
-}
-
-struct World {
-    emu: Emulator,
-    files: FileServer,
-    bot: Arc<Bot>,
-    shutdown: CancellationToken,
-    run: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl World {
-    async fn start() -> World {
-        init_logs();
-        let emu = Emulator::start().await;
-        emu.add_guild(GUILD, "Test Server");
-        emu.add_voice_channel(GUILD, MUSIC, "Music");
-        emu.add_voice_channel(GUILD, LOBBY, "Lobby");
-        emu.add_text_channel(GUILD, TEXT, "general");
-        emu.add_member(GUILD, ANN, "ann", false, false);
-        emu.add_member(GUILD, BEN, "ben", false, false);
-        emu.user_join_voice(GUILD, ANN, MUSIC).await;
-
-        let dir = tempfile::tempdir().unwrap();
-        let media = dir.path().join("media");
-        std::fs::create_dir_all(&media).unwrap();
-        write_tone_wav(&media.join("low.wav"), 440.0, 3.0, 0.5);
-        write_tone_wav(&media.join("high.wav"), 880.0, 3.0, 0.5);
-        let files = FileServer::start(&media).await;
-
-        let mut config = Config::default();
-        config.discord.api_base = Some(emu.api_base());
-        config.data.dir = dir.path().join("data");
-        config.ytdlp.path = ytdlp_path();
-        config.ytdlp.allow_private_hosts = true;
-        let token = Token::parse(Some(&emu.bot_token())).expect("emulator token is well-formed");
-        let shutdown = CancellationToken::new();
-        let app = App::build(config, token, shutdown.clone()).await.unwrap();
-        let bot = app.bot.clone();
-        let run = tokio::spawn(app.run());
-        emu.wait_ready(T).await;
-        World {
-            emu,
-            files,
-            bot,
-            shutdown,
-            run,
-            _dir: dir,
-        }
-    }
-
-    async fn cmd(&self, user: u64, name: &str, options: serde_json::Value) -> Reply {
-        self.emu
-            .command(GUILD, TEXT, user, name, options)
-            .await
-            .response(T)
-            .await
-    }
-
-    async fn play(&self, user: u64, query: &str) -> Reply {
-        self.cmd(
-            user,
-            "play",
-            json!([{"name": "query", "type": 3, "value": query}]),
-        )
-        .await
-    }
-
-    /// Waits for `n` audible frames and returns the frequency heard in them.
-    async fn hear(&self, n: usize) -> f32 {
-        self.emu.wait_audio_frames(GUILD, n, T).await;
-        let frames = non_silent(&self.emu.audio(GUILD));
-        dominant_frequency(&frames[frames.len().saturating_sub(n)..])
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let r = tokio::time::timeout(T, self.run).await;
-        r.expect("the bot shuts down in time")
-            .expect("run task")
-            .expect("clean exit");
-    }
-}
 
 fn near(f: f32, want: f32) -> bool {
     (f - want).abs() <= 15.0
@@ -207,7 +72,7 @@ async fn two_plays_queue_in_order_skip_stop_and_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_clear_private_and_silent() {
     let w = World::start().await;
-    let marker = w._dir.path().join("pwned");
+    let marker = w.dir.path().join("pwned");
 
     // not in a voice channel
     let r = w.play(BEN, &w.files.url("low.wav")).await;

@@ -28,6 +28,9 @@ pub struct Bot {
     pub started: Instant,
     /// songbird's mixer scheduler: its task counts feed `/resources`.
     pub scheduler: songbird::driver::Scheduler,
+    /// Becomes true once the gateway is ready and commands are registered (systemd's
+    /// READY=1 waits on it).
+    pub ready: tokio::sync::watch::Sender<bool>,
 }
 
 pub type Data = Arc<Bot>;
@@ -61,6 +64,7 @@ pub fn framework(bot: Data) -> poise::Framework<Data, Error> {
                     commands = commands.len(),
                     "connected to Discord and registered commands"
                 );
+                bot.ready.send_replace(true);
                 Ok(bot)
             })
         })

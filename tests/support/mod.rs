@@ -34,6 +34,7 @@ pub mod rest;
 pub mod state;
 pub mod tls;
 pub mod voice;
+pub mod world;
 
 pub use audio::{
     assert_contiguous, dominant_frequency, mono, non_silent, rms, synth_frames, tone_strength,

@@ -1,0 +1,155 @@
+//! A running bot (the same `App` the binary runs) wired to a fresh emulator: one guild
+//! with two voice channels, a text channel, two members (ANN in MUSIC, BEN nowhere), and
+//! tone files served on 127.0.0.1. Shared by every end-to-end test file.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use encore::app::App;
+use encore::config::{Config, Token};
+use encore::discord::Bot;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+pub const GUILD: u64 = 1_000_000_000_000_001;
+pub const MUSIC: u64 = 1_000_000_000_000_101;
+pub const LOBBY: u64 = 1_000_000_000_000_102;
+pub const TEXT: u64 = 1_000_000_000_000_201;
+pub const ANN: u64 = 1_000_000_000_000_301;
+pub const BEN: u64 = 1_000_000_000_000_302;
+
+pub const T: Duration = Duration::from_secs(30);
+
+/// The yt-dlp the tests use: `ENCORE_YTDLP`, else the project's `.venv`, else `PATH`.
+/// Missing yt-dlp fails the test with the way to install it; it is never skipped.
+pub fn ytdlp_path() -> PathBuf {
+    let candidates: Vec<PathBuf> = std::env::var_os("ENCORE_YTDLP")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/yt-dlp"),
+            PathBuf::from("yt-dlp"),
+        ])
+        .collect();
+    for c in &candidates {
+        let ok = std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return c.clone();
+        }
+    }
+    panic!(
+        "yt-dlp not found (tried {candidates:?}). Install it with: \
+         python3 -m venv .venv && .venv/bin/pip install yt-dlp  (or set ENCORE_YTDLP)"
+    );
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,encore=info".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+pub struct World {
+    pub emu: Emulator,
+    pub files: FileServer,
+    pub bot: Arc<Bot>,
+    pub shutdown: CancellationToken,
+    pub run: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn start() -> World {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with `tweak` applied to the bot's config (after the emulator defaults).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> World {
+        init_logs();
+        let emu = Emulator::start().await;
+        emu.add_guild(GUILD, "Test Server");
+        emu.add_voice_channel(GUILD, MUSIC, "Music");
+        emu.add_voice_channel(GUILD, LOBBY, "Lobby");
+        emu.add_text_channel(GUILD, TEXT, "general");
+        emu.add_member(GUILD, ANN, "ann", false, false);
+        emu.add_member(GUILD, BEN, "ben", false, false);
+        emu.user_join_voice(GUILD, ANN, MUSIC).await;
+
+        let dir = tempfile::tempdir().unwrap();
+        let media = dir.path().join("media");
+        std::fs::create_dir_all(&media).unwrap();
+        write_tone_wav(&media.join("low.wav"), 440.0, 3.0, 0.5);
+        write_tone_wav(&media.join("high.wav"), 880.0, 3.0, 0.5);
+        let files = FileServer::start(&media).await;
+
+        let mut config = Config::default();
+        config.discord.api_base = Some(emu.api_base());
+        config.data.dir = dir.path().join("data");
+        config.ytdlp.path = ytdlp_path();
+        config.ytdlp.allow_private_hosts = true;
+        tweak(&mut config);
+        let token = Token::parse(Some(&emu.bot_token())).expect("emulator token is well-formed");
+        let shutdown = CancellationToken::new();
+        let app = App::build(config, token, shutdown.clone()).await.unwrap();
+        let bot = app.bot.clone();
+        let run = tokio::spawn(app.run());
+        emu.wait_ready(T).await;
+        World {
+            emu,
+            files,
+            bot,
+            shutdown,
+            run,
+            dir,
+        }
+    }
+
+    /// Where the served files live: tests may add more (`self.files.url(name)`).
+    pub fn media_dir(&self) -> PathBuf {
+        self.dir.path().join("media")
+    }
+
+    pub async fn cmd(&self, user: u64, name: &str, options: serde_json::Value) -> Reply {
+        self.emu
+            .command(GUILD, TEXT, user, name, options)
+            .await
+            .response(T)
+            .await
+    }
+
+    pub async fn play(&self, user: u64, query: &str) -> Reply {
+        self.cmd(
+            user,
+            "play",
+            json!([{"name": "query", "type": 3, "value": query}]),
+        )
+        .await
+    }
+
+    /// Waits for `n` audible frames and returns the frequency heard in them.
+    pub async fn hear(&self, n: usize) -> f32 {
+        self.emu.wait_audio_frames(GUILD, n, T).await;
+        let frames = non_silent(&self.emu.audio(GUILD));
+        dominant_frequency(&frames[frames.len().saturating_sub(n)..])
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let r = tokio::time::timeout(T, self.run).await;
+        r.expect("the bot shuts down in time")
+            .expect("run task")
+            .expect("clean exit");
+    }
+}
