@@ -12,6 +12,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, Token};
 use crate::discord::{self, Bot};
 use crate::player::{PlayerSettings, Players};
+use crate::resources::sweeper::Sweeper;
+use crate::resources::{IdlePolicy, Kind, Registry};
 use crate::sources::{UrlPolicy, YtDlp, YtDlpConfig};
 
 /// How long shutdown waits for players to leave their channels.
@@ -19,9 +21,12 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 pub struct App {
     pub bot: Arc<Bot>,
+    /// The bot's own yt-dlp (`ytdlp.managed`): installed by `build`, updated by `run`.
+    pub managed: Option<crate::sources::managed::ManagedYtDlp>,
     client: serenity::Client,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 /// serenity's HTTP client, pointed at `api_base` when set. serenity ignores the proxy
@@ -40,7 +45,11 @@ pub fn ytdlp(config: &Config) -> YtDlp {
     let y = &config.ytdlp;
     YtDlp::new(
         YtDlpConfig {
-            path: y.path.clone(),
+            path: if y.managed {
+                crate::sources::managed::executable(config)
+            } else {
+                y.path.clone()
+            },
             timeout: y.timeout,
             max_duration: (!y.max_duration.is_zero()).then_some(y.max_duration),
             cookies: y.cookies.clone(),
@@ -49,6 +58,20 @@ pub fn ytdlp(config: &Config) -> YtDlp {
         },
         policy(config),
     )
+}
+
+/// What a new player starts with, from the guild's effective settings.
+pub fn player_settings(
+    g: &crate::settings::GuildSettings,
+    max_calls: usize,
+    pause_timeout: Duration,
+) -> PlayerSettings {
+    PlayerSettings {
+        volume: g.default_volume,
+        max_queue: g.max_queue,
+        max_calls,
+        idle: IdlePolicy::from_config(g.idle_timeout, g.alone_timeout, pause_timeout),
+    }
 }
 
 pub fn policy(config: &Config) -> UrlPolicy {
@@ -69,6 +92,10 @@ impl App {
             format!("cannot create data directory {}", config.data.dir.display())
         })?;
         let db = crate::db::open(&config.data.database_path()).await?;
+        let managed = crate::sources::managed::ManagedYtDlp::from_config(&config);
+        if let Some(m) = &managed {
+            m.ensure_installed().await?;
+        }
         let tasks = TaskTracker::new();
         // A scheduler per app, not songbird's process-wide default: that one lives on the
         // runtime that first touched it, and dies with it.
@@ -83,18 +110,57 @@ impl App {
         let notifier = Arc::new(discord::notify::ChannelNotifier::new(Arc::new(
             http_client(&token, &config),
         )));
-        let players = Players::new(
-            discord::voice::factory(songbird.clone(), stream_http),
-            notifier,
-            PlayerSettings {
-                volume: config.player.default_volume,
-                max_queue: config.player.max_queue,
-            },
+        let ytdlp = ytdlp(&config);
+        let resolver = crate::cache::Resolver::new(
+            db.clone(),
+            ytdlp.clone(),
+            crate::cache::CacheSettings::from_config(&config),
             tasks.clone(),
             shutdown.child_token(),
         );
+        // Before anything plays: drop rows without files, files without rows, temp files.
+        let scan = resolver.startup_scan().await;
+        tracing::info!(?scan, "audio cache checked");
+        let settings = Arc::new(
+            crate::settings::Settings::load(db.clone(), &config)
+                .await
+                .context("cannot read guild settings")?,
+        );
+        let registry = Registry::new();
+        // One writer for saved queues; it outlives the players so their last saves land.
+        let (queue_writer, writer_run) = crate::db::queues::writer(db.clone());
+        let writer = tokio::spawn(writer_run);
+        let players = Players::new(
+            discord::voice::factory(songbird.clone(), stream_http, resolver.clone()),
+            notifier,
+            {
+                let settings = settings.clone();
+                let max_calls = config.limits.max_calls;
+                let pause = config.lifecycle.pause_timeout;
+                Arc::new(move |guild| player_settings(&settings.get(guild), max_calls, pause))
+            },
+            registry.clone(),
+            Arc::new(queue_writer.clone()),
+            tasks.clone(),
+            shutdown.child_token(),
+        );
+        let sweeper = Arc::new(Sweeper {
+            registry: registry.clone(),
+            calls: Arc::new(discord::voice::SongbirdInventory(songbird.clone())),
+            players: players.clone(),
+            processes: ytdlp.stats(),
+            cache: Some(Arc::new(crate::cache::Expiry(resolver.clone()))),
+        });
         let bot = Arc::new(Bot {
-            ytdlp: ytdlp(&config),
+            ytdlp,
+            resolver,
+            registry: registry.clone(),
+            settings,
+            queue_writer,
+            tasks: tasks.clone(),
+            restored: Default::default(),
+            managed: managed.clone(),
+            songbird: songbird.clone(),
             policy: policy(&config),
             config: config.clone(),
             players,
@@ -102,6 +168,11 @@ impl App {
             started: Instant::now(),
             scheduler,
             ready: tokio::sync::watch::Sender::new(false),
+            shutdown: shutdown.clone(),
+            sweeper: sweeper.clone(),
+            ytdlp_version: tokio::sync::OnceCell::new(),
+            started_cpu: (Instant::now(), crate::resources::system::usage().cpu_time),
+            skip_votes: Default::default(),
         });
         let intents =
             serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_VOICE_STATES;
@@ -110,11 +181,22 @@ impl App {
             .voice_manager_arc(songbird)
             .await
             .context("cannot create the Discord client")?;
+        {
+            let unit = registry.acquire(Kind::Task);
+            let interval = config.lifecycle.sweep_interval;
+            let stop = shutdown.child_token();
+            tasks.spawn(async move {
+                let _unit = unit;
+                sweeper.run(interval, stop).await;
+            });
+        }
         Ok(App {
             bot,
+            managed,
             client,
             tasks,
             shutdown,
+            writer,
         })
     }
 
@@ -122,10 +204,14 @@ impl App {
     /// player leaves its channel (while the gateway can still say so), then the shards
     /// close, then the database.
     pub async fn run(mut self) -> anyhow::Result<()> {
+        if let Some(m) = self.managed.clone() {
+            self.tasks.spawn(m.run_updates(self.shutdown.child_token()));
+        }
         let shards = self.client.shard_manager.clone();
         let players_done = self.tasks.clone();
         let shutdown = self.shutdown.clone();
         let bot = self.bot.clone();
+        let bot_for_stop = self.bot.clone();
         let stopper = tokio::spawn(async move {
             shutdown.cancelled().await;
             tracing::info!("shutting down: leaving voice channels");
@@ -136,12 +222,22 @@ impl App {
             {
                 tracing::warn!("players did not finish within {DRAIN:?}; closing anyway");
             }
+            let killed = bot_for_stop.sweeper.kill_all_processes();
+            if killed > 0 {
+                tracing::info!(killed, "stopped running yt-dlp processes");
+            }
             shards.shutdown_all().await;
         });
         let result = self.client.start().await;
         // The gateway stopped on its own (bad token, network): stop everything else too.
         self.shutdown.cancel();
         let _ = stopper.await;
+        // Every player has saved its last state: commit it, then close the database.
+        if !bot.queue_writer.flush(DRAIN).await {
+            tracing::warn!("saved queues may be incomplete: the writer did not finish in time");
+        }
+        // Flushed and idle: nothing is lost by stopping it here.
+        self.writer.abort();
         bot.db.close().await;
         tracing::info!("stopped");
         result.map_err(|e| anyhow::anyhow!(describe_gateway_error(&e)))

@@ -16,6 +16,10 @@ pub struct Config {
     pub data: DataConfig,
     pub ytdlp: YtdlpConfig,
     pub player: PlayerConfig,
+    pub cache: CacheConfig,
+    pub lifecycle: LifecycleConfig,
+    pub limits: LimitsConfig,
+    pub admin: AdminConfig,
     pub log: LogConfig,
 }
 
@@ -73,6 +77,19 @@ pub struct YtdlpConfig {
     pub cookies: Option<PathBuf>,
     /// Operator-only: a proxy passed to yt-dlp (`--proxy`).
     pub proxy: Option<String>,
+    /// Keep a private yt-dlp in a virtual environment under `venv_dir`, installed with pip
+    /// on first start and updated every `update_interval` (`path` is then ignored).
+    pub managed: bool,
+    /// How often the managed yt-dlp is updated; `0s` turns scheduled updates off.
+    #[serde(with = "humantime_serde")]
+    pub update_interval: Duration,
+    /// Where the managed virtual environments live; defaults to `<data.dir>/yt-dlp-venv`.
+    pub venv_dir: Option<PathBuf>,
+    /// What pip installs into the managed environment.
+    pub packages: Vec<String>,
+    /// Operator-only: extra pip options for the managed install, such as index options
+    /// (`--index-url URL`, `--find-links DIR`, `--no-index`).
+    pub pip_args: Vec<String>,
 }
 
 impl Default for YtdlpConfig {
@@ -84,6 +101,11 @@ impl Default for YtdlpConfig {
             allow_private_hosts: false,
             cookies: None,
             proxy: None,
+            managed: false,
+            update_interval: Duration::from_secs(24 * 3600),
+            venv_dir: None,
+            packages: vec!["yt-dlp[default]".into(), "deno".into()],
+            pip_args: Vec::new(),
         }
     }
 }
@@ -97,6 +119,8 @@ pub struct PlayerConfig {
     pub max_queue: usize,
     /// Rows per `/queue` page.
     pub page_size: usize,
+    /// Most tracks `/play` takes from one playlist.
+    pub max_playlist: usize,
 }
 
 impl Default for PlayerConfig {
@@ -105,8 +129,109 @@ impl Default for PlayerConfig {
             default_volume: 100,
             max_queue: 500,
             page_size: 10,
+            max_playlist: 100,
         }
     }
+}
+
+/// The metadata and audio caches (`crate::cache`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Master switch: off, every lookup runs yt-dlp and nothing is stored.
+    pub enabled: bool,
+    /// Keep finished audio files on disk (played without yt-dlp or network).
+    pub audio: bool,
+    /// Audio file directory, holding nothing else; defaults to `<data.dir>/audio`.
+    pub dir: Option<PathBuf>,
+    /// How long a resolved track is trusted before yt-dlp describes it again.
+    #[serde(with = "humantime_serde")]
+    pub metadata_ttl: Duration,
+    /// How long search text keeps pointing at the track it found.
+    #[serde(with = "humantime_serde")]
+    pub search_ttl: Duration,
+    /// Most tracks remembered (least recently used are forgotten first).
+    pub max_entries: u64,
+    /// Disk budget for audio files: "2GiB", "500MB", or bytes.
+    #[serde(deserialize_with = "crate::cache::size::deserialize")]
+    pub max_bytes: u64,
+    /// Longer tracks are never stored; `"0s"` = no limit. Live streams never are.
+    #[serde(with = "humantime_serde")]
+    pub max_track_duration: Duration,
+    /// Most audio downloads at once.
+    pub download_concurrency: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            audio: true,
+            dir: None,
+            metadata_ttl: Duration::from_secs(7 * 86400),
+            search_ttl: Duration::from_secs(3600),
+            max_entries: 10_000,
+            max_bytes: 2 << 30,
+            max_track_duration: Duration::from_secs(30 * 60),
+            download_concurrency: 2,
+        }
+    }
+}
+
+impl CacheConfig {
+    pub fn audio_dir(&self, data: &DataConfig) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data.dir.join("audio"))
+    }
+}
+
+/// When the bot lets go of a voice channel. `"0s"` disables a timeout (24/7 mode).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Leave after nothing has played for this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Leave after no human has been in the channel for this long.
+    #[serde(with = "humantime_serde")]
+    pub alone_timeout: Duration,
+    /// Leave after the music has stayed paused for this long.
+    #[serde(with = "humantime_serde")]
+    pub pause_timeout: Duration,
+    /// How often the sweeper reconciles, reaps and expires.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(5 * 60),
+            alone_timeout: Duration::from_secs(60),
+            pause_timeout: Duration::from_secs(15 * 60),
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most voice calls at once across all servers; `/play` beyond it is refused.
+    pub max_calls: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_calls: 100 }
+    }
+}
+
+/// Who may use `/resources` and `/cleanup`, besides members with Manage Server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub roles: Vec<u64>,
+    pub users: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -243,11 +368,42 @@ impl Config {
         if !(1..=25).contains(&self.player.page_size) {
             return Err(invalid("player.page_size", "must be between 1 and 25"));
         }
+        if !(1..=crate::sources::ytdlp::MAX_PLAYLIST_ITEMS).contains(&self.player.max_playlist) {
+            return Err(invalid("player.max_playlist", "must be between 1 and 1000"));
+        }
+        if self.lifecycle.sweep_interval < Duration::from_secs(1) {
+            return Err(invalid("lifecycle.sweep_interval", "must be at least 1s"));
+        }
+        if self.limits.max_calls == 0 {
+            return Err(invalid("limits.max_calls", "must be at least 1"));
+        }
         if self.ytdlp.timeout < Duration::from_secs(1) {
             return Err(invalid("ytdlp.timeout", "must be at least 1s"));
         }
         if self.ytdlp.path.as_os_str().is_empty() {
             return Err(invalid("ytdlp.path", "must not be empty"));
+        }
+        if self.ytdlp.managed && self.ytdlp.packages.is_empty() {
+            return Err(invalid("ytdlp.packages", "must name at least yt-dlp"));
+        }
+        if self.cache.max_entries == 0 {
+            return Err(invalid("cache.max_entries", "must be at least 1"));
+        }
+        if !(1..=16).contains(&self.cache.download_concurrency) {
+            return Err(invalid(
+                "cache.download_concurrency",
+                "must be between 1 and 16",
+            ));
+        }
+        if self.cache.enabled && self.cache.audio {
+            let audio = self.cache.audio_dir(&self.data);
+            let db = self.data.database_path();
+            if audio == self.data.dir || db.parent() == Some(audio.as_path()) {
+                return Err(invalid(
+                    "cache.dir",
+                    "must be a directory of its own (not the data directory): unknown files there may be deleted",
+                ));
+            }
         }
         Ok(())
     }

@@ -4,9 +4,15 @@
 //! exactly the code the bot runs. See `app` for how the parts are wired.
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod discord;
+pub mod doctor;
+pub mod invite;
 pub mod logging;
 pub mod player;
+pub mod resources;
+pub mod settings;
 pub mod sources;
+pub mod systemd;

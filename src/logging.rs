@@ -17,7 +17,12 @@ pub fn init(config: &LogConfig) -> anyhow::Result<()> {
     let registry = tracing_subscriber::registry().with(filter);
     match config.format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()?,
         LogFormat::Compact if terminal => registry
             .with(fmt::layer().compact().with_writer(std::io::stderr))

@@ -1,13 +1,18 @@
-//! The `encore` command line: `run` (the default) and `migrate`.
+//! The `encore` command line: `run` (the default), `doctor`, `invite` and `migrate`.
+//!
+//! Start-up failures (bad config, missing or malformed token, a database that cannot be
+//! opened...) end with one line on stderr and a non-zero exit code, never a panic.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use encore::app::App;
 use encore::config::{Config, Token};
+use encore::systemd::{self, Notifier};
 
 #[derive(Parser)]
 #[command(name = "encore", version, about = "A self-hosted Discord music bot")]
@@ -23,59 +28,138 @@ struct Cli {
 enum Command {
     /// Connect to Discord and play music (the default)
     Run,
+    /// Check config, token, Discord, TLS, libopus, database and yt-dlp; exit 0 if all pass
+    Doctor,
+    /// Print the URL that adds the bot to a server, with the permissions it needs
+    Invite {
+        /// The application id (default: read from DISCORD_TOKEN)
+        #[arg(long, value_name = "ID")]
+        client_id: Option<u64>,
+        /// Preselect this server
+        #[arg(long, value_name = "ID")]
+        guild: Option<u64>,
+        /// Ask Discord for the application id instead of reading it from the token
+        #[arg(long)]
+        fetch: bool,
+    },
     /// Create the database if needed and apply migrations, then exit
     Migrate,
 }
 
 fn main() -> ExitCode {
+    // First, while the process has one thread: take systemd's variables out of the
+    // environment so that yt-dlp and pip never inherit them.
+    let notifier = systemd::init_from_env();
     let cli = Cli::parse();
     // A missing .env is normal; a broken one is worth saying.
     if let Err(e) = dotenvy::dotenv() {
         if !e.not_found() {
-            eprintln!("encore: cannot read .env: {e}");
-            return ExitCode::from(2);
+            return fail(format_args!("cannot read .env: {e}"));
         }
     }
-    let config = match Config::load(cli.config.as_deref(), |k| std::env::var(k).ok()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("encore: {e}");
-            return ExitCode::from(2);
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Doctor => doctor(cli.config.as_deref()),
+        Command::Invite {
+            client_id,
+            guild,
+            fetch,
+        } => invite(cli.config.as_deref(), client_id, guild, fetch),
+        Command::Run => {
+            let Some(config) = load_config(cli.config.as_deref()) else {
+                return ExitCode::from(2);
+            };
+            let token = match Token::parse(std::env::var("DISCORD_TOKEN").ok().as_deref()) {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            if let Err(e) = encore::logging::init(&config.log) {
+                return fail(e);
+            }
+            block_on(run(config, token, notifier))
         }
-    };
-    if let Err(e) = encore::logging::init(&config.log) {
-        eprintln!("encore: {e}");
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("encore: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command.unwrap_or(Command::Run) {
-            Command::Run => run(config).await,
-            Command::Migrate => migrate(config).await,
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("encore: {e:#}");
-            ExitCode::FAILURE
+        Command::Migrate => {
+            let Some(config) = load_config(cli.config.as_deref()) else {
+                return ExitCode::from(2);
+            };
+            if let Err(e) = encore::logging::init(&config.log) {
+                return fail(e);
+            }
+            block_on(migrate(config))
         }
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let token = Token::parse(std::env::var("DISCORD_TOKEN").ok().as_deref())?;
+/// One line on stderr, through the log when it is set up (so journald and JSON logs get
+/// it too), and exit code 1.
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    let line = format!("{e:#}").replace('\n', " ");
+    let logged = tracing::dispatcher::has_been_set() && tracing::enabled!(tracing::Level::ERROR);
+    if logged {
+        tracing::error!("{line}");
+    } else {
+        eprintln!("encore: {line}");
+    }
+    ExitCode::FAILURE
+}
+
+fn load_config(path: Option<&Path>) -> Option<Config> {
+    match Config::load(path, |k| std::env::var(k).ok()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("encore: {e}");
+            None
+        }
+    }
+}
+
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(format_args!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format_args!("{e:#}")),
+    }
+}
+
+async fn run(config: Config, token: Token, notifier: &'static Notifier) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let app = App::build(config, token, shutdown.clone()).await?;
     let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
+    // Building can take a while the first time (a managed yt-dlp is installed); a stop
+    // request meanwhile ends it (dropping the future kills pip).
+    let app = tokio::select! {
+        app = App::build(config, token, shutdown.clone()) => app?,
+        _ = shutdown.cancelled() => {
+            notifier.send("STOPPING=1");
+            return Ok(());
+        }
+    };
+    let ready = app.bot.ready.subscribe();
+    let db = app.bot.db.clone();
+    let managed = app.managed.clone();
+    let supervisor = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let status = move || match managed.as_ref().and_then(|m| m.version()) {
+                Some(v) => format!("Connected to Discord; yt-dlp {v} (managed)"),
+                None => "Connected to Discord".to_string(),
+            };
+            let health = move || {
+                let db = db.clone();
+                async move { systemd::runtime_and_database_healthy(&db).await }
+            };
+            systemd::supervise(notifier, ready, shutdown, status, health).await
+        }
+    });
     let result = app.run().await;
+    shutdown.cancel();
+    if tokio::time::timeout(Duration::from_secs(5), supervisor)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the systemd notifier did not stop in time");
+    }
     signals.abort();
     result
 }
@@ -86,6 +170,66 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     pool.close().await;
     println!("database {} is up to date", path.display());
     Ok(())
+}
+
+fn doctor(config: Option<&Path>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format_args!("cannot start the async runtime: {e}")),
+    };
+    let checks = runtime.block_on(encore::doctor::run(config, |k| std::env::var(k).ok()));
+    match encore::doctor::print(&checks, &mut std::io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => fail(format_args!("cannot print the report: {e}")),
+    }
+}
+
+fn invite(
+    config: Option<&Path>,
+    client_id: Option<u64>,
+    guild: Option<u64>,
+    fetch: bool,
+) -> ExitCode {
+    let id = match client_id {
+        Some(id) => id,
+        None => {
+            let token = match Token::parse(std::env::var("DISCORD_TOKEN").ok().as_deref()) {
+                Ok(t) => t,
+                Err(e) => return fail(format_args!("{e}; or pass --client-id APPLICATION_ID")),
+            };
+            match encore::invite::application_id_from_token(&token).filter(|_| !fetch) {
+                Some(id) => id,
+                None => {
+                    let Some(config) = load_config(config) else {
+                        return ExitCode::from(2);
+                    };
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(e) => return fail(format_args!("cannot start the async runtime: {e}")),
+                    };
+                    let api_base = config.discord.api_base.as_deref();
+                    match runtime.block_on(encore::invite::fetch_application_id(&token, api_base)) {
+                        Ok(id) => id,
+                        Err(e) => return fail(e),
+                    }
+                }
+            }
+        }
+    };
+    println!("{}", encore::invite::url(id, guild));
+    eprintln!(
+        "Open it in a browser to add the bot to a server you manage. It asks for the \
+         `bot` and `applications.commands` scopes and these permissions: View Channels, \
+         Send Messages, Embed Links, Connect, Speak."
+    );
+    ExitCode::SUCCESS
 }
 
 /// SIGTERM (systemd stop) or Ctrl-C starts a graceful shutdown.

@@ -37,15 +37,15 @@ async fn play_url_joins_the_callers_channel_and_the_tone_is_heard() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_plays_queue_in_order_skip_stop_and_leave() {
     let w = World::start().await;
-    let first = w.play(ANN, &w.files.url("low.wav")).await;
+    let first = w.play(ANN, &w.files.url("long.wav")).await;
     assert!(first.text().contains("Playing"), "{}", first.text());
     let second = w.play(ANN, &w.files.url("high.wav")).await;
     assert!(second.text().contains("position 1"), "{}", second.text());
 
     let q = w.cmd(ANN, "queue", json!([])).await.text();
-    let (low, high) = (q.find("low").unwrap(), q.find("high").unwrap());
+    let (low, high) = (q.find("long").unwrap(), q.find("high").unwrap());
     assert!(low < high, "now playing first, then the queued one:\n{q}");
-    assert!(near(w.hear(25).await, 440.0));
+    assert!(near(w.hear(25).await, 330.0));
 
     let skip = w.cmd(ANN, "skip", json!([])).await;
     assert!(skip.text().contains("Skipped"), "{}", skip.text());
@@ -121,5 +121,40 @@ async fn refusals_are_clear_private_and_silent() {
     let r = w.play(ANN, &w.files.url("low.wav")).await;
     assert!(r.text().contains("Playing"), "{}", r.text());
     w.emu.wait_bot_voice(GUILD, Some(MUSIC), T).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_play_comes_from_the_cache_without_ytdlp() {
+    let w = World::start().await;
+    let url = w.files.url("high.wav");
+    let first = w.play(ANN, &url).await;
+    assert!(!first.text().contains("from cache"), "{}", first.text());
+    assert!(near(w.hear(25).await, 880.0));
+    let stats = w.bot.ytdlp.stats();
+    let spawned = stats.spawned.load(Ordering::SeqCst);
+
+    w.cmd(ANN, "stop", json!([])).await;
+    w.emu.clear_audio(GUILD);
+    let again = w.play(ANN, &url).await;
+    assert!(again.text().contains("from cache"), "{}", again.text());
+    assert!(near(w.hear(25).await, 880.0), "the cached answer plays");
+    // metadata came from SQLite and audio from the cached file (or the stream): no yt-dlp
+    // for the lookup itself; a background download of the first play may have run.
+    let after = stats.spawned.load(Ordering::SeqCst);
+    assert!(after <= spawned + 1, "spawned {spawned} -> {after}");
+    let s = w.bot.resolver.stats().await;
+    assert!(s.hits >= 1 && s.misses >= 1, "{s:?}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webm_opus_link_streams_and_is_heard() {
+    let w = World::start_with(|c| c.cache.audio = false).await;
+    let path = w.media_dir().join("tone.webm");
+    write_tone_webm(&path, 660.0, 4.0);
+    let r = w.play(ANN, &w.files.url("tone.webm")).await;
+    assert!(r.text().contains("Playing"), "{}", r.text());
+    assert!(near(w.hear(40).await, 660.0));
     w.stop().await;
 }

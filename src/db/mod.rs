@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 };
 
 pub mod history;
+pub mod queues;
 
 /// Opens (creating if missing) the database at `path` and brings its schema up to date.
 pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {

@@ -6,13 +6,7 @@ use crate::sources::Track;
 
 /// `3:05`, `1:02:03`; live or unknown is `?:??` handled by callers.
 pub fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
+    crate::sources::ytdlp::fmt_hms(d)
 }
 
 /// The track's length as shown next to its title.
@@ -39,13 +33,48 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// `text` cut to `max` characters, with `…` when cut.
+pub fn trim(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if out.chars().count() < text.chars().count() {
+        out.push('…');
+    }
+    out
+}
+
 /// `[Title](url)` with the title trimmed to `max` characters.
 pub fn link(track: &Track, max: usize) -> String {
-    let mut title: String = track.title.chars().take(max).collect();
-    if title.chars().count() < track.title.chars().count() {
-        title.push('…');
-    }
-    format!("[{}]({})", escape(&title), track.page_url)
+    format!("[{}]({})", escape(&trim(&track.title, max)), track.page_url)
+}
+
+/// `**Title**`, trimmed to `max` characters and escaped.
+pub fn bold(title: &str, max: usize) -> String {
+    format!("**{}**", escape(&trim(title, max)))
+}
+
+/// "1 track", "3 tracks".
+pub fn tracks(n: usize) -> String {
+    format!("{n} track{}", if n == 1 { "" } else { "s" })
+}
+
+/// When each of `lengths` starts, counted from now, given what is left of the current
+/// track: `None` from the first unknown length on (live, or not known).
+pub fn start_times(
+    current_left: Option<Duration>,
+    lengths: impl IntoIterator<Item = Option<Duration>>,
+) -> Vec<Option<Duration>> {
+    let mut at = current_left;
+    lengths
+        .into_iter()
+        .map(|len| {
+            let starts = at;
+            at = match (at, len) {
+                (Some(a), Some(l)) => Some(a + l),
+                _ => None,
+            };
+            starts
+        })
+        .collect()
 }
 
 /// `▬▬▬🔘▬▬▬▬▬▬` style bar of `width` cells.
@@ -99,6 +128,25 @@ mod tests {
         assert_eq!(b.chars().count(), 10);
         let b = progress_bar(Duration::from_secs(50), Duration::ZERO, 5);
         assert!(b.starts_with('🔘'));
+    }
+
+    #[test]
+    fn start_times_add_up_until_an_unknown() {
+        let s = |n| Some(Duration::from_secs(n));
+        assert_eq!(
+            start_times(s(30), [s(60), s(10), None, s(5)]),
+            vec![s(30), s(90), s(100), None]
+        );
+        assert_eq!(start_times(None, [s(1)]), vec![None]);
+        assert!(start_times(s(1), []).is_empty());
+    }
+
+    #[test]
+    fn bold_and_counts() {
+        assert_eq!(bold("a*b", 10), "**a\\*b**");
+        assert_eq!(bold("abcdef", 3), "**abc…**");
+        assert_eq!(tracks(1), "1 track");
+        assert_eq!(tracks(2), "2 tracks");
     }
 
     #[test]

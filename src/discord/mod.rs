@@ -3,9 +3,11 @@
 //! is plain Rust; this module turns Discord events into calls on it.
 
 pub mod commands;
+pub mod events;
 pub mod format;
 pub mod notify;
 pub mod reply;
+pub mod restore;
 pub mod voice;
 
 use std::sync::Arc;
@@ -22,7 +24,21 @@ use crate::sources::{UrlPolicy, YtDlp};
 pub struct Bot {
     pub config: Arc<Config>,
     pub players: Arc<Players>,
+    pub registry: Arc<crate::resources::Registry>,
+    /// Saved queues are written through this (and flushed at shutdown).
+    pub queue_writer: crate::db::queues::QueueWriter,
+    /// The app's task tracker, for work a command or event starts and shutdown awaits.
+    pub tasks: tokio_util::task::TaskTracker,
+    /// The bot's own yt-dlp install, when `ytdlp.managed` (updated by `/cleanup update_ytdlp`).
+    pub managed: Option<crate::sources::managed::ManagedYtDlp>,
+    /// Set once saved queues were restored (on the first cache-ready after start).
+    pub restored: std::sync::atomic::AtomicBool,
+    /// Per-guild settings (`/settings`) over the config's defaults.
+    pub settings: Arc<crate::settings::Settings>,
+    pub songbird: Arc<songbird::Songbird>,
     pub ytdlp: YtDlp,
+    /// Cache first, yt-dlp on a miss: what `/play` resolves through.
+    pub resolver: crate::cache::Resolver,
     pub policy: UrlPolicy,
     pub db: SqlitePool,
     pub started: Instant,
@@ -31,6 +47,15 @@ pub struct Bot {
     /// Becomes true once the gateway is ready and commands are registered (systemd's
     /// READY=1 waits on it).
     pub ready: tokio::sync::watch::Sender<bool>,
+    /// The app's shutdown signal: long-running commands stop when it fires.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub sweeper: Arc<crate::resources::sweeper::Sweeper>,
+    /// Asked once, on the first `/resources`.
+    pub ytdlp_version: tokio::sync::OnceCell<String>,
+    /// (wall clock, CPU time) at start, the first baseline for CPU%.
+    pub started_cpu: (Instant, std::time::Duration),
+    /// `/skip` votes of listeners without DJ rights, per guild.
+    pub skip_votes: commands::SkipVotes,
 }
 
 pub type Data = Arc<Bot>;
@@ -44,7 +69,7 @@ pub fn framework(bot: Data) -> poise::Framework<Data, Error> {
         .options(poise::FrameworkOptions {
             commands: commands::all(),
             on_error: |err| Box::pin(on_error(err)),
-            event_handler: |framework, event| Box::pin(on_event(framework, event)),
+            event_handler: |framework, event| Box::pin(events::on_event(framework, event)),
             ..Default::default()
         })
         .initialize_owners(false)
@@ -79,6 +104,8 @@ async fn on_error(err: poise::FrameworkError<'_, Data, Error>) {
             tracing::error!(command = %ctx.command().qualified_name, error = %error, "command failed");
             let _ = reply::error(ctx, "Something went wrong on my side; it has been logged.").await;
         }
+        // The check already told the caller why.
+        poise::FrameworkError::CommandCheckFailed { error: None, .. } => {}
         poise::FrameworkError::ArgumentParse { error, ctx, .. } => {
             tracing::info!(command = %ctx.command().qualified_name, error = %error, "bad arguments");
             let _ = reply::error(ctx, format!("I couldn't read that: {error}")).await;
@@ -89,30 +116,4 @@ async fn on_error(err: poise::FrameworkError<'_, Data, Error>) {
             }
         }
     }
-}
-
-async fn on_event(
-    framework: poise::FrameworkContext<'_, Data, Error>,
-    event: &serenity::FullEvent,
-) -> Result<(), Error> {
-    let bot = framework.user_data().await;
-    if let serenity::FullEvent::VoiceStateUpdate { old: _, new } = event {
-        // Only the bot's own voice state matters here: someone else leaving is not a
-        // reason to stop.
-        let me = framework.serenity_context.cache.current_user().id;
-        if new.user_id == me && new.channel_id.is_none() {
-            if let Some(guild) = new.guild_id {
-                if let Some(player) = bot.players.get(guild.get()) {
-                    tracing::info!(guild = %guild, "disconnected from voice; clearing the player");
-                    let _ = player
-                        .call(|reply| crate::player::Request::Leave {
-                            reason: None,
-                            reply,
-                        })
-                        .await;
-                }
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,59 +1,135 @@
 //! The player's voice call, implemented over songbird.
+//!
+//! Seeking: songbird can only seek what its input can seek, and a seek that fails *kills*
+//! the track (it ends as errored). So this adapter
+//! - streams over HTTP with [`http::RangeSource`], which seeks with `Range` requests when the
+//!   server supports them (songbird's own `HttpRequest` never seeks: it can only read
+//!   forward, which fails for WebM with cues, i.e. YouTube);
+//! - refuses a seek up front ([`VoiceError::NotSeekable`]) for live tracks and for streams
+//!   whose server does not serve byte ranges;
+//! - if songbird still fails a seek (a position past the end of a track of unknown length,
+//!   a broken container), hides that failure from the player and restarts the track where
+//!   it was, so a bad `/seek` never skips the song.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serenity::all::{ChannelId, GuildId};
 use songbird::events::{Event, EventContext, EventHandler, TrackEvent};
-use songbird::input::{HttpRequest, Input};
+use songbird::input::{AudioStream, Input, LiveInput};
 use songbird::tracks::{PlayMode, TrackHandle};
 use songbird::Songbird;
 
+use crate::cache::{InUseGuard, Resolver};
 use crate::player::voice::{
-    PlayOptions, TrackEnded, TrackEvents, TrackOutcome, VoiceCall, VoiceError, VoiceFactory,
+    PlayOptions, TrackOutcome, VoiceCall, VoiceError, VoiceEvent, VoiceEvents, VoiceFactory,
 };
-use crate::sources::Track;
+use crate::sources::{Query, Track};
+
+/// Longest a `/seek` waits for songbird before answering (it keeps going after that).
+const SEEK_WAIT: Duration = Duration::from_secs(15);
 
 pub struct SongbirdCall {
     manager: Arc<Songbird>,
     guild: GuildId,
     http: reqwest::Client,
-    track: Option<TrackHandle>,
+    playing: Option<Playing>,
+    events: VoiceEvents,
+    resolver: Resolver,
+    /// Keeps the cached file being played from eviction.
+    file: Option<InUseGuard>,
+}
+
+/// The track songbird is playing for us.
+struct Playing {
+    handle: TrackHandle,
+    token: u64,
+    track: Track,
+    volume: f32,
+    /// Whether the input can jump to any position (a file, or HTTP with byte ranges).
+    seekable: bool,
+    /// Cleared to keep this handle's end from being reported (while a seek is under way,
+    /// or once it has been replaced).
+    report: Arc<AtomicBool>,
 }
 
 /// Makes a [`SongbirdCall`] per guild, all sharing one HTTP client for streaming.
-pub fn factory(manager: Arc<Songbird>, http: reqwest::Client) -> VoiceFactory {
-    Arc::new(move |guild| {
+pub fn factory(manager: Arc<Songbird>, http: reqwest::Client, resolver: Resolver) -> VoiceFactory {
+    Arc::new(move |guild, events| {
         Box::new(SongbirdCall {
             manager: manager.clone(),
             guild: GuildId::new(guild),
             http: http.clone(),
-            track: None,
+            playing: None,
+            events,
+            resolver: resolver.clone(),
+            file: None,
         }) as Box<dyn VoiceCall>
     })
 }
 
-/// songbird calls this when a track ends or fails; it forwards that to the player task.
+/// songbird calls this when a track ends or fails; it forwards that to the player task,
+/// once, unless `report` was cleared.
 struct ForwardEnd {
     token: u64,
-    events: TrackEvents,
+    events: VoiceEvents,
+    report: Arc<AtomicBool>,
+}
+
+/// Forwards the driver's connect, reconnect and disconnect events to the player task.
+struct ForwardLink {
+    events: VoiceEvents,
+}
+
+#[async_trait]
+impl EventHandler for ForwardLink {
+    async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
+        let ev = match ctx {
+            EventContext::DriverConnect(_) | EventContext::DriverReconnect(_) => {
+                VoiceEvent::Connected
+            }
+            EventContext::DriverDisconnect(d) => {
+                let code = match &d.reason {
+                    Some(songbird::events::context_data::DisconnectReason::WsClosed(Some(c))) => {
+                        Some(close_code(c))
+                    }
+                    _ => None,
+                };
+                VoiceEvent::Disconnected {
+                    code,
+                    reason: format!("{:?}", d.reason),
+                }
+            }
+            _ => return None,
+        };
+        let _ = self.events.send(ev);
+        None
+    }
+}
+
+/// Discord's numeric close code for songbird's enum (its discriminants are the codes).
+fn close_code(c: &songbird::model::CloseCode) -> u16 {
+    *c as u16
 }
 
 #[async_trait]
 impl EventHandler for ForwardEnd {
     async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
         if let EventContext::Track(tracks) = ctx {
-            let outcome = match tracks.first().map(|(state, _)| &state.playing) {
-                Some(PlayMode::Errored(e)) => {
-                    TrackOutcome::Failed(short_play_error(&e.to_string()))
-                }
-                _ => TrackOutcome::Finished,
-            };
-            let _ = self.events.send(TrackEnded {
-                token: self.token,
-                outcome,
-            });
+            if self.report.swap(false, Ordering::SeqCst) {
+                let outcome = match tracks.first().map(|(state, _)| &state.playing) {
+                    Some(PlayMode::Errored(e)) => {
+                        TrackOutcome::Failed(short_play_error(&e.to_string()))
+                    }
+                    _ => TrackOutcome::Finished,
+                };
+                let _ = self.events.send(VoiceEvent::TrackEnded {
+                    token: self.token,
+                    outcome,
+                });
+            }
         }
         // One report per track: remove this handler.
         Some(Event::Cancel)
@@ -74,7 +150,22 @@ fn short_play_error(e: &str) -> String {
 impl VoiceCall for SongbirdCall {
     async fn join(&mut self, channel: u64) -> Result<(), VoiceError> {
         match self.manager.join(self.guild, ChannelId::new(channel)).await {
-            Ok(_) => Ok(()),
+            Ok(call) => {
+                let mut call = call.lock().await;
+                // One set of link handlers per call: a re-join must not add a second.
+                call.remove_all_global_events();
+                for ev in [
+                    songbird::CoreEvent::DriverConnect,
+                    songbird::CoreEvent::DriverReconnect,
+                    songbird::CoreEvent::DriverDisconnect,
+                ] {
+                    let forward = ForwardLink {
+                        events: self.events.clone(),
+                    };
+                    call.add_global_event(Event::Core(ev), forward);
+                }
+                Ok(())
+            }
             Err(e) => {
                 tracing::warn!(guild = %self.guild, channel, error = %e, "voice join failed");
                 // A failed join can leave a half-made call behind; drop it.
@@ -89,71 +180,77 @@ impl VoiceCall for SongbirdCall {
         track: &Track,
         opts: PlayOptions,
         token: u64,
-        events: TrackEvents,
     ) -> Result<(), VoiceError> {
-        let call = self
-            .manager
-            .get(self.guild)
-            .ok_or(VoiceError::NotConnected)?;
-        let input: Input = stream_input(&self.http, track).into();
-        let t = songbird::tracks::Track::new(input).volume(opts.volume);
-        let handle = call.lock().await.play_only(t);
-        if let Some(at) = opts.start_at {
-            // Resuming mid-track: the seek completes once the input is ready.
-            let _ = handle.seek(at);
-        }
-        for ev in [TrackEvent::End, TrackEvent::Error] {
-            let forward = ForwardEnd {
-                token,
-                events: events.clone(),
-            };
-            handle
-                .add_event(Event::Track(ev), forward)
-                .map_err(|e| VoiceError::Play(e.to_string()))?;
-        }
-        self.track = Some(handle);
-        Ok(())
+        self.silence_current();
+        let (input, seekable) = self.input_for(track).await?;
+        self.start(track.clone(), input, seekable, opts, token)
+            .await
     }
 
     async fn pause(&mut self) {
-        if let Some(t) = &self.track {
-            let _ = t.pause();
+        if let Some(p) = &self.playing {
+            let _ = p.handle.pause();
         }
     }
 
     async fn resume(&mut self) {
-        if let Some(t) = &self.track {
-            let _ = t.play();
+        if let Some(p) = &self.playing {
+            let _ = p.handle.play();
         }
     }
 
     async fn stop(&mut self) {
-        if let Some(t) = self.track.take() {
-            let _ = t.stop();
+        if let Some(p) = self.playing.take() {
+            p.report.store(false, Ordering::SeqCst);
+            let _ = p.handle.stop();
         }
+        self.file = None;
     }
 
     async fn set_volume(&mut self, volume: f32) {
-        if let Some(t) = &self.track {
-            let _ = t.set_volume(volume);
+        if let Some(p) = &mut self.playing {
+            p.volume = volume;
+            let _ = p.handle.set_volume(volume);
         }
     }
 
     async fn seek(&mut self, to: Duration) -> Result<(), VoiceError> {
-        let t = self.track.as_ref().ok_or(VoiceError::NotConnected)?;
-        t.seek_async(to)
-            .await
-            .map(|_| ())
-            .map_err(|_| VoiceError::NotSeekable)
+        let p = self.playing.as_ref().ok_or(VoiceError::NotConnected)?;
+        if p.track.is_live || !p.seekable {
+            return Err(VoiceError::NotSeekable);
+        }
+        let before = p.handle.get_info().await.ok().map(|s| s.position);
+        // A failed seek ends the track as errored: keep that from the player until we know.
+        p.report.store(false, Ordering::SeqCst);
+        let result = tokio::time::timeout(SEEK_WAIT, p.handle.seek_async(to)).await;
+        match result {
+            Ok(Ok(_)) | Err(_) => {
+                self.resume_reports().await;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::info!(guild = %self.guild, to = ?to, error = %e, "seek failed; restarting the track where it was");
+                self.restart_at(before).await?;
+                Err(VoiceError::Play(seek_failure(&e.to_string())))
+            }
+        }
     }
 
     async fn position(&mut self) -> Option<Duration> {
-        let t = self.track.as_ref()?;
-        t.get_info().await.ok().map(|s| s.position)
+        let p = self.playing.as_ref()?;
+        p.handle.get_info().await.ok().map(|s| s.position)
+    }
+
+    async fn current_channel(&mut self) -> Option<u64> {
+        let call = self.manager.get(self.guild)?;
+        let call = call.lock().await;
+        call.current_channel().map(|c| c.0.get())
     }
 
     async fn leave(&mut self) {
-        self.track = None;
+        self.silence_current();
+        self.playing = None;
+        self.file = None;
         if self.manager.get(self.guild).is_some() {
             if let Err(e) = self.manager.remove(self.guild).await {
                 tracing::debug!(guild = %self.guild, error = %e, "leaving voice");
@@ -162,16 +259,653 @@ impl VoiceCall for SongbirdCall {
     }
 }
 
-/// An HTTP stream of the track's media URL with the headers yt-dlp said it needs.
-fn stream_input(http: &reqwest::Client, track: &Track) -> HttpRequest {
-    let mut headers = reqwest::header::HeaderMap::new();
-    for (k, v) in &track.http_headers {
-        if let (Ok(k), Ok(v)) = (
-            reqwest::header::HeaderName::from_bytes(k.as_bytes()),
-            reqwest::header::HeaderValue::from_str(v),
-        ) {
-            headers.insert(k, v);
+/// What a user reads when songbird could not seek (an out-of-range position is the usual
+/// cause when the length is unknown).
+fn seek_failure(e: &str) -> String {
+    let lower = e.to_ascii_lowercase();
+    if ["out-of-range", "out of range", "outofrange"]
+        .iter()
+        .any(|k| lower.contains(k))
+    {
+        "that position is past the end of the track".into()
+    } else {
+        "the source would not jump there".into()
+    }
+}
+
+impl SongbirdCall {
+    /// The track being replaced must not report its end: the player already moved on.
+    fn silence_current(&mut self) {
+        if let Some(p) = &self.playing {
+            p.report.store(false, Ordering::SeqCst);
         }
     }
-    HttpRequest::new_with_headers(http.clone(), track.stream_url.clone(), headers)
+
+    /// Hands `input` to songbird (replacing whatever played) and wires its end to the player.
+    async fn start(
+        &mut self,
+        track: Track,
+        input: Input,
+        seekable: bool,
+        opts: PlayOptions,
+        token: u64,
+    ) -> Result<(), VoiceError> {
+        let call = self
+            .manager
+            .get(self.guild)
+            .ok_or(VoiceError::NotConnected)?;
+        let t = songbird::tracks::Track::new(input).volume(opts.volume);
+        let handle = call.lock().await.play_only(t);
+        if let Some(at) = opts.start_at.filter(|at| !at.is_zero()) {
+            if seekable && !track.is_live {
+                // Resuming mid-track: the seek completes once the input is ready.
+                let _ = handle.seek(at);
+            } else {
+                tracing::info!(guild = %self.guild, "the source cannot seek; starting from the beginning");
+            }
+        }
+        let report = Arc::new(AtomicBool::new(true));
+        for ev in [TrackEvent::End, TrackEvent::Error] {
+            let forward = ForwardEnd {
+                token,
+                events: self.events.clone(),
+                report: report.clone(),
+            };
+            handle
+                .add_event(Event::Track(ev), forward)
+                .map_err(|e| VoiceError::Play(e.to_string()))?;
+        }
+        self.playing = Some(Playing {
+            handle,
+            token,
+            track,
+            volume: opts.volume,
+            seekable,
+            report,
+        });
+        Ok(())
+    }
+
+    /// After a successful (or still running) seek: report this track's end again, and report
+    /// it now if it ended while we were not listening.
+    async fn resume_reports(&mut self) {
+        let Some(p) = &self.playing else { return };
+        p.report.store(true, Ordering::SeqCst);
+        let done = match p.handle.get_info().await {
+            Ok(state) => state.playing.is_done().then_some(state.playing),
+            Err(_) => Some(PlayMode::End),
+        };
+        if let Some(mode) = done {
+            if p.report.swap(false, Ordering::SeqCst) {
+                let outcome = match mode {
+                    PlayMode::Errored(e) => TrackOutcome::Failed(short_play_error(&e.to_string())),
+                    _ => TrackOutcome::Finished,
+                };
+                let _ = self.events.send(VoiceEvent::TrackEnded {
+                    token: p.token,
+                    outcome,
+                });
+            }
+        }
+    }
+
+    /// Plays the current track again from `at` with the same token (after a failed seek).
+    async fn restart_at(&mut self, at: Option<Duration>) -> Result<(), VoiceError> {
+        let Some(p) = self.playing.take() else {
+            return Err(VoiceError::NotConnected);
+        };
+        p.report.store(false, Ordering::SeqCst);
+        let _ = p.handle.stop();
+        let opts = PlayOptions {
+            volume: p.volume,
+            start_at: at,
+        };
+        let restarted = match self.input_for(&p.track).await {
+            Ok((input, seekable)) => {
+                self.start(p.track.clone(), input, seekable, opts, p.token)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &restarted {
+            // Nothing plays any more: tell the player the track failed, as songbird would have.
+            let _ = self.events.send(VoiceEvent::TrackEnded {
+                token: p.token,
+                outcome: TrackOutcome::Failed(e.to_string()),
+            });
+        }
+        restarted
+    }
+
+    /// A cached file when there is one (seekable, Opus passthrough for webm/opus), else the
+    /// stream, re-resolved first if its URL has expired since it was queued. Also says
+    /// whether the input can seek.
+    async fn input_for(&mut self, track: &Track) -> Result<(Input, bool), VoiceError> {
+        if let Some(f) = self.resolver.open_file(track).await {
+            self.file = Some(f.guard);
+            return Ok((songbird::input::File::new(f.path).into(), true));
+        }
+        self.file = None;
+        let margin = std::time::Duration::from_secs(60);
+        if track.needs_refresh(std::time::SystemTime::now(), margin) {
+            let url =
+                url::Url::parse(&track.page_url).map_err(|e| VoiceError::Play(e.to_string()))?;
+            let fresh = self
+                .resolver
+                .resolve(&Query::Url(url))
+                .await
+                .map_err(|e| VoiceError::Play(e.to_string()))?;
+            return self.stream(&fresh.track).await;
+        }
+        // Keep a copy for next time: the download runs in the background, owned by the app.
+        let _ = self.resolver.prefetch(track);
+        self.stream(track).await
+    }
+
+    /// Opens the track's media URL (so a dead link fails here, not in the mixer) and wraps it
+    /// for songbird; seekable when the server serves byte ranges of a known length.
+    async fn stream(&self, track: &Track) -> Result<(Input, bool), VoiceError> {
+        let source = http::RangeSource::new(&self.http, track);
+        let body = source
+            .open(0)
+            .await
+            .map_err(|e| VoiceError::Play(e.to_string()))?;
+        let seekable = body.is_seekable_stream();
+        let input = Input::Live(
+            LiveInput::Raw(AudioStream {
+                input: Box::new(body),
+            }),
+            Some(Box::new(source)),
+        );
+        Ok((input, seekable))
+    }
+}
+
+/// An HTTP media source that seeks with `Range` requests.
+///
+/// songbird's `AsyncAdapterStream` is not used: it keeps the bytes it already read across a
+/// seek and hands them to the decoder after the jump. [`Body`] is a plain blocking
+/// `Read + Seek` for symphonia (songbird reads on its own threads, never on the runtime):
+/// a tokio task streams the response into a channel, and a seek opens a new range.
+pub mod http {
+    use std::io::{self, Read, Seek, SeekFrom};
+
+    use async_trait::async_trait;
+    use reqwest::header::{
+        HeaderMap, HeaderName, HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, RANGE,
+    };
+    use songbird::input::core::io::MediaSource;
+    use songbird::input::{AudioStream, AudioStreamError, Compose};
+    use tokio::runtime::Handle;
+    use tokio::sync::{mpsc, oneshot};
+
+    use crate::sources::Track;
+
+    /// How many body chunks are read ahead of the decoder.
+    const READ_AHEAD_CHUNKS: usize = 16;
+    /// Re-opens after a dropped connection, in a row, before giving up.
+    const RESUMES: u32 = 2;
+
+    type Chunks = mpsc::Receiver<io::Result<Vec<u8>>>;
+
+    /// Where a track's media lives; opens a [`Body`] at any offset.
+    #[derive(Clone)]
+    pub struct RangeSource {
+        client: reqwest::Client,
+        url: String,
+        headers: HeaderMap,
+    }
+
+    impl RangeSource {
+        pub fn new(client: &reqwest::Client, track: &Track) -> Self {
+            let mut headers = HeaderMap::new();
+            for (k, v) in &track.http_headers {
+                if let (Ok(k), Ok(v)) = (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    headers.insert(k, v);
+                }
+            }
+            Self {
+                client: client.clone(),
+                url: track.stream_url.clone(),
+                headers,
+            }
+        }
+
+        /// GETs the media from byte `offset` (with `Range` when not 0). Call it on the
+        /// runtime; the body is then read from any thread that may block.
+        pub async fn open(&self, offset: u64) -> io::Result<Body> {
+            let (rx, meta) = self.request(offset, None).await?;
+            Ok(Body {
+                rt: Handle::current(),
+                source: self.clone(),
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+                pos: offset,
+                len: meta.len,
+                ranges: meta.ranges,
+                resumes: 0,
+            })
+        }
+
+        async fn request(&self, offset: u64, len: Option<u64>) -> io::Result<(Chunks, Meta)> {
+            let mut req = self.client.get(&self.url).headers(self.headers.clone());
+            if offset > 0 {
+                // Some hosts (YouTube) want the end spelled out.
+                let range = match len {
+                    Some(len) => format!("bytes={offset}-{}", len.saturating_sub(1)),
+                    None => format!("bytes={offset}-"),
+                };
+                req = req.header(RANGE, range);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| io::Error::other(e.without_url()))?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+                // At or past the end: an empty body.
+                let (_, rx) = mpsc::channel(1);
+                return Ok((rx, Meta { len, ranges: true }));
+            }
+            if !status.is_success() {
+                return Err(io::Error::other(format!(
+                    "the media server answered HTTP {}",
+                    status.as_u16()
+                )));
+            }
+            if offset > 0 && status != reqwest::StatusCode::PARTIAL_CONTENT {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the media server ignored the byte range",
+                ));
+            }
+            let h = resp.headers();
+            let header = |name| h.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+            let total = if status == reqwest::StatusCode::PARTIAL_CONTENT {
+                header(CONTENT_RANGE)
+                    .and_then(|r| r.rsplit('/').next())
+                    .and_then(|t| t.trim().parse().ok())
+            } else {
+                header(CONTENT_LENGTH).and_then(|l| l.trim().parse().ok())
+            };
+            let ranges = status == reqwest::StatusCode::PARTIAL_CONTENT
+                || header(ACCEPT_RANGES).is_some_and(|a| a.trim().eq_ignore_ascii_case("bytes"));
+            let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
+            tokio::spawn(pump(resp, tx));
+            Ok((
+                rx,
+                Meta {
+                    len: total.or(len),
+                    ranges,
+                },
+            ))
+        }
+    }
+
+    struct Meta {
+        len: Option<u64>,
+        ranges: bool,
+    }
+
+    /// Copies the response body into the channel until it ends or the reader goes away.
+    async fn pump(mut resp: reqwest::Response, tx: mpsc::Sender<io::Result<Vec<u8>>>) {
+        loop {
+            let next = tokio::select! {
+                c = resp.chunk() => c,
+                _ = tx.closed() => return,
+            };
+            let item = match next {
+                Ok(Some(c)) => Ok(c.to_vec()),
+                Ok(None) => return,
+                Err(e) => Err(io::Error::other(e.without_url())),
+            };
+            let last = item.is_err();
+            if tx.send(item).await.is_err() || last {
+                return;
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Compose for RangeSource {
+        fn create(&mut self) -> Result<AudioStream<Box<dyn MediaSource>>, AudioStreamError> {
+            Err(AudioStreamError::Unsupported)
+        }
+
+        async fn create_async(
+            &mut self,
+        ) -> Result<AudioStream<Box<dyn MediaSource>>, AudioStreamError> {
+            let body = self
+                .open(0)
+                .await
+                .map_err(|e| AudioStreamError::Fail(Box::new(e)))?;
+            Ok(AudioStream {
+                input: Box::new(body) as Box<dyn MediaSource>,
+            })
+        }
+
+        fn should_create_async(&self) -> bool {
+            true
+        }
+    }
+
+    /// One response body being read, positioned at `pos`. Blocking: read it off the runtime.
+    pub struct Body {
+        rt: Handle,
+        source: RangeSource,
+        rx: Chunks,
+        chunk: Vec<u8>,
+        at: usize,
+        pos: u64,
+        len: Option<u64>,
+        ranges: bool,
+        /// Re-opens since the last good read.
+        resumes: u32,
+    }
+
+    impl Body {
+        /// True when any position can be reached (byte ranges of a known length).
+        pub fn is_seekable_stream(&self) -> bool {
+            self.ranges && self.len.is_some()
+        }
+
+        /// Makes the body start at byte `at`: a new request, unless it is where we are, a
+        /// hop inside the chunk in hand, or past the end.
+        fn reposition(&mut self, at: u64) -> io::Result<()> {
+            if at == self.pos {
+                return Ok(());
+            }
+            let ahead = (self.chunk.len() - self.at) as u64;
+            if at > self.pos && at - self.pos <= ahead {
+                self.at += (at - self.pos) as usize;
+                self.pos = at;
+                return Ok(());
+            }
+            if self.len.is_some_and(|len| at >= len) {
+                let (_, rx) = mpsc::channel(1);
+                self.rx = rx;
+            } else {
+                self.rx = self.reopen(at)?;
+            }
+            self.chunk.clear();
+            self.at = 0;
+            self.pos = at;
+            Ok(())
+        }
+
+        /// A new request from `at`, waited for on this (blocking) thread.
+        fn reopen(&mut self, at: u64) -> io::Result<Chunks> {
+            let (tx, rx) = oneshot::channel();
+            let source = self.source.clone();
+            let len = self.len;
+            self.rt.spawn(async move {
+                let _ = tx.send(source.request(at, len).await);
+            });
+            let (chunks, meta) = rx
+                .blocking_recv()
+                .map_err(|_| io::Error::other("the runtime stopped"))??;
+            if self.len.is_none() {
+                self.len = meta.len;
+            }
+            Ok(chunks)
+        }
+    }
+
+    impl Read for Body {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            while self.at >= self.chunk.len() {
+                match self.rx.blocking_recv() {
+                    Some(Ok(c)) => {
+                        self.chunk = c;
+                        self.at = 0;
+                    }
+                    Some(Err(e)) => {
+                        // A dropped connection: pick up where we are, if the server lets us.
+                        if !self.ranges || self.resumes >= RESUMES {
+                            return Err(e);
+                        }
+                        self.resumes += 1;
+                        tracing::info!(error = %e, at = self.pos, "media stream broke; resuming");
+                        self.rx = self.reopen(self.pos)?;
+                    }
+                    None => return Ok(0), // end of body
+                }
+            }
+            let n = buf.len().min(self.chunk.len() - self.at);
+            buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+            self.at += n;
+            self.pos += n as u64;
+            self.resumes = 0;
+            Ok(n)
+        }
+    }
+
+    impl Seek for Body {
+        fn seek(&mut self, position: SeekFrom) -> io::Result<u64> {
+            let target = match position {
+                SeekFrom::Start(n) => Some(n as i128),
+                SeekFrom::Current(d) => Some(self.pos as i128 + d as i128),
+                SeekFrom::End(d) => self.len.map(|len| len as i128 + d as i128),
+            };
+            if target == Some(self.pos as i128) {
+                return Ok(self.pos);
+            }
+            if !self.is_seekable_stream() {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the media server only streams from the start",
+                ));
+            }
+            let target = match target {
+                Some(t) if t >= 0 => t as u64,
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "seek before the start",
+                    ))
+                }
+            };
+            self.reposition(target)?;
+            Ok(self.pos)
+        }
+    }
+
+    impl MediaSource for Body {
+        fn is_seekable(&self) -> bool {
+            self.is_seekable_stream()
+        }
+
+        fn byte_len(&self) -> Option<u64> {
+            self.len
+        }
+    }
+}
+
+/// songbird's calls, as the sweeper reconciles them.
+pub struct SongbirdInventory(pub Arc<Songbird>);
+
+#[async_trait]
+impl crate::resources::sweeper::CallInventory for SongbirdInventory {
+    fn guilds(&self) -> Vec<u64> {
+        // `iter` holds songbird's locks: collect ids here, act on them elsewhere.
+        self.0.iter().map(|(g, _)| g.0.get()).collect()
+    }
+
+    async fn drop_call(&self, guild: u64) {
+        if let Err(e) = self.0.remove(GuildId::new(guild)).await {
+            tracing::warn!(guild, error = %e, "could not drop an orphan call");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, SeekFrom};
+
+    use super::http::RangeSource;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A tiny HTTP server over `data` that honours `Range: bytes=a-b` when `ranges`.
+    async fn serve(data: Vec<u8>, ranges: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let data = data.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    let range = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("range: bytes="))
+                        .and_then(|r| {
+                            let (a, b) = r.trim().split_once('-')?;
+                            let a: usize = a.parse().ok()?;
+                            let b: usize = b.parse().unwrap_or(data.len() - 1);
+                            Some((a, b.min(data.len() - 1)))
+                        });
+                    let (head, body) = match range.filter(|_| ranges) {
+                        Some((a, b)) => (
+                            format!(
+                                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n",
+                                data.len(),
+                                b + 1 - a
+                            ),
+                            data[a..=b].to_vec(),
+                        ),
+                        None => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}",
+                                data.len(),
+                                if ranges { "Accept-Ranges: bytes\r\n" } else { "" }
+                            ),
+                            data.clone(),
+                        ),
+                    };
+                    let _ = sock
+                        .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+                        .await;
+                    let _ = sock.write_all(&body).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        format!("http://{addr}/media")
+    }
+
+    fn track(url: &str) -> crate::sources::Track {
+        crate::sources::Track {
+            stream_url: url.into(),
+            ..crate::player::test_track("t")
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn range_source_reads_and_seeks_both_ways() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let url = serve(data.clone(), true).await;
+        let client = reqwest::Client::new();
+        let mut body = RangeSource::new(&client, &track(&url))
+            .open(0)
+            .await
+            .unwrap();
+        assert!(body.is_seekable_stream());
+        // songbird reads on its own threads: so do we
+        tokio::task::spawn_blocking(move || {
+            let mut head = [0u8; 10];
+            body.read_exact(&mut head).unwrap();
+            assert_eq!(&head[..], &data[..10]);
+            // forward, far
+            assert_eq!(body.seek(SeekFrom::Start(150_000)).unwrap(), 150_000);
+            body.read_exact(&mut head).unwrap();
+            assert_eq!(&head[..], &data[150_000..150_010]);
+            // backward: nothing read before the seek leaks after it
+            assert_eq!(body.seek(SeekFrom::Current(-100_010)).unwrap(), 50_000);
+            body.read_exact(&mut head).unwrap();
+            assert_eq!(&head[..], &data[50_000..50_010]);
+            // a short hop forward
+            assert_eq!(body.seek(SeekFrom::Current(3)).unwrap(), 50_013);
+            body.read_exact(&mut head).unwrap();
+            assert_eq!(&head[..], &data[50_013..50_023]);
+            // from the end, and past it
+            assert_eq!(body.seek(SeekFrom::End(-5)).unwrap(), 199_995);
+            let mut rest = Vec::new();
+            body.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, &data[199_995..]);
+            body.seek(SeekFrom::Start(500_000)).unwrap();
+            assert_eq!(body.read(&mut head).unwrap(), 0);
+            assert!(body.seek(SeekFrom::Current(-600_000)).is_err());
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_without_ranges_is_read_only_forward() {
+        let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let url = serve(data.clone(), false).await;
+        let client = reqwest::Client::new();
+        let mut body = RangeSource::new(&client, &track(&url))
+            .open(0)
+            .await
+            .unwrap();
+        assert!(!body.is_seekable_stream());
+        tokio::task::spawn_blocking(move || {
+            assert!(body.seek(SeekFrom::Start(10)).is_err());
+            assert_eq!(body.stream_position().unwrap(), 0);
+            let mut all = Vec::new();
+            body.read_to_end(&mut all).unwrap();
+            assert_eq!(all, data);
+        })
+        .await
+        .unwrap();
+    }
+
+    #[test]
+    fn seek_failures_read_well() {
+        assert_eq!(
+            super::seek_failure("seeking along input [seek error: requested seek timestamp is out-of-range for stream]"),
+            "that position is past the end of the track"
+        );
+        assert_eq!(
+            super::seek_failure("anything else"),
+            "the source would not jump there"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_link_fails_to_open() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let client = reqwest::Client::new();
+        let err = RangeSource::new(&client, &track(&format!("http://{addr}/x")))
+            .open(0)
+            .await
+            .err()
+            .expect("404 fails");
+        assert!(err.to_string().contains("404"), "{err}");
+    }
 }

@@ -5,13 +5,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::player::persist::{QueueStore, SavedQueue};
 use crate::player::queue::{Advance, Entry, LoopMode, Queue, QueueError, Requester};
 use crate::player::voice::{
-    Notice, Notifier, PlayOptions, TrackEnded, TrackOutcome, VoiceCall, VoiceError,
+    Notice, Notifier, PlayOptions, TrackOutcome, VoiceCall, VoiceError, VoiceEvent, VoiceFactory,
 };
+use crate::resources::{Activity, CallGuard, CleanupReason, Guard, IdlePolicy, Kind, Registry};
 use crate::sources::Track;
+
+/// How often a lost voice connection is re-joined before giving up, and the first wait.
+const REJOIN_ATTEMPTS: u32 = 3;
+const REJOIN_BASE: Duration = Duration::from_secs(1);
+/// How long a dropped connection may take to come back on its own (songbird resumes
+/// 4015 itself; a move arrives as a new voice state) before the player acts.
+const RECONNECT_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PlayerError {
@@ -27,6 +37,8 @@ pub enum PlayerError {
     Gone,
     #[error("volume must be between 0 and 200")]
     BadVolume,
+    #[error("I'm playing in as many channels as I'm allowed to right now ({0}); try again later")]
+    Busy(usize),
 }
 
 /// What `/queue` and `/nowplaying` show.
@@ -84,8 +96,33 @@ pub enum Request {
     },
     /// Clears everything and disconnects; the task ends.
     Leave {
-        reason: Option<String>,
+        reason: CleanupReason,
         reply: oneshot::Sender<Result<(), PlayerError>>,
+    },
+    /// Leaves for `reason` unless `only_if_idle` and something is playing; answers
+    /// whether it left.
+    Cleanup {
+        reason: CleanupReason,
+        only_if_idle: bool,
+        reply: oneshot::Sender<bool>,
+    },
+    /// How many humans are in `channel` now (sent by the gateway edge on voice changes).
+    Presence {
+        channel: u64,
+        humans: usize,
+    },
+    /// The bot's own voice state changed: moved to `Some(channel)` or disconnected.
+    BotVoiceState {
+        channel: Option<u64>,
+    },
+    /// Brings back a queue saved before a restart: joins its channel and resumes.
+    Restore {
+        saved: SavedQueue,
+        reply: oneshot::Sender<Result<(), PlayerError>>,
+    },
+    /// The guild's settings changed (`/settings`).
+    Configure {
+        settings: PlayerSettings,
     },
     Remove {
         from: usize,
@@ -125,6 +162,9 @@ pub enum Request {
 pub struct PlayerSettings {
     pub volume: u16,
     pub max_queue: usize,
+    pub idle: IdlePolicy,
+    /// Most voice calls across all guilds.
+    pub max_calls: usize,
 }
 
 /// The cheap, clonable address of a guild's player task.
@@ -136,6 +176,11 @@ pub struct PlayerHandle {
 impl PlayerHandle {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// Sends a request that carries no reply; a gone player is fine.
+    pub async fn send(&self, req: Request) {
+        let _ = self.tx.send(req).await;
     }
 
     /// Sends a request and waits for its answer; `Gone` if the task has ended.
@@ -166,63 +211,241 @@ pub struct GuildPlayer {
     voice: Box<dyn VoiceCall>,
     notifier: Arc<dyn Notifier>,
     settings: PlayerSettings,
+    registry: Arc<Registry>,
     voice_channel: Option<u64>,
     text_channel: Option<u64>,
     paused: bool,
     /// Token of the track the voice call is playing; bumped on every start and stop.
     token: u64,
-    events_tx: mpsc::UnboundedSender<TrackEnded>,
-    events_rx: mpsc::UnboundedReceiver<TrackEnded>,
+    events: mpsc::UnboundedReceiver<VoiceEvent>,
+    activity: Activity,
+    /// Set while the voice connection is down: when to act and how often we tried.
+    reconnect: Option<Reconnect>,
+    /// Registered while connected; dropping it unregisters the call.
+    call: Option<CallGuard>,
+    store: Arc<dyn QueueStore>,
+    /// Fingerprint of what was last handed to the store, to save only on change.
+    saved: Option<u64>,
+    _unit: Guard,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Reconnect {
+    at: Instant,
+    attempts: u32,
+    /// Discord closed with 4014 (kicked, channel gone, or moved): unless a move arrives
+    /// within the grace period, the call is over; re-joining would undo a moderator.
+    kicked: bool,
 }
 
 impl GuildPlayer {
     /// Creates the player task's state and its handle. Run it with [`GuildPlayer::run`].
     pub fn new(
         guild: u64,
-        voice: Box<dyn VoiceCall>,
+        voice: &VoiceFactory,
         notifier: Arc<dyn Notifier>,
         settings: PlayerSettings,
+        registry: Arc<Registry>,
+        store: Arc<dyn QueueStore>,
     ) -> (Self, PlayerHandle, mpsc::Receiver<Request>) {
         let (tx, rx) = mpsc::channel(64);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
         let player = Self {
             guild,
             queue: Queue::new(),
-            voice,
+            voice: voice(guild, events_tx),
             notifier,
             settings,
+            _unit: registry.acquire(Kind::Player),
+            registry,
             voice_channel: None,
             text_channel: None,
             paused: false,
             token: 0,
-            events_tx,
-            events_rx,
+            events,
+            activity: Activity::default(),
+            reconnect: None,
+            call: None,
+            store,
+            saved: None,
         };
         (player, PlayerHandle { tx }, rx)
     }
 
-    /// Serves requests and track events until told to leave, every handle is dropped, or
-    /// `shutdown` fires. Always leaves the voice channel on the way out.
+    /// Serves requests, voice events and timers until the player leaves (asked to, a
+    /// timeout, a lost connection), every handle is dropped, or `shutdown` fires. Always
+    /// leaves the voice channel on the way out.
     pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, shutdown: CancellationToken) {
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
+            let wake = self.next_wakeup();
+            let timer = async move {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let flow = tokio::select! {
+                _ = shutdown.cancelled() => Flow::Leave(CleanupReason::Shutdown),
                 req = requests.recv() => match req {
-                    None => break,
-                    Some(Request::Leave { reason, reply }) => {
-                        self.leave(reason).await;
-                        let _ = reply.send(Ok(()));
-                        return;
-                    }
+                    None => Flow::Leave(CleanupReason::Shutdown),
                     Some(req) => self.handle(req).await,
                 },
-                Some(ev) = self.events_rx.recv() => self.on_track_ended(ev).await,
+                Some(ev) = self.events.recv() => self.on_voice_event(ev).await,
+                _ = timer => self.on_timer().await,
+            };
+            match flow {
+                Flow::Continue => self.persist(),
+                Flow::Leave(reason) => {
+                    self.leave(reason).await;
+                    return;
+                }
+                Flow::Done => return,
             }
         }
-        self.leave(None).await;
     }
 
-    async fn handle(&mut self, req: Request) {
+    /// When the next timer (idle, alone, paused, reconnect) is due.
+    fn next_wakeup(&self) -> Option<Instant> {
+        let idle = self
+            .settings
+            .idle
+            .next_deadline(&self.activity)
+            .map(|(at, _)| at);
+        let reconnect = self.reconnect.map(|r| r.at);
+        match (idle, reconnect) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Re-derives since-when the idle and paused conditions hold after any change.
+    fn refresh_activity(&mut self) {
+        let now = Instant::now();
+        let connected = self.voice_channel.is_some();
+        let playing = self.queue.current().is_some();
+        self.activity.idle_since = match (connected && !playing, self.activity.idle_since) {
+            (true, since) => since.or(Some(now)),
+            (false, _) => None,
+        };
+        self.activity.paused_since = match (playing && self.paused, self.activity.paused_since) {
+            (true, since) => since.or(Some(now)),
+            (false, _) => None,
+        };
+        if !connected {
+            self.activity.alone_since = None;
+        }
+        if playing && !self.paused {
+            if let Some(call) = &self.call {
+                call.touch();
+            }
+        }
+    }
+
+    async fn on_timer(&mut self) -> Flow {
+        let now = Instant::now();
+        if let Some(reason) = self.settings.idle.due(&self.activity, now) {
+            return Flow::Leave(reason);
+        }
+        match self.reconnect {
+            Some(r) if r.at <= now => self.try_rejoin(r).await,
+            _ => Flow::Continue,
+        }
+    }
+
+    async fn on_voice_event(&mut self, ev: VoiceEvent) -> Flow {
+        match ev {
+            VoiceEvent::TrackEnded { token, outcome } => {
+                self.on_track_ended(token, outcome).await;
+                Flow::Continue
+            }
+            VoiceEvent::Connected => {
+                if self.reconnect.take().is_some() {
+                    tracing::info!(guild = self.guild, "voice connection restored");
+                }
+                Flow::Continue
+            }
+            VoiceEvent::Disconnected { code, reason } => {
+                if self.voice_channel.is_none() {
+                    return Flow::Continue; // our own leave
+                }
+                tracing::warn!(
+                    guild = self.guild,
+                    ?code,
+                    reason,
+                    "voice connection dropped"
+                );
+                self.registry.record_error("voice disconnect");
+                if self.reconnect.is_none() {
+                    self.reconnect = Some(Reconnect {
+                        at: Instant::now() + RECONNECT_GRACE,
+                        attempts: 0,
+                        kicked: code == Some(4014),
+                    });
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// The connection did not come back by itself: re-join the same channel with
+    /// exponential backoff, or give up and clean up so a later `/play` starts fresh.
+    async fn try_rejoin(&mut self, r: Reconnect) -> Flow {
+        let Some(channel) = self.voice_channel else {
+            self.reconnect = None;
+            return Flow::Continue;
+        };
+        // After a failed attempt we are disconnected by our own hand; before the first,
+        // the voice layer's view says what happened meanwhile.
+        let seen = if r.attempts == 0 {
+            self.voice.current_channel().await
+        } else {
+            Some(channel)
+        };
+        match seen {
+            // Disconnected by someone (kick, channel gone): nothing to re-join.
+            None => return Flow::Leave(CleanupReason::BotDisconnected),
+            // Moved: a new voice state will follow; songbird connects there itself.
+            Some(c) if c != channel => {
+                self.reconnect = None;
+                return Flow::Continue;
+            }
+            // 4014 without a move: Discord ended this session (kicked, channel gone).
+            Some(_) if r.kicked => return Flow::Leave(CleanupReason::BotDisconnected),
+            Some(_) => {}
+        }
+        if r.attempts >= REJOIN_ATTEMPTS {
+            tracing::warn!(guild = self.guild, "voice connection lost for good");
+            return Flow::Leave(CleanupReason::Error);
+        }
+        let position = self.voice.position().await;
+        tracing::info!(
+            guild = self.guild,
+            attempt = r.attempts + 1,
+            "re-joining voice"
+        );
+        // songbird treats a join of the channel it thinks it is in as done: drop the dead
+        // session first so the join opens a new one.
+        self.voice.leave().await;
+        match self.voice.join(channel).await {
+            Ok(()) => {
+                self.reconnect = None;
+                if self.queue.current().is_some() {
+                    self.start_current_at(position).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(guild = self.guild, error = %e, "re-join failed");
+                self.reconnect = Some(Reconnect {
+                    at: Instant::now() + REJOIN_BASE * 2u32.pow(r.attempts),
+                    attempts: r.attempts + 1,
+                    kicked: false,
+                });
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn handle(&mut self, req: Request) -> Flow {
         match req {
             Request::Enqueue {
                 tracks,
@@ -278,7 +501,64 @@ impl GuildPlayer {
                 self.stop_voice().await;
                 let _ = reply.send(Ok(n));
             }
-            Request::Leave { .. } => unreachable!("handled in run"),
+            Request::Leave { reason, reply } => {
+                self.leave(reason).await;
+                let _ = reply.send(Ok(()));
+                return Flow::Done;
+            }
+            Request::Cleanup {
+                reason,
+                only_if_idle,
+                reply,
+            } => {
+                let busy = self.queue.current().is_some() && !self.paused;
+                if only_if_idle && busy {
+                    let _ = reply.send(false);
+                } else {
+                    self.leave(reason).await;
+                    let _ = reply.send(true);
+                    return Flow::Done;
+                }
+            }
+            Request::Presence { channel, humans } => {
+                if self.voice_channel == Some(channel) {
+                    self.activity.alone_since = match (humans, self.activity.alone_since) {
+                        (0, since) => since.or(Some(Instant::now())),
+                        _ => None,
+                    };
+                }
+            }
+            Request::Restore { saved, reply } => {
+                let r = self.restore(saved).await;
+                let _ = reply.send(r);
+            }
+            Request::Configure { settings } => {
+                self.settings.idle = settings.idle;
+                self.settings.max_queue = settings.max_queue;
+                self.settings.max_calls = settings.max_calls;
+            }
+            Request::BotVoiceState { channel } => match channel {
+                // Only a real disconnect counts: songbird drops the call when it sees it; a
+                // stale update from before a re-join leaves it connected.
+                None if self.voice_channel.is_some()
+                    && self.voice.current_channel().await.is_none() =>
+                {
+                    return Flow::Leave(CleanupReason::BotDisconnected);
+                }
+                Some(c) if self.voice_channel.is_some_and(|old| old != c) => {
+                    tracing::info!(
+                        guild = self.guild,
+                        channel = c,
+                        "moved to another voice channel"
+                    );
+                    self.voice_channel = Some(c);
+                    self.activity.alone_since = None;
+                    if let Some(call) = &self.call {
+                        call.set_channel(c);
+                    }
+                }
+                _ => {}
+            },
             Request::Remove { from, to, reply } => {
                 let _ = reply.send(self.queue.remove_range(from, to).map_err(Into::into));
             }
@@ -334,6 +614,8 @@ impl GuildPlayer {
                 });
             }
         }
+        self.refresh_activity();
+        Flow::Continue
     }
 
     fn current_title(&self) -> Option<String> {
@@ -354,8 +636,19 @@ impl GuildPlayer {
             }
             Some(c) if c == voice_channel => {}
             _ => {
+                // Take the slot before joining, so a refusal leaves nothing half-joined.
+                let call = match self.call.take() {
+                    Some(call) => call,
+                    None => self
+                        .registry
+                        .try_call(self.guild, voice_channel, self.settings.max_calls)
+                        .ok_or(PlayerError::Busy(self.settings.max_calls))?,
+                };
                 self.voice.join(voice_channel).await?;
+                call.set_channel(voice_channel);
+                self.call = Some(call);
                 self.voice_channel = Some(voice_channel);
+                self.activity.alone_since = None;
             }
         }
         self.text_channel = Some(text_channel);
@@ -408,6 +701,10 @@ impl GuildPlayer {
     /// Plays the queue's current entry; a track that cannot start is reported and skipped,
     /// so this ends either playing something or with an empty queue.
     async fn start_current(&mut self) {
+        self.start_current_at(None).await;
+    }
+
+    async fn start_current_at(&mut self, mut start_at: Option<Duration>) {
         self.paused = false;
         loop {
             let Some(entry) = self.queue.current().cloned() else {
@@ -417,13 +714,9 @@ impl GuildPlayer {
             self.token += 1;
             let opts = PlayOptions {
                 volume: gain(self.settings.volume),
-                start_at: None,
+                start_at: start_at.take(),
             };
-            let started = self
-                .voice
-                .play(&entry.track, opts, self.token, self.events_tx.clone())
-                .await;
-            match started {
+            match self.voice.play(&entry.track, opts, self.token).await {
                 Ok(()) => {
                     tracing::info!(guild = self.guild, title = %entry.track.title, "now playing");
                     self.tell(Notice::NowPlaying(entry)).await;
@@ -437,11 +730,11 @@ impl GuildPlayer {
         }
     }
 
-    async fn on_track_ended(&mut self, ev: TrackEnded) {
-        if ev.token != self.token || self.queue.current().is_none() {
+    async fn on_track_ended(&mut self, token: u64, outcome: TrackOutcome) {
+        if token != self.token || self.queue.current().is_none() {
             return; // the end of a track we already replaced or stopped
         }
-        let why = match ev.outcome {
+        let why = match outcome {
             TrackOutcome::Finished => Advance::Finished,
             TrackOutcome::Failed(reason) => {
                 let title = self.current_title().unwrap_or_default();
@@ -454,6 +747,7 @@ impl GuildPlayer {
         if self.queue.is_idle() {
             self.tell(Notice::QueueFinished).await;
         }
+        self.refresh_activity();
     }
 
     async fn track_failed(&self, title: &str, reason: &str) {
@@ -476,15 +770,158 @@ impl GuildPlayer {
         self.voice.stop().await;
     }
 
-    async fn leave(&mut self, reason: Option<String>) {
+    /// Hands the queue's state to the store when it changed since the last time.
+    fn persist(&mut self) {
+        let state = self.saved_state(None);
+        let fingerprint = state.as_ref().map(|s| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (
+                s.voice_channel,
+                s.text_channel,
+                s.loop_mode.label(),
+                s.paused,
+                s.volume,
+            )
+                .hash(&mut h);
+            for e in self
+                .queue
+                .current()
+                .into_iter()
+                .chain(self.queue.upcoming())
+            {
+                e.id.hash(&mut h);
+            }
+            h.finish()
+        });
+        if fingerprint != self.saved {
+            self.store.save(self.guild, state);
+            self.saved = fingerprint;
+        }
+    }
+
+    /// The queue as the store keeps it; `None` when there is nothing worth resuming.
+    fn saved_state(&self, position: Option<Duration>) -> Option<SavedQueue> {
+        let voice_channel = self.voice_channel?;
+        let text_channel = self.text_channel?;
+        if self.queue.is_idle() {
+            return None;
+        }
+        Some(SavedQueue {
+            voice_channel,
+            text_channel,
+            loop_mode: self.queue.loop_mode(),
+            paused: self.paused,
+            volume: self.settings.volume,
+            position: position.unwrap_or_default(),
+            playing: self.queue.current().is_some(),
+            tracks: self
+                .queue
+                .current()
+                .into_iter()
+                .chain(self.queue.upcoming())
+                .map(|e| ((*e.track).clone(), e.requester.clone()))
+                .collect(),
+        })
+    }
+
+    async fn restore(&mut self, saved: SavedQueue) -> Result<(), PlayerError> {
+        if !self.queue.is_idle() || saved.tracks.is_empty() {
+            return Ok(());
+        }
+        self.text_channel = Some(saved.text_channel);
+        self.settings.volume = saved.volume;
+        self.queue.set_loop_mode(saved.loop_mode);
+        let call = self
+            .registry
+            .try_call(self.guild, saved.voice_channel, self.settings.max_calls)
+            .ok_or(PlayerError::Busy(self.settings.max_calls))?;
+        self.voice.join(saved.voice_channel).await?;
+        self.call = Some(call);
+        self.voice_channel = Some(saved.voice_channel);
+        for (track, who) in saved.tracks {
+            // They were accepted before the restart: the queue limit does not drop them.
+            self.queue.push(Arc::new(track), who, false, usize::MAX)?;
+        }
+        self.queue.advance(Advance::Skipped);
+        let resume_at = self
+            .queue
+            .current()
+            .filter(|e| !e.track.is_live && !saved.position.is_zero())
+            .map(|_| saved.position);
+        tracing::info!(
+            guild = self.guild,
+            tracks = self.queue.len(),
+            ?resume_at,
+            "restored a saved queue"
+        );
+        self.start_current_at(resume_at).await;
+        if saved.paused && self.queue.current().is_some() {
+            self.voice.pause().await;
+            self.paused = true;
+        }
+        self.refresh_activity();
+        Ok(())
+    }
+
+    /// Clears the queue and leaves the channel, counting the cleanup and saying why in
+    /// the text channel where that helps. On shutdown the queue is saved with its position
+    /// instead of forgotten, so the next start resumes it.
+    async fn leave(&mut self, reason: CleanupReason) {
+        if reason == CleanupReason::Shutdown {
+            let position = self.voice.position().await;
+            if let Some(state) = self.saved_state(position) {
+                self.store.save(self.guild, Some(state));
+            }
+        } else {
+            self.store.save(self.guild, None);
+        }
         self.queue.clear_all();
         self.stop_voice().await;
-        if self.voice_channel.take().is_some() {
-            self.voice.leave().await;
-            if let Some(reason) = reason {
-                self.tell(Notice::Left { reason }).await;
-            }
+        self.reconnect = None;
+        let Some(channel) = self.voice_channel.take() else {
+            return;
+        };
+        self.voice.leave().await;
+        self.call = None;
+        self.registry.record_cleanup(reason);
+        tracing::info!(
+            guild = self.guild,
+            channel,
+            reason = reason.label(),
+            "left voice"
+        );
+        if let Some(note) = self.leave_note(reason, channel) {
+            self.tell(Notice::Left { reason: note }).await;
         }
+    }
+
+    fn leave_note(&self, reason: CleanupReason, channel: u64) -> Option<String> {
+        let fmt =
+            |d: Option<Duration>| humantime::format_duration(d.unwrap_or_default()).to_string();
+        let policy = self.settings.idle;
+        Some(match reason {
+            CleanupReason::Idle => format!(
+                "nothing played in <#{channel}> for {}",
+                fmt(policy.idle.or(policy.paused))
+            ),
+            CleanupReason::Alone => format!(
+                "nobody was listening in <#{channel}> for {}",
+                fmt(policy.alone)
+            ),
+            CleanupReason::BotDisconnected => "I was disconnected from the voice channel".into(),
+            CleanupReason::ChannelDeleted => "the voice channel was deleted".into(),
+            CleanupReason::Admin => "an administrator ran /cleanup".into(),
+            CleanupReason::Error => {
+                "the voice connection was lost and could not be restored".into()
+            }
+            CleanupReason::Leak => "the voice connection was in an inconsistent state".into(),
+            // The user who asked already got a reply; a removed guild has no channel left;
+            // a shutdown is the operator's business.
+            CleanupReason::User | CleanupReason::GuildRemoved | CleanupReason::Shutdown => {
+                return None
+            }
+        })
     }
 
     async fn tell(&self, notice: Notice) {
@@ -492,6 +929,15 @@ impl GuildPlayer {
             self.notifier.notify(channel, notice).await;
         }
     }
+}
+
+/// What the task does after handling one message.
+enum Flow {
+    Continue,
+    /// Leave the channel for this reason, then end.
+    Leave(CleanupReason),
+    /// Already left; end.
+    Done,
 }
 
 /// Percent to linear gain.

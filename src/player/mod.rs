@@ -2,14 +2,19 @@
 //! registry that finds or starts it.
 
 pub mod guild;
+pub mod persist;
 pub mod queue;
 pub mod voice;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::resources::sweeper::PlayerInventory;
+use crate::resources::{CleanupReason, Registry};
 
 pub use guild::{
     Enqueued, GuildPlayer, PlayerError, PlayerHandle, PlayerSettings, Request, Skipped, Snapshot,
@@ -23,16 +28,23 @@ pub struct Players {
     live: Mutex<HashMap<u64, PlayerHandle>>,
     voice: VoiceFactory,
     notifier: Arc<dyn Notifier>,
-    settings: PlayerSettings,
+    settings: SettingsFor,
+    registry: Arc<Registry>,
+    store: Arc<dyn persist::QueueStore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
+
+/// The settings a new player of a guild starts with.
+pub type SettingsFor = Arc<dyn Fn(u64) -> PlayerSettings + Send + Sync>;
 
 impl Players {
     pub fn new(
         voice: VoiceFactory,
         notifier: Arc<dyn Notifier>,
-        settings: PlayerSettings,
+        settings: SettingsFor,
+        registry: Arc<Registry>,
+        store: Arc<dyn persist::QueueStore>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
@@ -41,9 +53,42 @@ impl Players {
             voice,
             notifier,
             settings,
+            registry,
+            store,
             tasks,
             shutdown,
         })
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Tells a guild's player to leave for `reason`; true if it did.
+    pub async fn cleanup(&self, guild: u64, reason: CleanupReason, only_if_idle: bool) -> bool {
+        let Some(player) = self.get(guild) else {
+            return false;
+        };
+        player
+            .ask(|reply| Request::Cleanup {
+                reason,
+                only_if_idle,
+                reply,
+            })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The settings a new player of `guild` would start with.
+    pub fn settings_for(&self, guild: u64) -> PlayerSettings {
+        (self.settings)(guild)
+    }
+
+    /// Sends a message to a guild's player if it runs (no reply expected).
+    pub async fn tell(&self, guild: u64, req: Request) {
+        if let Some(player) = self.get(guild) {
+            player.send(req).await;
+        }
     }
 
     /// The running player of `guild`, if any.
@@ -60,9 +105,11 @@ impl Players {
         }
         let (player, handle, requests) = GuildPlayer::new(
             guild,
-            (self.voice)(guild),
+            &self.voice,
             self.notifier.clone(),
-            self.settings.clone(),
+            (self.settings)(guild),
+            self.registry.clone(),
+            self.store.clone(),
         );
         live.insert(guild, handle.clone());
         let this = Arc::downgrade(self);
@@ -95,6 +142,17 @@ impl Players {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[async_trait]
+impl PlayerInventory for Players {
+    fn guilds(&self) -> Vec<u64> {
+        Players::guilds(self)
+    }
+
+    async fn cleanup(&self, guild: u64, reason: CleanupReason, only_if_idle: bool) -> bool {
+        Players::cleanup(self, guild, reason, only_if_idle).await
     }
 }
 

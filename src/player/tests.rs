@@ -7,16 +7,23 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::voice::{PlayOptions, TrackEnded, TrackEvents, TrackOutcome, VoiceError};
+use super::persist::{QueueStore, SavedQueue};
+use super::voice::{PlayOptions, TrackOutcome, VoiceError, VoiceEvent, VoiceEvents};
 use super::*;
+use crate::resources::{CleanupReason, IdlePolicy, Kind, Registry};
 use crate::sources::Track;
 
 #[derive(Default)]
 struct Log {
     calls: Vec<String>,
     notices: Vec<String>,
-    /// (token, sender) of the most recent play.
-    last: Option<(u64, TrackEvents)>,
+    /// Token of the most recent play.
+    last: Option<u64>,
+    events: Option<VoiceEvents>,
+    /// What the voice layer says it is connected to.
+    channel: Option<u64>,
+    /// Joins fail while this is set.
+    refuse_joins: bool,
 }
 
 type Shared = Arc<Mutex<Log>>;
@@ -26,10 +33,12 @@ struct FakeVoice(Shared);
 #[async_trait]
 impl VoiceCall for FakeVoice {
     async fn join(&mut self, channel: u64) -> Result<(), VoiceError> {
-        self.0.lock().unwrap().calls.push(format!("join {channel}"));
-        if channel == 666 {
+        let mut log = self.0.lock().unwrap();
+        log.calls.push(format!("join {channel}"));
+        if channel == 666 || log.refuse_joins {
             return Err(VoiceError::Join("missing permission".into()));
         }
+        log.channel = Some(channel);
         Ok(())
     }
     async fn play(
@@ -37,15 +46,18 @@ impl VoiceCall for FakeVoice {
         track: &Track,
         opts: PlayOptions,
         token: u64,
-        events: TrackEvents,
     ) -> Result<(), VoiceError> {
         let mut log = self.0.lock().unwrap();
+        let from = opts
+            .start_at
+            .map(|at| format!(" from {}", at.as_secs()))
+            .unwrap_or_default();
         log.calls
-            .push(format!("play {} @{}", track.title, opts.volume));
+            .push(format!("play {} @{}{from}", track.title, opts.volume));
         if track.title.starts_with("bad") {
             return Err(VoiceError::Play("no audio stream".into()));
         }
-        log.last = Some((token, events));
+        log.last = Some(token);
         Ok(())
     }
     async fn pause(&mut self) {
@@ -75,8 +87,13 @@ impl VoiceCall for FakeVoice {
     async fn position(&mut self) -> Option<Duration> {
         Some(Duration::from_secs(5))
     }
+    async fn current_channel(&mut self) -> Option<u64> {
+        self.0.lock().unwrap().channel
+    }
     async fn leave(&mut self) {
-        self.0.lock().unwrap().calls.push("leave".into());
+        let mut log = self.0.lock().unwrap();
+        log.calls.push("leave".into());
+        log.channel = None;
     }
 }
 
@@ -95,39 +112,99 @@ impl Notifier for FakeNotifier {
     }
 }
 
+/// Keeps the latest saved state per guild, as the SQLite writer would.
+#[derive(Default)]
+struct MemStore(Mutex<std::collections::HashMap<u64, Option<SavedQueue>>>);
+
+impl QueueStore for MemStore {
+    fn save(&self, guild: u64, state: Option<SavedQueue>) {
+        self.0.lock().unwrap().insert(guild, state);
+    }
+}
+
+impl MemStore {
+    fn get(&self, guild: u64) -> Option<SavedQueue> {
+        self.0.lock().unwrap().get(&guild).cloned().flatten()
+    }
+}
+
 struct Harness {
+    store: Arc<MemStore>,
     log: Shared,
     players: Arc<Players>,
+    registry: Arc<Registry>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl Harness {
     fn new() -> Self {
+        Self::with_policy(IdlePolicy::default())
+    }
+
+    fn with_policy(idle: IdlePolicy) -> Self {
         let log: Shared = Default::default();
         let voice_log = log.clone();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
+        let registry = Registry::new();
+        let store = Arc::new(MemStore::default());
         let players = Players::new(
-            Arc::new(move |_guild| Box::new(FakeVoice(voice_log.clone())) as Box<dyn VoiceCall>),
+            Arc::new(move |_guild, events| {
+                voice_log.lock().unwrap().events = Some(events);
+                Box::new(FakeVoice(voice_log.clone())) as Box<dyn VoiceCall>
+            }),
             Arc::new(FakeNotifier(log.clone())),
-            PlayerSettings {
+            Arc::new(move |_| PlayerSettings {
                 volume: 100,
                 max_queue: 3,
-            },
+                idle,
+                max_calls: 10,
+            }),
+            registry.clone(),
+            store.clone(),
             tasks.clone(),
             shutdown.clone(),
         );
         Self {
+            store,
             log,
             players,
+            registry,
             tasks,
             shutdown,
         }
     }
 
+    /// Sends a voice event as the driver would.
+    async fn voice_event(&self, ev: VoiceEvent) {
+        let tx = self
+            .log
+            .lock()
+            .unwrap()
+            .events
+            .clone()
+            .expect("player started");
+        tx.send(ev).unwrap();
+        self.settle().await;
+    }
+
+    /// Waits (bounded) until the player task has ended.
+    async fn ended(&self) {
+        self.tasks.close();
+        tokio::time::timeout(Duration::from_secs(3600), self.tasks.wait())
+            .await
+            .expect("the player ends");
+    }
+
     fn player(&self) -> PlayerHandle {
         self.players.get_or_start(1)
+    }
+
+    /// A `/play` after the previous player ended: a fresh player task starts.
+    async fn play_after_end(&self, title: &str) -> Enqueued {
+        self.log.lock().unwrap().channel = None;
+        self.play(title).await.unwrap()
     }
 
     async fn play(&self, title: &str) -> Result<Enqueued, PlayerError> {
@@ -153,15 +230,9 @@ impl Harness {
 
     /// Reports the end of the most recently started track, as the driver would.
     async fn end_current(&self, outcome: TrackOutcome) {
-        let (token, tx) = self
-            .log
-            .lock()
-            .unwrap()
-            .last
-            .clone()
-            .expect("something played");
-        tx.send(TrackEnded { token, outcome }).unwrap();
-        self.settle().await;
+        let token = self.log.lock().unwrap().last.expect("something played");
+        self.voice_event(VoiceEvent::TrackEnded { token, outcome })
+            .await;
     }
 
     /// Lets the player task drain what it was sent (a snapshot is answered in order).
@@ -231,7 +302,7 @@ async fn next_track_starts_when_one_ends_and_queue_end_is_announced() {
 async fn a_late_end_of_a_skipped_track_is_ignored() {
     let h = Harness::new();
     h.play("a").await.unwrap();
-    let (old_token, tx) = h.log.lock().unwrap().last.clone().unwrap();
+    let old_token = h.log.lock().unwrap().last.unwrap();
     h.play("b").await.unwrap();
     h.play("c").await.unwrap();
     let skipped = h
@@ -241,12 +312,11 @@ async fn a_late_end_of_a_skipped_track_is_ignored() {
         .unwrap();
     assert_eq!(skipped.next.as_deref(), Some("b"));
     // the driver reports the end of "a" after we already moved on: must not skip "b"
-    tx.send(TrackEnded {
+    h.voice_event(VoiceEvent::TrackEnded {
         token: old_token,
         outcome: TrackOutcome::Finished,
     })
-    .unwrap();
-    h.settle().await;
+    .await;
     assert_eq!(h.snapshot().await.current.unwrap().track.title, "b");
 }
 
@@ -302,7 +372,7 @@ async fn leave_disconnects_and_ends_the_task() {
     h.play("a").await.unwrap();
     h.player()
         .call(|reply| Request::Leave {
-            reason: Some("asked to leave".into()),
+            reason: CleanupReason::Idle,
             reply,
         })
         .await
@@ -310,7 +380,11 @@ async fn leave_disconnects_and_ends_the_task() {
     assert!(h
         .calls()
         .ends_with(&["stop".to_string(), "leave".to_string()]));
-    assert_eq!(h.notices().last().unwrap(), "20 left: asked to leave");
+    assert!(h
+        .notices()
+        .last()
+        .unwrap()
+        .starts_with("20 left: nothing played"));
     h.tasks.close();
     tokio::time::timeout(Duration::from_secs(5), h.tasks.wait())
         .await
@@ -379,4 +453,305 @@ async fn volume_is_bounded_and_applied() {
     h.play("b").await.unwrap();
     h.end_current(TrackOutcome::Finished).await;
     assert_eq!(h.calls().last().unwrap(), "play b @0.5");
+}
+
+// ---- lifecycle: timeouts and lost connections (time is paused, so no real waiting) ----
+
+fn policy(idle: u64, alone: u64, paused: u64) -> IdlePolicy {
+    IdlePolicy::from_config(
+        Duration::from_secs(idle),
+        Duration::from_secs(alone),
+        Duration::from_secs(paused),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn leaves_after_the_idle_timeout_and_says_why() {
+    let h = Harness::with_policy(policy(300, 60, 600));
+    h.play("a").await.unwrap();
+    h.end_current(TrackOutcome::Finished).await;
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    h.settle().await;
+    assert_eq!(
+        h.calls().last().unwrap(),
+        "stop",
+        "still connected at 4m59s"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.ended().await;
+    assert_eq!(h.calls().last().unwrap(), "leave");
+    assert_eq!(
+        h.notices().last().unwrap(),
+        "20 left: nothing played in <#10> for 5m"
+    );
+    assert_eq!(h.registry.cleanups().by_reason[&CleanupReason::Idle], 1);
+    assert_eq!(h.registry.stats(Kind::Call).current, 0);
+    assert_eq!(h.registry.stats(Kind::Player).current, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_play_cancels_the_idle_leave() {
+    let h = Harness::with_policy(policy(300, 60, 600));
+    h.play("a").await.unwrap();
+    h.end_current(TrackOutcome::Finished).await;
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    h.play("b").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    h.settle().await;
+    assert!(
+        !h.calls().contains(&"leave".to_string()),
+        "playing is not idle"
+    );
+    h.end_current(TrackOutcome::Finished).await;
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    h.settle().await;
+    assert!(
+        !h.calls().contains(&"leave".to_string()),
+        "the idle clock restarted"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.ended().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn alone_timer_runs_only_while_nobody_listens() {
+    let h = Harness::with_policy(policy(0, 60, 0));
+    h.play("a").await.unwrap();
+    let p = h.player();
+    p.send(Request::Presence {
+        channel: 10,
+        humans: 0,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    // someone comes back: the timer is cancelled
+    p.send(Request::Presence {
+        channel: 10,
+        humans: 1,
+    })
+    .await;
+    // an update about another channel changes nothing
+    p.send(Request::Presence {
+        channel: 99,
+        humans: 0,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    h.settle().await;
+    assert!(!h.calls().contains(&"leave".to_string()));
+    p.send(Request::Presence {
+        channel: 10,
+        humans: 0,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    h.ended().await;
+    assert_eq!(
+        h.notices().last().unwrap(),
+        "20 left: nobody was listening in <#10> for 1m"
+    );
+    assert_eq!(h.registry.cleanups().by_reason[&CleanupReason::Alone], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_too_long_counts_as_idle_and_zero_means_never() {
+    let h = Harness::with_policy(policy(0, 0, 600));
+    h.play("a").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    h.settle().await;
+    assert!(
+        !h.calls().contains(&"leave".to_string()),
+        "no idle timeout while playing"
+    );
+    h.player()
+        .call(|reply| Request::Pause { reply })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(601)).await;
+    h.ended().await;
+    assert_eq!(h.registry.cleanups().by_reason[&CleanupReason::Idle], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_moderator_disconnect_cleans_up_but_a_stale_update_does_not() {
+    let h = Harness::new();
+    h.play("a").await.unwrap();
+    // a stale "left" from an earlier connection while the voice layer is still connected
+    h.player()
+        .send(Request::BotVoiceState { channel: None })
+        .await;
+    h.settle().await;
+    assert!(h.snapshot().await.current.is_some());
+    // a real disconnect: the voice layer dropped the call
+    h.log.lock().unwrap().channel = None;
+    h.player()
+        .send(Request::BotVoiceState { channel: None })
+        .await;
+    h.ended().await;
+    assert_eq!(
+        h.registry.cleanups().by_reason[&CleanupReason::BotDisconnected],
+        1
+    );
+    assert!(h.notices().last().unwrap().contains("disconnected"));
+    assert_eq!(h.registry.stats(Kind::Call).current, 0);
+    // a later /play starts a fresh player and works
+    assert_eq!(h.play_after_end("b").await.position, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn being_moved_keeps_playing_in_the_new_channel() {
+    let h = Harness::new();
+    h.play("a").await.unwrap();
+    h.log.lock().unwrap().channel = Some(11);
+    h.player()
+        .send(Request::BotVoiceState { channel: Some(11) })
+        .await;
+    let s = h.snapshot().await;
+    assert_eq!(s.voice_channel, Some(11));
+    assert_eq!(s.current.unwrap().track.title, "a");
+    assert_eq!(h.registry.calls()[0].channel, 11);
+    assert!(!h.calls().contains(&"leave".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumable_drop_that_recovers_changes_nothing() {
+    let h = Harness::new();
+    h.play("a").await.unwrap();
+    h.voice_event(VoiceEvent::Disconnected {
+        code: Some(4015),
+        reason: "server crashed".into(),
+    })
+    .await;
+    h.voice_event(VoiceEvent::Connected).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    h.settle().await;
+    assert_eq!(h.calls(), ["join 10", "play a @1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_session_rejoins_and_resumes_the_track() {
+    let h = Harness::new();
+    h.play("a").await.unwrap();
+    h.voice_event(VoiceEvent::Disconnected {
+        code: Some(4006),
+        reason: "session invalid".into(),
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.settle().await;
+    assert_eq!(
+        h.calls()[2..],
+        [
+            "leave".to_string(),
+            "join 10".to_string(),
+            "play a @1 from 5".to_string()
+        ]
+    );
+    assert!(h.snapshot().await.current.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejoining_gives_up_with_backoff_then_cleans_up() {
+    let h = Harness::new();
+    h.play("a").await.unwrap();
+    h.log.lock().unwrap().refuse_joins = true;
+    h.voice_event(VoiceEvent::Disconnected {
+        code: None,
+        reason: "io".into(),
+    })
+    .await;
+    // grace 2s, then attempts at +0, +1s, +2s, then give up at +4s
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    h.ended().await;
+    let joins = h.calls().iter().filter(|c| c.starts_with("join")).count();
+    assert_eq!(joins, 1 + 3, "first join plus three bounded attempts");
+    assert_eq!(h.registry.cleanups().by_reason[&CleanupReason::Error], 1);
+    assert_eq!(h.registry.stats(Kind::Call).current, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cleanup_spares_a_playing_call_unless_forced() {
+    let h = Harness::new();
+    h.play("a").await.unwrap();
+    assert!(!h.players.cleanup(1, CleanupReason::Admin, true).await);
+    assert!(h.players.cleanup(1, CleanupReason::Admin, false).await);
+    h.ended().await;
+    assert_eq!(h.registry.cleanups().forced, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_4014_without_a_move_ends_the_call() {
+    let h = Harness::new();
+    h.play("a").await.unwrap();
+    h.voice_event(VoiceEvent::Disconnected {
+        code: Some(4014),
+        reason: "disconnected".into(),
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.ended().await;
+    assert_eq!(
+        h.calls().iter().filter(|c| c.starts_with("join")).count(),
+        1,
+        "no re-join after 4014"
+    );
+    assert_eq!(
+        h.registry.cleanups().by_reason[&CleanupReason::BotDisconnected],
+        1
+    );
+}
+
+// ---- persistence ----
+
+#[tokio::test(start_paused = true)]
+async fn every_change_is_saved_and_leaving_forgets_it() {
+    let h = Harness::new();
+    h.play("a").await.unwrap();
+    h.play("b").await.unwrap();
+    h.settle().await;
+    let saved = h.store.get(1).expect("saved");
+    let titles: Vec<_> = saved.tracks.iter().map(|(t, _)| t.title.as_str()).collect();
+    assert_eq!(titles, ["a", "b"]);
+    assert_eq!(
+        (saved.voice_channel, saved.text_channel, saved.playing),
+        (10, 20, true)
+    );
+    h.end_current(TrackOutcome::Finished).await;
+    h.settle().await;
+    assert_eq!(h.store.get(1).unwrap().tracks.len(), 1);
+    h.player()
+        .call(|reply| Request::Leave {
+            reason: CleanupReason::User,
+            reply,
+        })
+        .await
+        .unwrap();
+    assert!(
+        h.store.get(1).is_none(),
+        "a queue that was left is not resumed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_saves_the_position_and_restore_resumes_there() {
+    let h = Harness::new();
+    h.play("a").await.unwrap();
+    h.play("b").await.unwrap();
+    h.shutdown.cancel();
+    h.ended().await;
+    let saved = h.store.get(1).expect("kept for the restart");
+    assert_eq!(saved.position, Duration::from_secs(5));
+
+    let h2 = Harness::new();
+    h2.player()
+        .call(|reply| Request::Restore {
+            saved: saved.clone(),
+            reply,
+        })
+        .await
+        .unwrap();
+    assert_eq!(h2.calls(), ["join 10", "play a @1 from 5"]);
+    let s = h2.snapshot().await;
+    assert_eq!(s.upcoming.len(), 1);
+    assert_eq!(s.upcoming[0].track.title, "b");
 }

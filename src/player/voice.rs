@@ -30,16 +30,20 @@ pub enum TrackOutcome {
     Failed(String),
 }
 
-/// Sent by the driver when the track started with `token` ends. Tokens let the player
-/// ignore the late "ended" of a track it already replaced.
+/// What the voice connection reports to its player.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackEnded {
-    pub token: u64,
-    pub outcome: TrackOutcome,
+pub enum VoiceEvent {
+    /// The track started with `token` ended. Tokens let the player ignore the late "ended"
+    /// of a track it already replaced.
+    TrackEnded { token: u64, outcome: TrackOutcome },
+    /// The voice connection is up (first connect or a reconnect).
+    Connected,
+    /// The voice connection dropped; `code` is Discord's close code when it closed one.
+    Disconnected { code: Option<u16>, reason: String },
 }
 
-/// Where a voice implementation reports track ends.
-pub type TrackEvents = mpsc::UnboundedSender<TrackEnded>;
+/// Where a voice implementation reports what happens to it.
+pub type VoiceEvents = mpsc::UnboundedSender<VoiceEvent>;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PlayOptions {
@@ -53,13 +57,12 @@ pub struct PlayOptions {
 pub trait VoiceCall: Send + Sync {
     /// Joins `channel`, or moves there if connected elsewhere.
     async fn join(&mut self, channel: u64) -> Result<(), VoiceError>;
-    /// Replaces whatever plays with `track`; its end is reported on `events` with `token`.
+    /// Replaces whatever plays with `track`; its end is reported as `TrackEnded { token }`.
     async fn play(
         &mut self,
         track: &Track,
         opts: PlayOptions,
         token: u64,
-        events: TrackEvents,
     ) -> Result<(), VoiceError>;
     async fn pause(&mut self);
     async fn resume(&mut self);
@@ -69,12 +72,14 @@ pub trait VoiceCall: Send + Sync {
     async fn seek(&mut self, to: Duration) -> Result<(), VoiceError>;
     /// Playback position of the current track, if the driver knows it.
     async fn position(&mut self) -> Option<Duration>;
+    /// The channel the voice layer believes it is in (None once disconnected by anyone).
+    async fn current_channel(&mut self) -> Option<u64>;
     /// Disconnects; safe to call when not connected.
     async fn leave(&mut self);
 }
 
-/// Makes the voice connection for a guild.
-pub type VoiceFactory = Arc<dyn Fn(u64) -> Box<dyn VoiceCall> + Send + Sync>;
+/// Makes the voice connection for a guild; it reports to the given sender.
+pub type VoiceFactory = Arc<dyn Fn(u64, VoiceEvents) -> Box<dyn VoiceCall> + Send + Sync>;
 
 /// Something worth telling the channel the music was requested from.
 #[derive(Debug, Clone)]

@@ -66,7 +66,19 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
         self.stats.running.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut live) = self.stats.live.lock() {
+            live.remove(&(self.pgid as u32));
+        }
     }
+}
+
+/// Kills a whole process group now (the sweeper's and `/cleanup`'s way to end a stray).
+pub fn kill_group(pgid: u32) -> bool {
+    if pgid == 0 || pgid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: plain syscall on a group id we started; no memory is touched.
+    unsafe { libc::killpg(pgid as libc::pid_t, libc::SIGKILL) == 0 }
 }
 
 /// Runs `program args...` in `cwd` with a new process group, stdin from /dev/null, and
@@ -97,6 +109,24 @@ pub(crate) async fn run(
         armed: true,
         stats: stats.clone(),
     };
+    if guard.pgid > 0 {
+        let started = std::time::Instant::now();
+        let entry = super::ytdlp::LiveProcess {
+            pgid: guard.pgid as u32,
+            started,
+            deadline: started + timeout,
+        };
+        stats
+            .live
+            .lock()
+            .expect("process table")
+            .insert(guard.pgid as u32, entry);
+        let mut recent = stats.recent.lock().expect("process table");
+        if recent.len() == super::ytdlp::RECENT_PROCESSES {
+            recent.pop_front();
+        }
+        recent.push_back(guard.pgid as u32);
+    }
 
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");

@@ -91,7 +91,8 @@ impl ResolveError {
     }
 }
 
-fn fmt_hms(d: Duration) -> String {
+/// `3:05`, `1:02:03`: how lengths are written everywhere the bot shows one.
+pub fn fmt_hms(d: Duration) -> String {
     let s = d.as_secs();
     let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
     if h > 0 {
@@ -113,6 +114,39 @@ pub struct ProcessStats {
     /// Calls that ended in an error other than a timeout: spawn failures, non-zero exits,
     /// unusable output (user errors such as "not found" included).
     pub failed: AtomicU64,
+    /// Every process running now, by pid: what `/resources` lists and the sweeper checks.
+    pub live: std::sync::Mutex<std::collections::HashMap<u32, LiveProcess>>,
+    /// Process group ids of the most recent runs (newest last), so a check can ask the OS
+    /// whether any of them is still alive.
+    pub recent: std::sync::Mutex<std::collections::VecDeque<u32>>,
+}
+
+/// How many recent process group ids [`ProcessStats::recent`] keeps.
+pub const RECENT_PROCESSES: usize = 64;
+
+/// One running yt-dlp process.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveProcess {
+    /// Its process group (the pid of the leader).
+    pub pgid: u32,
+    pub started: std::time::Instant,
+    /// When its call times out; a process still alive well past this is a stray.
+    pub deadline: std::time::Instant,
+}
+
+impl ProcessStats {
+    /// Processes alive past their deadline by more than `grace`.
+    pub fn overdue(&self, now: std::time::Instant, grace: Duration) -> Vec<LiveProcess> {
+        let live = self.live.lock().expect("process table");
+        live.values()
+            .filter(|p| now > p.deadline + grace)
+            .copied()
+            .collect()
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.lock().expect("process table").len()
+    }
 }
 
 /// Operator configuration for yt-dlp.

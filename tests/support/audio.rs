@@ -170,7 +170,30 @@ pub fn synth_frames(freq: f32, n_frames: usize, amplitude: f32) -> Vec<AudioFram
                 pcm,
                 opus_len: 0,
                 at: now,
+                dave: false,
             }
         })
         .collect()
+}
+
+/// The tones heard in order: the dominant frequency of each half second of audio, with
+/// runs of the same tone collapsed into one entry. A tone heard for a single half second
+/// (the boundary between two tracks, a click) is not counted.
+pub fn tone_sequence(frames: &[AudioFrame]) -> Vec<f32> {
+    let audible = non_silent(frames);
+    let mut runs: Vec<(f32, usize)> = Vec::new();
+    for chunk in audible.chunks(25).filter(|c| c.len() == 25) {
+        let f = dominant_frequency(chunk);
+        match runs.last_mut() {
+            Some((last, n)) if (*last - f).abs() <= 30.0 => *n += 1,
+            _ => runs.push((f, 1)),
+        }
+    }
+    let mut seq: Vec<f32> = Vec::new();
+    for (f, _) in runs.into_iter().filter(|(_, n)| *n >= 2) {
+        if seq.last().is_none_or(|last| (last - f).abs() > 30.0) {
+            seq.push(f);
+        }
+    }
+    seq
 }

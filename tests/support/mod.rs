@@ -20,12 +20,16 @@
 //!   [`Emulator::protocol_errors`] says why. `command()` panics for unregistered commands.
 //! - Admin members get every permission bit (Discord's computed permissions), others
 //!   [`payloads::MEMBER_PERMISSIONS`]; the bot gets [`payloads::BOT_PERMISSIONS`].
+//! - Voice speaks DAVE (E2EE v1) by default: simulated listeners (the humans in the bot's voice
+//!   channel) are in the MLS group and decrypt every frame; `audio()` is what they decrypted
+//!   (see [`dave`], [`Emulator::dave_stats`], [`Emulator::set_dave`] for transport-only v0).
 //! - Set `EMULATOR_DEBUG=1` to log every request, dispatch and voice frame to stderr.
 #![allow(dead_code, unused_imports, unused_macros)]
 // tungstenite fixes the handshake callback's error type; interaction builders mirror Discord's fields.
 #![allow(clippy::result_large_err, clippy::too_many_arguments)]
 
 pub mod audio;
+pub mod dave;
 pub mod fixtures;
 pub mod gateway;
 pub mod http;
@@ -37,8 +41,10 @@ pub mod voice;
 pub mod world;
 
 pub use audio::{
-    assert_contiguous, dominant_frequency, mono, non_silent, rms, synth_frames, tone_strength,
+    assert_contiguous, dominant_frequency, mono, non_silent, rms, synth_frames, tone_sequence,
+    tone_strength,
 };
+pub use dave::{DaveStats, PeerStats};
 pub use fixtures::{
     write_tone_ffmpeg, write_tone_mp3, write_tone_ogg, write_tone_wav, write_tone_webm,
     write_two_tone_wav, FileRequest, FileServer,
@@ -228,6 +234,7 @@ impl Emulator {
                         is_bot: true,
                         is_admin: false,
                         permissions: None,
+                        roles: Vec::new(),
                     }],
                     voice_states: Default::default(),
                     joined_at: state::iso8601(state::now_ms()),
@@ -305,6 +312,7 @@ impl Emulator {
                 is_bot,
                 is_admin,
                 permissions: None,
+                roles: Vec::new(),
             };
             let ev = payloads::guild_member_add_json(g, &m, bot);
             g.members.push(m);
@@ -324,6 +332,20 @@ impl Emulator {
                 .find(|m| m.user_id == user_id)
                 .expect("unknown member");
             m.permissions = Some(permissions);
+        });
+    }
+
+    /// Sets a member's extra role ids (sent in `member.roles` of interactions and member
+    /// payloads; the admin role of admins is kept).
+    pub fn set_member_roles(&self, guild_id: u64, user_id: u64, roles: &[u64]) {
+        self.with(|s| {
+            let g = s.guilds.get_mut(&guild_id).expect("unknown guild");
+            let m = g
+                .members
+                .iter_mut()
+                .find(|m| m.user_id == user_id)
+                .expect("unknown member");
+            m.roles = roles.to_vec();
         });
     }
 
@@ -881,6 +903,13 @@ impl Emulator {
     /// Every RTP packet received for the guild, decrypted and decoded, in arrival order.
     pub fn audio(&self, guild_id: u64) -> Vec<AudioFrame> {
         self.read(|s| s.audio.get(&guild_id).cloned().unwrap_or_default())
+    }
+
+    /// On (the default): every received frame is Opus-decoded and kept for [`audio`](Self::audio).
+    /// Off: frames are only counted ([`dave_stats`](Self::dave_stats): `frames_encrypted`,
+    /// `frames_plain`, `frames_silence`), for load benchmarks with hundreds of calls.
+    pub fn set_decode_audio(&self, on: bool) {
+        self.with(|s| s.decode_audio = on);
     }
 
     pub fn clear_audio(&self, guild_id: u64) {

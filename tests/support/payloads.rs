@@ -120,6 +120,7 @@ pub fn member_json(
     if m.user_id == bot_user_id {
         roles.push(bot_role_id(guild.id).to_string());
     }
+    roles.extend(m.roles.iter().map(u64::to_string));
     let mut v = json!({
         "user": user_json(m.user_id, &m.name, m.is_bot),
         "nick": null,

@@ -139,6 +139,9 @@ pub struct AudioFrame {
     pub pcm: Vec<f32>,
     pub opus_len: usize,
     pub at: Instant,
+    /// It arrived DAVE-encrypted and a simulated listener decrypted it (false: plain Opus,
+    /// e.g. before the DAVE group exists, with DAVE off, or the Opus silence frame).
+    pub dave: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,6 +164,8 @@ pub struct MemberRec {
     pub is_admin: bool,
     /// Overrides the computed interaction `member.permissions`.
     pub permissions: Option<u64>,
+    /// Extra role ids in `member.roles` (besides the admin and bot roles).
+    pub roles: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -206,6 +211,8 @@ pub struct GatewayConn {
 
 pub enum VoiceCmd {
     Close(u16),
+    /// DAVE frames to send as they are (see `dave::Out`).
+    Dave(Vec<super::dave::Out>),
 }
 
 pub struct VoiceConnHandle {
@@ -223,6 +230,8 @@ pub struct VoiceSessionInfo {
     pub session_id: String,
     pub user_id: u64,
     pub invalidated: bool,
+    /// The session's DAVE call (ssrc → the listeners that decrypt its frames).
+    pub dave: Option<super::dave::DaveHandle>,
 }
 
 #[derive(Clone, Debug)]
@@ -315,6 +324,15 @@ pub struct State {
     /// Non-silent frames per guild since the last clear (kept so waiters are O(1)).
     pub audio_loud: HashMap<u64, usize>,
     pub voice_errors: Vec<String>,
+    /// DAVE for new voice sessions (default on; off = `dave_protocol_version: 0`).
+    pub dave_enabled: bool,
+    /// DAVE counters and group state per guild.
+    pub dave_stats: HashMap<u64, super::dave::DaveStats>,
+    /// The DAVE call of each guild's current voice session.
+    pub dave_calls: HashMap<u64, super::dave::DaveHandle>,
+    /// Opus-decode and record received frames (default). Off: frames are only counted in
+    /// `dave_stats` (for load benchmarks: no decoding cost, no memory growth).
+    pub decode_audio: bool,
 
     pub protocol_errors: Vec<String>,
     next_ssrc: u32,
@@ -402,6 +420,10 @@ impl State {
             audio: HashMap::new(),
             audio_loud: HashMap::new(),
             voice_errors: Vec::new(),
+            dave_enabled: true,
+            dave_stats: HashMap::new(),
+            dave_calls: HashMap::new(),
+            decode_audio: true,
             protocol_errors: Vec::new(),
             next_ssrc: 10_000 + (rand::random::<u16>() as u32),
             last_snowflake: 0,
@@ -591,7 +613,8 @@ impl State {
         format!(
             "gateway connections: {}, identifies: {}, READY sent: {}, current gateway: {}\n\
              registrations: {:?}\nlast requests: {:#?}\nunhandled requests: {:#?}\n\
-             dropped dispatches: {:?}\nprotocol errors: {:#?}\nvoice errors: {:?}\nvoice log (tail): {:#?}",
+             dropped dispatches: {:?}\nprotocol errors: {:#?}\nvoice errors: {:?}\nvoice log (tail): {:#?}\n\
+             DAVE: {:?}",
             self.gateway_connections,
             self.identifies.len(),
             self.readies,
@@ -606,6 +629,15 @@ impl State {
             self.protocol_errors,
             tail(&self.voice_errors, 10),
             tail(&self.voice_log, 15),
+            self.dave_stats
+                .iter()
+                .map(|(g, d)| format!(
+                    "guild {g}: v{} bot_in_group {} listeners {:?} epoch {} pending {:?} \
+                     frames enc/dec/plain/fail {}/{}/{}/{}",
+                    d.protocol_version, d.bot_in_group, d.listeners, d.epoch, d.pending,
+                    d.frames_encrypted, d.frames_decrypted, d.frames_plain, d.decrypt_failures
+                ))
+                .collect::<Vec<_>>(),
         )
     }
 }

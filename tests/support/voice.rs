@@ -3,8 +3,12 @@
 //! packets map to sessions by SSRC (unique per session). Received audio is decrypted
 //! (`aead_aes256_gcm_rtpsize`) and Opus-decoded into [`AudioFrame`]s.
 //!
-//! DAVE (E2EE) is not emulated: SESSION_DESCRIPTION says `dave_protocol_version: 0`. The
-//! per-connection protocol state lives in [`VoiceSession`] so DAVE opcodes can be added there.
+//! DAVE (E2EE, protocol v1) is on by default: SESSION_DESCRIPTION answers the client's
+//! `max_dave_protocol_version: 1` with `dave_protocol_version: 1` and the connection plays
+//! Discord's part in the MLS group (see [`super::dave`]); the received frames are decrypted by
+//! the simulated listeners before Opus decoding. `Emulator::set_dave(false)` gives version 0
+//! (transport encryption only). Server binary frames are `[op][payload]` on voice gateway v4
+//! (songbird) and `[seq u16 BE][op][payload]` on v8.
 
 use aes_gcm::{aead::AeadInPlace, Aes256Gcm, KeyInit};
 use futures::{SinkExt, StreamExt};
@@ -19,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::dave::{self, DaveCall, DaveHandle, Out};
 use super::payloads::id_of;
 use super::state::{emu_debug, AudioFrame, Shared, VoiceCmd, VoiceConnHandle, VoiceSessionInfo};
 
@@ -48,10 +53,15 @@ pub async fn run_ws(
 /// What the protocol logic asks the connection task to do.
 enum Action {
     Send(Value),
+    /// A binary frame, already prefixed with the sequence number on v8.
+    SendBinary(Vec<u8>),
     Close(u16),
 }
 
-/// Per voice-websocket protocol state (the place to add DAVE later).
+/// How often a connection re-checks its DAVE group against the channel's members and timeouts.
+const DAVE_TICK: Duration = Duration::from_millis(50);
+
+/// Per voice-websocket protocol state (DAVE lives in [`DaveCall`], shared with the UDP receiver).
 pub struct VoiceSession {
     pub conn_id: u64,
     /// The `v` query parameter (songbird uses 4; v8 adds server sequence numbers).
@@ -65,6 +75,10 @@ pub struct VoiceSession {
     /// Server message sequence (v8+).
     pub seq: u64,
     pub udp_port: u16,
+    /// `max_dave_protocol_version` from IDENTIFY (0 when absent).
+    pub max_dave: u16,
+    /// The call's DAVE state, when DAVE was negotiated.
+    pub dave: Option<DaveHandle>,
 }
 
 impl VoiceSession {
@@ -74,6 +88,106 @@ impl VoiceSession {
             Action::Send(json!({"op": op, "d": d, "seq": self.seq}))
         } else {
             Action::Send(json!({"op": op, "d": d}))
+        }
+    }
+
+    fn out(&mut self, o: Out) -> Action {
+        match o {
+            Out::Json(op, d) => self.msg(op, d),
+            Out::Binary(op, payload) => {
+                let mut frame = Vec::with_capacity(payload.len() + 3);
+                if self.version >= 8 {
+                    self.seq += 1;
+                    frame.extend_from_slice(&(self.seq as u16).to_be_bytes());
+                }
+                frame.push(op);
+                frame.extend_from_slice(&payload);
+                Action::SendBinary(frame)
+            }
+        }
+    }
+
+    fn outs(&mut self, outs: Vec<Out>) -> Vec<Action> {
+        outs.into_iter().map(|o| self.out(o)).collect()
+    }
+
+    /// Runs `f` on the call's DAVE state, then brings the group in line with the channel's
+    /// humans (only on the guild's current connection). A panic is recorded, never propagated.
+    fn dave_step(
+        &mut self,
+        shared: &Arc<Shared>,
+        f: impl FnOnce(&mut DaveCall) -> Vec<Out>,
+    ) -> Vec<Action> {
+        let (Some(h), Some(guild)) = (self.dave.clone(), self.guild_id) else {
+            return vec![];
+        };
+        let channel = h.lock().channel_id;
+        let conn_id = self.conn_id;
+        let humans = shared.read(|s| {
+            let current = s
+                .voice_current
+                .get(&guild)
+                .is_some_and(|c| c.conn_id == conn_id);
+            current.then(|| {
+                channel
+                    .map(|c| dave::humans_in_channel(s, guild, c))
+                    .unwrap_or_default()
+            })
+        });
+        let outs = {
+            let mut call = h.lock();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut outs = f(&mut call);
+                outs.extend(call.tick(humans.as_deref()));
+                // Only the guild's current call speaks for its group in `dave_stats`.
+                if humans.is_some() {
+                    call.mirror();
+                }
+                outs
+            }));
+            match r {
+                Ok(outs) => outs,
+                Err(_) => {
+                    shared.with(|s| {
+                        s.voice_errors
+                            .push(format!("guild {guild}: DAVE handler panicked"))
+                    });
+                    vec![]
+                }
+            }
+        };
+        self.outs(outs)
+    }
+
+    /// A binary frame from the client: `[op][payload]` (26 key package, 28 commit + welcome).
+    fn handle_binary(&mut self, b: &[u8], shared: &Arc<Shared>) -> Vec<Action> {
+        let Some((&op, payload)) = b.split_first() else {
+            shared.with(|s| s.voice_errors.push("empty binary voice frame".into()));
+            return vec![];
+        };
+        if self.dave.is_none() {
+            shared.with(|s| {
+                s.voice_errors.push(format!(
+                    "guild {:?}: binary op {op} ({} bytes) but DAVE was not negotiated",
+                    self.guild_id,
+                    b.len()
+                ))
+            });
+            return vec![];
+        }
+        match op {
+            26 => self.dave_step(shared, |c| c.on_key_package(payload)),
+            28 => self.dave_step(shared, |c| c.on_commit(payload)),
+            _ => {
+                shared.with(|s| {
+                    s.voice_errors.push(format!(
+                        "guild {:?}: unexpected binary op {op} ({} bytes) from the client",
+                        self.guild_id,
+                        b.len()
+                    ))
+                });
+                vec![]
+            }
         }
     }
 
@@ -101,6 +215,10 @@ impl VoiceSession {
                 let session_id = d["session_id"].as_str().unwrap_or("").to_string();
                 let user_id = id_of(&d["user_id"]).unwrap_or(0);
                 let token = d["token"].as_str().unwrap_or("").to_string();
+                self.max_dave = d["max_dave_protocol_version"]
+                    .as_u64()
+                    .map(|v| v.min(u16::MAX as u64) as u16)
+                    .unwrap_or(0);
                 let key: [u8; 32] = rand::random();
                 let ssrc = shared.with(|s| {
                     if let Some(expected) = s.voice_server_tokens.get(&guild_id) {
@@ -126,11 +244,15 @@ impl VoiceSession {
                             session_id: session_id.clone(),
                             user_id,
                             invalidated: false,
+                            dave: None,
                         },
                     );
                     *s.voice_identifies.entry(guild_id).or_default() += 1;
                     s.voice_current.insert(guild_id, VoiceConnHandle { conn_id: self.conn_id, tx: tx.clone() });
-                    s.voice_log.push(format!("guild {guild_id}: IDENTIFY v{} ssrc {ssrc}", self.version));
+                    s.voice_log.push(format!(
+                        "guild {guild_id}: IDENTIFY v{} ssrc {ssrc} max_dave_protocol_version {}",
+                        self.version, self.max_dave
+                    ));
                     ssrc
                 });
                 self.guild_id = Some(guild_id);
@@ -170,11 +292,60 @@ impl VoiceSession {
                         "bot selected {mode}: the emulator only decrypts {AES_MODE}, audio will not be recorded"
                     )));
                 }
+                let dave_on = shared.read(|s| s.dave_enabled);
+                if dave_on && self.max_dave == 0 {
+                    shared.with(|s| {
+                        s.voice_errors.push(format!(
+                            "guild {:?}: the client does not support DAVE (no max_dave_protocol_version): \
+                             Discord closes such sessions with 4017",
+                            self.guild_id
+                        ))
+                    });
+                    return vec![Action::Close(4017)];
+                }
+                let dave_version = if dave_on {
+                    self.max_dave.min(dave::DAVE_PROTOCOL_VERSION)
+                } else {
+                    0
+                };
                 self.mode = Some(mode.clone());
+                let guild_id = self.guild_id.unwrap_or(0);
+                let bot_user_id = if self.user_id != 0 {
+                    self.user_id
+                } else {
+                    shared.read(|s| s.bot_user_id)
+                };
+                let (channel, humans) = shared.read(|s| {
+                    let channel = s.bot_voice.get(&guild_id).copied().flatten();
+                    let humans = channel
+                        .map(|c| dave::humans_in_channel(s, guild_id, c))
+                        .unwrap_or_default();
+                    (channel, humans)
+                });
+                if dave_version > 0 {
+                    match DaveCall::new(shared.clone(), guild_id, channel, bot_user_id) {
+                        Ok(call) => self.dave = Some(DaveHandle::new(call)),
+                        Err(e) => shared.with(|s| {
+                            s.voice_errors
+                                .push(format!("guild {guild_id}: DAVE setup failed: {e}"))
+                        }),
+                    }
+                }
+                let dave_version = if self.dave.is_some() { dave_version } else { 0 };
                 shared.with(|s| {
                     if let Some(info) = s.voice_sessions.get_mut(&ssrc) {
                         info.mode = Some(mode.clone());
+                        info.dave = self.dave.clone();
                     }
+                    match &self.dave {
+                        Some(h) => {
+                            s.dave_calls.insert(guild_id, h.clone());
+                        }
+                        None => {
+                            s.dave_calls.remove(&guild_id);
+                        }
+                    }
+                    s.dave_stats.entry(guild_id).or_default().protocol_version = dave_version;
                     s.voice_log.push(format!(
                         "guild {:?}: SELECT_PROTOCOL {mode} {}",
                         self.guild_id, d["data"]
@@ -183,12 +354,20 @@ impl VoiceSession {
                 let desc = json!({
                     "mode": mode,
                     "secret_key": self.key.to_vec(),
-                    "dave_protocol_version": 0,
+                    "dave_protocol_version": dave_version,
                     "audio_codec": "opus",
                     "video_codec": "H264",
                     "media_session_id": format!("media-{ssrc}"),
                 });
-                vec![self.msg(4, desc)]
+                let mut actions = vec![self.msg(4, desc)];
+                // Discord announces the users already connected and the call's external sender
+                // right after SESSION_DESCRIPTION.
+                if let Some(h) = self.dave.clone() {
+                    let outs = h.lock().start(&humans);
+                    actions.extend(self.outs(outs));
+                    h.lock().mirror();
+                }
+                actions
             }
             // HEARTBEAT
             3 => {
@@ -251,12 +430,28 @@ impl VoiceSession {
                         self.session_id = info.session_id;
                         self.key = info.key;
                         self.mode = info.mode;
+                        self.dave = info.dave;
+                        if let Some(h) = &self.dave {
+                            shared.with(|s| {
+                                s.dave_calls.insert(info.guild_id, h.clone());
+                            });
+                        }
                         vec![self.msg(9, Value::Null)]
                     }
                     None => vec![Action::Close(4006)],
                 }
             }
-            // CLIENT_DISCONNECT etc. from clients: ignore. DAVE (21..31) would go here.
+            // DAVE transition ready
+            23 if self.dave.is_some() => {
+                let d = d.clone();
+                self.dave_step(shared, |c| c.on_transition_ready(&d))
+            }
+            // DAVE invalid commit / welcome
+            31 if self.dave.is_some() => {
+                let d = d.clone();
+                self.dave_step(shared, |c| c.on_invalid_commit(&d))
+            }
+            // CLIENT_DISCONNECT etc. from clients: ignore.
             _ => {
                 shared.with(|s| {
                     s.voice_log
@@ -320,16 +515,32 @@ async fn handle_conn(
         key: [0; 32],
         seq: 0,
         udp_port,
+        max_dave: 0,
+        dave: None,
     };
     emu_debug!("voice connection {conn_id} from {peer}: {uri}");
     // Discord sends HELLO as soon as the socket opens.
     let mut pending = vec![sess.hello()];
+    let mut dave_tick = tokio::time::interval(DAVE_TICK);
+    dave_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'conn: loop {
         for a in pending.drain(..) {
             match a {
                 Action::Send(v) => {
                     emu_debug!("voice {conn_id} -> {v}");
                     if sink.send(Message::text(v.to_string())).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Action::SendBinary(b) => {
+                    emu_debug!(
+                        "voice {conn_id} -> binary op {} ({} bytes)",
+                        b.get(if sess.version >= 8 { 2 } else { 0 })
+                            .copied()
+                            .unwrap_or(0),
+                        b.len()
+                    );
+                    if sink.send(Message::binary(b)).await.is_err() {
                         break 'conn;
                     }
                 }
@@ -355,8 +566,8 @@ async fn handle_conn(
                     pending = sess.handle(&v, &shared, &tx);
                 }
                 Some(Ok(Message::Binary(b))) => {
-                    // Binary frames carry DAVE opcodes (not emulated).
-                    shared.with(|s| s.voice_log.push(format!("guild {:?}: ignored binary frame ({} bytes)", sess.guild_id, b.len())));
+                    emu_debug!("voice {conn_id} <- binary op {} ({} bytes)", b.first().copied().unwrap_or(0), b.len());
+                    pending = sess.handle_binary(&b, &shared);
                 }
                 Some(Ok(Message::Close(f))) => {
                     shared.with(|s| s.voice_log.push(format!("guild {:?}: client closed {f:?}", sess.guild_id)));
@@ -369,7 +580,13 @@ async fn handle_conn(
                     break;
                 }
             },
+            _ = dave_tick.tick(), if sess.dave.is_some() => {
+                pending = sess.dave_step(&shared, |_| vec![]);
+            }
             cmd = rx.recv() => match cmd {
+                Some(VoiceCmd::Dave(outs)) => {
+                    pending = sess.outs(outs);
+                }
                 Some(VoiceCmd::Close(code)) => {
                     shared.with(|s| {
                         s.voice_log.push(format!("guild {:?}: emulator closes with {code}", sess.guild_id));
@@ -464,7 +681,30 @@ pub async fn run_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             continue; // reported at SELECT_PROTOCOL time
         }
         match decrypt_rtp(pkt, &info.key) {
-            Ok((seq, timestamp, opus)) => {
+            Ok((seq, timestamp, payload)) => {
+                // DAVE: what the listeners decrypted (None: nobody in the call could play it).
+                let (opus, dave) = match &info.dave {
+                    Some(h) => match h.lock().on_media(&payload) {
+                        Some(r) => r,
+                        None => continue,
+                    },
+                    None => {
+                        let silence = payload == dave::OPUS_SILENCE;
+                        shared.with(|s| {
+                            let st = s.dave_stats.entry(info.guild_id).or_default();
+                            if silence {
+                                st.frames_silence += 1;
+                            } else {
+                                st.frames_plain += 1;
+                            }
+                        });
+                        (payload, false)
+                    }
+                };
+                // Counting only (`Emulator::set_decode_audio(false)`): the frame is in `dave_stats`.
+                if !shared.read(|s| s.decode_audio) {
+                    continue;
+                }
                 let dec = decoders.entry(ssrc).or_insert_with(|| {
                     opus2::Decoder::new(48_000, opus2::Channels::Stereo).expect("opus decoder")
                 });
@@ -477,6 +717,7 @@ pub async fn run_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
                             pcm: pcm[..samples * 2].to_vec(),
                             opus_len: opus.len(),
                             at: Instant::now(),
+                            dave,
                         };
                         let loud = super::audio::rms(std::slice::from_ref(&frame))
                             > super::audio::SILENCE_RMS;

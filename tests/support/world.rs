@@ -67,6 +67,8 @@ pub struct World {
     pub bot: Arc<Bot>,
     pub shutdown: CancellationToken,
     pub run: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The bot's config, reused by [`World::restart`].
+    pub config: Config,
     pub dir: tempfile::TempDir,
 }
 
@@ -92,6 +94,7 @@ impl World {
         std::fs::create_dir_all(&media).unwrap();
         write_tone_wav(&media.join("low.wav"), 440.0, 3.0, 0.5);
         write_tone_wav(&media.join("high.wav"), 880.0, 3.0, 0.5);
+        write_tone_wav(&media.join("long.wav"), 330.0, 8.0, 0.5);
         let files = FileServer::start(&media).await;
 
         let mut config = Config::default();
@@ -102,7 +105,9 @@ impl World {
         tweak(&mut config);
         let token = Token::parse(Some(&emu.bot_token())).expect("emulator token is well-formed");
         let shutdown = CancellationToken::new();
-        let app = App::build(config, token, shutdown.clone()).await.unwrap();
+        let app = App::build(config.clone(), token, shutdown.clone())
+            .await
+            .unwrap();
         let bot = app.bot.clone();
         let run = tokio::spawn(app.run());
         emu.wait_ready(T).await;
@@ -112,6 +117,7 @@ impl World {
             bot,
             shutdown,
             run,
+            config,
             dir,
         }
     }
@@ -143,6 +149,31 @@ impl World {
         self.emu.wait_audio_frames(GUILD, n, T).await;
         let frames = non_silent(&self.emu.audio(GUILD));
         dominant_frequency(&frames[frames.len().saturating_sub(n)..])
+    }
+
+    /// A graceful stop (as on SIGTERM) and a fresh start of the bot on the same data
+    /// directory and database, against the same emulator.
+    pub async fn restart(&mut self) {
+        self.shutdown.cancel();
+        let run = std::mem::replace(&mut self.run, tokio::spawn(async { Ok(()) }));
+        tokio::time::timeout(T, run)
+            .await
+            .expect("the bot shuts down in time")
+            .expect("run task")
+            .expect("clean exit");
+        let registrations = self.emu.registration_count();
+        let token = Token::parse(Some(&self.emu.bot_token())).unwrap();
+        self.shutdown = CancellationToken::new();
+        let app = App::build(self.config.clone(), token, self.shutdown.clone())
+            .await
+            .unwrap();
+        self.bot = app.bot.clone();
+        self.run = tokio::spawn(app.run());
+        self.emu
+            .wait_for("the restarted bot to register its commands", T, move |e| {
+                e.registration_count() > registrations
+            })
+            .await;
     }
 
     pub async fn stop(self) {

@@ -1,24 +1,109 @@
-use super::{listening_player, reply, sentence, Context, Error};
-use crate::discord::format::escape;
-use crate::player::Request;
+//! Playback control: skip (and skip votes), back, pause, resume, stop, leave, seek,
+//! volume, loop.
 
-/// Skip the track that is playing
+use poise::serenity_prelude as serenity;
+
+use super::dj;
+use super::parse;
+use super::{
+    listeners, listening, listening_to_something, reply, sentence, Context, Error, Listening,
+};
+use crate::discord::format::{self, bold, escape};
+use crate::player::voice::VoiceError;
+use crate::player::{LoopMode, PlayerError, Request};
+
+/// Skip the track that is playing (or several); without DJ rights, vote to skip it
 #[poise::command(slash_command, guild_only)]
-pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
-    let Some(player) = listening_player(ctx).await? else {
+pub async fn skip(
+    ctx: Context<'_>,
+    #[description = "How many tracks to skip, counting the one playing (default 1)"]
+    #[min = 1]
+    #[max = 10000]
+    count: Option<i64>,
+) -> Result<(), Error> {
+    let Some(l) = listening_to_something(ctx).await? else {
         return Ok(());
     };
-    match player.call(|reply| Request::Skip { n: 1, reply }).await {
+    let Some(n) = usize::try_from(count.unwrap_or(1)).ok().filter(|n| *n >= 1) else {
+        return reply::error(ctx, "Skip at least 1 track (the one playing counts).").await;
+    };
+    if !dj::standing(ctx, Some(&l.snapshot)).may_control() {
+        return vote_skip(ctx, &l).await;
+    }
+    skip_now(ctx, &l, n, "").await
+}
+
+async fn skip_now(ctx: Context<'_>, l: &Listening, n: usize, prefix: &str) -> Result<(), Error> {
+    match l.player.call(|reply| Request::Skip { n, reply }).await {
         Ok(s) => {
+            ctx.data().skip_votes.clear(l.guild);
+            let what = match s.skipped {
+                1 => format!("Skipped {}", bold(&s.skipped_title, 80)),
+                n => format!(
+                    "Skipped {n} tracks ({} and {} more)",
+                    bold(&s.skipped_title, 60),
+                    n - 1
+                ),
+            };
             let next = match s.next {
-                Some(t) => format!("; now playing **{}**", escape(&t)),
+                Some(t) => format!("; now playing {}", bold(&t, 80)),
                 None => "; the queue is empty".into(),
             };
-            reply::ok(
-                ctx,
-                format!("Skipped **{}**{next}.", escape(&s.skipped_title)),
-            )
-            .await
+            reply::ok(ctx, format!("{prefix}{what}{next}.")).await
+        }
+        Err(e) => reply::error(ctx, sentence(&e)).await,
+    }
+}
+
+/// A listener without DJ rights: one vote; half of the listeners skip.
+async fn vote_skip(ctx: Context<'_>, l: &Listening) -> Result<(), Error> {
+    let current = l.snapshot.current.as_ref().expect("checked by the caller");
+    let title = bold(&current.track.title, 80);
+    let here = listeners(ctx, l.channel);
+    let tally = ctx
+        .data()
+        .skip_votes
+        .vote(l.guild, current.id, ctx.author().id.get(), &here);
+    if tally.passed() {
+        let prefix = format!("Vote passed ({}/{}): ", tally.votes, here.len());
+        return skip_now(ctx, l, 1, &prefix).await;
+    }
+    if !tally.new {
+        return reply::error(
+            ctx,
+            format!(
+                "You already voted to skip {title} ({}/{} votes).",
+                tally.votes, tally.needed
+            ),
+        )
+        .await;
+    }
+    let more = tally.needed - tally.votes;
+    reply::ok(
+        ctx,
+        format!(
+            "{} voted to skip {title}: {}/{} votes, {more} more needed.",
+            escape(ctx.author().display_name()),
+            tally.votes,
+            tally.needed
+        ),
+    )
+    .await
+}
+
+/// Go back to the previous track
+#[poise::command(slash_command, guild_only)]
+pub async fn back(ctx: Context<'_>) -> Result<(), Error> {
+    let Some(l) = listening(ctx).await? else {
+        return Ok(());
+    };
+    if !dj::require(ctx, Some(&l.snapshot), "go back to the previous track").await? {
+        return Ok(());
+    }
+    match l.player.call(|reply| Request::Back { reply }).await {
+        Ok(t) => {
+            ctx.data().skip_votes.clear(l.guild);
+            reply::ok(ctx, format!("Back to {}.", bold(&t, 80))).await
         }
         Err(e) => reply::error(ctx, sentence(&e)).await,
     }
@@ -27,14 +112,27 @@ pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
 /// Pause the music
 #[poise::command(slash_command, guild_only)]
 pub async fn pause(ctx: Context<'_>) -> Result<(), Error> {
-    let Some(player) = listening_player(ctx).await? else {
+    let Some(l) = listening_to_something(ctx).await? else {
         return Ok(());
     };
-    match player.call(|reply| Request::Pause { reply }).await {
+    if l.snapshot.paused {
+        return reply::error(
+            ctx,
+            format!(
+                "{} is already paused. Use /resume to continue.",
+                l.current_title().unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+    if !dj::require(ctx, Some(&l.snapshot), "pause the music").await? {
+        return Ok(());
+    }
+    match l.player.call(|reply| Request::Pause { reply }).await {
         Ok(t) => {
             reply::ok(
                 ctx,
-                format!("Paused **{}**. Use /resume to continue.", escape(&t)),
+                format!("Paused {}. Use /resume to continue.", bold(&t, 80)),
             )
             .await
         }
@@ -45,11 +143,21 @@ pub async fn pause(ctx: Context<'_>) -> Result<(), Error> {
 /// Resume paused music
 #[poise::command(slash_command, guild_only)]
 pub async fn resume(ctx: Context<'_>) -> Result<(), Error> {
-    let Some(player) = listening_player(ctx).await? else {
+    let Some(l) = listening_to_something(ctx).await? else {
         return Ok(());
     };
-    match player.call(|reply| Request::Resume { reply }).await {
-        Ok(t) => reply::ok(ctx, format!("Resumed **{}**.", escape(&t))).await,
+    if !l.snapshot.paused {
+        return reply::error(
+            ctx,
+            format!("{} is not paused.", l.current_title().unwrap_or_default()),
+        )
+        .await;
+    }
+    if !dj::require(ctx, Some(&l.snapshot), "resume the music").await? {
+        return Ok(());
+    }
+    match l.player.call(|reply| Request::Resume { reply }).await {
+        Ok(t) => reply::ok(ctx, format!("Resumed {}.", bold(&t, 80))).await,
         Err(e) => reply::error(ctx, sentence(&e)).await,
     }
 }
@@ -57,17 +165,172 @@ pub async fn resume(ctx: Context<'_>) -> Result<(), Error> {
 /// Stop the music and clear the queue
 #[poise::command(slash_command, guild_only)]
 pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
-    let Some(player) = listening_player(ctx).await? else {
+    let Some(l) = listening(ctx).await? else {
         return Ok(());
     };
-    match player.call(|reply| Request::Stop { reply }).await {
+    if !dj::require(ctx, Some(&l.snapshot), "stop the music").await? {
+        return Ok(());
+    }
+    let title = l.current_title();
+    match l.player.call(|reply| Request::Stop { reply }).await {
         Ok(n) => {
-            reply::ok(
+            ctx.data().skip_votes.clear(l.guild);
+            let text = match title {
+                Some(t) => format!(
+                    "Stopped {t} and cleared the queue ({} removed).",
+                    format::tracks(n)
+                ),
+                None => format!("Stopped and cleared {}.", format::tracks(n)),
+            };
+            reply::ok(ctx, text).await
+        }
+        Err(e) => reply::error(ctx, sentence(&e)).await,
+    }
+}
+
+/// Clear the queue and leave the voice channel
+#[poise::command(slash_command, guild_only)]
+pub async fn leave(ctx: Context<'_>) -> Result<(), Error> {
+    let Some(l) = listening(ctx).await? else {
+        return Ok(());
+    };
+    if !dj::require(ctx, Some(&l.snapshot), "make me leave").await? {
+        return Ok(());
+    }
+    match l
+        .player
+        .call(|reply| Request::Leave {
+            reason: crate::resources::CleanupReason::User,
+            reply,
+        })
+        .await
+    {
+        Ok(()) => {
+            ctx.data().skip_votes.clear(l.guild);
+            reply::ok(ctx, format!("Left <#{}>. Bye!", l.channel)).await
+        }
+        Err(e) => reply::error(ctx, sentence(&e)).await,
+    }
+}
+
+/// Jump to a time in the track that is playing
+#[poise::command(slash_command, guild_only)]
+pub async fn seek(
+    ctx: Context<'_>,
+    #[description = "Where to go: 1:23, 83 (seconds) or 1m23s; +30 or -10 jump from here"]
+    #[max_length = 30]
+    time: String,
+) -> Result<(), Error> {
+    let target = match parse::parse_time(&time) {
+        Ok(t) => t,
+        Err(e) => return reply::error(ctx, e).await,
+    };
+    let Some(l) = listening_to_something(ctx).await? else {
+        return Ok(());
+    };
+    if !dj::require(ctx, Some(&l.snapshot), "seek").await? {
+        return Ok(());
+    }
+    let cur = l.snapshot.current.as_ref().expect("checked");
+    let title = bold(&cur.track.title, 80);
+    if cur.track.is_live {
+        return reply::error(ctx, format!("{title} is a live stream: it can't seek.")).await;
+    }
+    let to = target.resolve(l.snapshot.position.unwrap_or_default());
+    if let Some(total) = cur.track.duration.filter(|d| !d.is_zero()) {
+        if to >= total {
+            return reply::error(
                 ctx,
                 format!(
-                    "Stopped and cleared {n} track{}.",
-                    if n == 1 { "" } else { "s" }
+                    "{title} is {} long; pick a time before that.",
+                    format::clock(total)
                 ),
+            )
+            .await;
+        }
+    }
+    // Opening a stream at the new position can take a moment.
+    ctx.defer().await?;
+    let at = format::clock(to);
+    match l.player.call(|reply| Request::Seek { to, reply }).await {
+        Ok(_) => {
+            let of = cur
+                .track
+                .duration
+                .map(|d| format!(" / {}", format::clock(d)))
+                .unwrap_or_default();
+            reply::ok(ctx, format!("Jumped to {at}{of} in {title}.")).await
+        }
+        Err(PlayerError::Voice(VoiceError::NotSeekable)) => {
+            reply::error_after_defer(
+                ctx,
+                format!(
+                    "{title} can't jump to a time: its source doesn't allow seeking (a live stream, or a server that only streams from the start)."
+                ),
+            )
+            .await
+        }
+        Err(PlayerError::Voice(VoiceError::Play(reason))) => {
+            reply::error_after_defer(
+                ctx,
+                format!("Couldn't jump to {at}: {reason}. {title} goes on from where it was."),
+            )
+            .await
+        }
+        Err(e) => reply::error_after_defer(ctx, sentence(&e)).await,
+    }
+}
+
+const PASSTHROUGH: &str =
+    "100% keeps Opus passthrough (the source's audio untouched: best quality, least CPU)";
+
+/// Show or change the volume, in percent (100 keeps the best quality)
+#[poise::command(slash_command, guild_only)]
+pub async fn volume(
+    ctx: Context<'_>,
+    #[description = "Percent, 0-200 (100 keeps Opus passthrough: best quality)"]
+    #[min = 0]
+    #[max = 200]
+    level: Option<i64>,
+) -> Result<(), Error> {
+    let Some(l) = listening(ctx).await? else {
+        return Ok(());
+    };
+    let default = ctx.data().settings.get(l.guild).default_volume;
+    let old = l.snapshot.volume;
+    let Some(level) = level else {
+        return reply::ok(
+            ctx,
+            format!("Volume is {old}% (this server's default is {default}%). {PASSTHROUGH}."),
+        )
+        .await;
+    };
+    let Some(level) = u16::try_from(level).ok().filter(|v| *v <= 200) else {
+        return reply::error(
+            ctx,
+            format!("Volume goes from 0 to 200 (percent); it is {old}% now."),
+        )
+        .await;
+    };
+    if !dj::require(ctx, Some(&l.snapshot), "change the volume").await? {
+        return Ok(());
+    }
+    match l
+        .player
+        .call(|reply| Request::SetVolume {
+            percent: level,
+            reply,
+        })
+        .await
+    {
+        Ok(v) => {
+            let on = l
+                .current_title()
+                .map(|t| format!(" for {t}"))
+                .unwrap_or_default();
+            reply::ok(
+                ctx,
+                format!("Volume set to {v}% (was {old}%){on}. {PASSTHROUGH}."),
             )
             .await
         }
@@ -75,20 +338,101 @@ pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
     }
 }
 
-/// Leave the voice channel
-#[poise::command(slash_command, guild_only)]
-pub async fn leave(ctx: Context<'_>) -> Result<(), Error> {
-    let Some(player) = listening_player(ctx).await? else {
+/// `/loop` modes, offered as choices with string values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopArg(pub LoopMode);
+
+impl LoopArg {
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" | "no" => Some(Self(LoopMode::Off)),
+            "track" | "song" | "one" => Some(Self(LoopMode::Track)),
+            "queue" | "all" => Some(Self(LoopMode::Queue)),
+            _ => None,
+        }
+    }
+}
+
+#[poise::async_trait]
+impl poise::SlashArgument for LoopArg {
+    async fn extract(
+        _: &serenity::Context,
+        _: &serenity::CommandInteraction,
+        value: &serenity::ResolvedValue<'_>,
+    ) -> Result<Self, poise::SlashArgError> {
+        let text = match value {
+            serenity::ResolvedValue::String(s) => *s,
+            _ => {
+                return Err(poise::SlashArgError::new_command_structure_mismatch(
+                    "expected off, track or queue",
+                ))
+            }
+        };
+        Self::parse(text).ok_or_else(|| {
+            poise::SlashArgError::new_parse(
+                "choose off, track or queue".into(),
+                text.chars().take(30).collect(),
+            )
+        })
+    }
+
+    fn create(builder: serenity::CreateCommandOption) -> serenity::CreateCommandOption {
+        builder
+            .kind(serenity::CommandOptionType::String)
+            .add_string_choice("off: play the queue once", "off")
+            .add_string_choice("track: repeat the song that is playing", "track")
+            .add_string_choice("queue: repeat the whole queue", "queue")
+    }
+}
+
+/// Repeat the current track or the whole queue, or stop repeating
+#[poise::command(slash_command, guild_only, rename = "loop")]
+pub async fn loop_(
+    ctx: Context<'_>,
+    #[description = "off, track (repeat this song) or queue (repeat everything)"] mode: LoopArg,
+) -> Result<(), Error> {
+    let Some(l) = listening(ctx).await? else {
         return Ok(());
     };
-    match player
-        .call(|reply| Request::Leave {
-            reason: None,
-            reply,
-        })
+    if !dj::require(ctx, Some(&l.snapshot), "change the loop mode").await? {
+        return Ok(());
+    }
+    let mode = mode.0;
+    match l
+        .player
+        .call(|reply| Request::SetLoop { mode, reply })
         .await
     {
-        Ok(()) => reply::ok(ctx, "Left the voice channel. Bye!").await,
+        Ok(mode) => {
+            let text = match mode {
+                LoopMode::Off => "Loop is off: the queue plays once.".to_string(),
+                LoopMode::Track => match l.current_title() {
+                    Some(t) => format!("Looping {t}: it repeats until /skip or /loop off."),
+                    None => "Looping each track: it repeats until /skip or /loop off.".into(),
+                },
+                LoopMode::Queue => {
+                    let n = l.snapshot.upcoming.len() + usize::from(l.snapshot.current.is_some());
+                    format!(
+                        "Looping the queue ({}): finished tracks go back to the end.",
+                        format::tracks(n)
+                    )
+                }
+            };
+            reply::ok(ctx, text).await
+        }
         Err(e) => reply::error(ctx, sentence(&e)).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_modes_read_forgivingly() {
+        assert_eq!(LoopArg::parse("Track"), Some(LoopArg(LoopMode::Track)));
+        assert_eq!(LoopArg::parse(" queue "), Some(LoopArg(LoopMode::Queue)));
+        assert_eq!(LoopArg::parse("off"), Some(LoopArg(LoopMode::Off)));
+        assert_eq!(LoopArg::parse("sideways"), None);
     }
 }

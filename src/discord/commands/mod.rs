@@ -1,13 +1,20 @@
 //! Slash commands, one file per group. Shared checks live here.
 
+mod admin;
+mod autocomplete;
 mod control;
+pub mod dj;
+mod edit;
+pub mod parse;
 mod play;
 mod queue;
 
 use poise::serenity_prelude as serenity;
 
 use super::{reply, Context, Data, Error};
-use crate::player::{PlayerError, PlayerHandle};
+use crate::player::{PlayerError, PlayerHandle, Snapshot};
+
+pub use dj::SkipVotes;
 
 pub fn all() -> Vec<poise::Command<Data, Error>> {
     vec![
@@ -15,10 +22,21 @@ pub fn all() -> Vec<poise::Command<Data, Error>> {
         queue::queue(),
         queue::nowplaying(),
         control::skip(),
+        control::back(),
         control::pause(),
         control::resume(),
         control::stop(),
         control::leave(),
+        control::seek(),
+        control::volume(),
+        control::loop_(),
+        edit::remove(),
+        edit::move_(),
+        edit::shuffle(),
+        edit::clear(),
+        admin::resources(),
+        admin::cleanup(),
+        admin::settings(),
     ]
 }
 
@@ -32,9 +50,52 @@ fn caller_channel(ctx: Context<'_>) -> Option<u64> {
         .map(serenity::ChannelId::get)
 }
 
+/// Humans (not bots) in `channel` of the caller's guild, by user id, from the gateway cache.
+fn listeners(ctx: Context<'_>, channel: u64) -> Vec<u64> {
+    let Some(guild) = ctx.guild() else {
+        return Vec::new();
+    };
+    let me = ctx.serenity_context().cache.current_user().id;
+    guild
+        .voice_states
+        .values()
+        .filter(|vs| vs.channel_id.map(serenity::ChannelId::get) == Some(channel))
+        .filter(|vs| vs.user_id != me)
+        .filter(|vs| {
+            let is_bot = vs
+                .member
+                .as_ref()
+                .map(|m| m.user.bot)
+                .or_else(|| guild.members.get(&vs.user_id).map(|m| m.user.bot))
+                .unwrap_or(false);
+            !is_bot
+        })
+        .map(|vs| vs.user_id.get())
+        .collect()
+}
+
+/// A caller who listens in the bot's channel, with the player and its state.
+pub(super) struct Listening {
+    pub guild: u64,
+    pub player: PlayerHandle,
+    pub snapshot: Snapshot,
+    /// The bot's (and the caller's) voice channel.
+    pub channel: u64,
+}
+
+impl Listening {
+    /// The title of the current track, bold and escaped, or "nothing".
+    pub fn current_title(&self) -> Option<String> {
+        self.snapshot
+            .current
+            .as_ref()
+            .map(|e| crate::discord::format::bold(&e.track.title, 80))
+    }
+}
+
 /// The guild's player for a command that controls playback: refuses (privately) when
 /// nothing runs or when the caller is not listening in the bot's channel.
-async fn listening_player(ctx: Context<'_>) -> Result<Option<PlayerHandle>, Error> {
+async fn listening(ctx: Context<'_>) -> Result<Option<Listening>, Error> {
     let Some(guild) = ctx.guild_id() else {
         reply::error(ctx, "This command only works in a server.").await?;
         return Ok(None);
@@ -43,12 +104,23 @@ async fn listening_player(ctx: Context<'_>) -> Result<Option<PlayerHandle>, Erro
         reply::error(ctx, "Nothing is playing. Start something with /play.").await?;
         return Ok(None);
     };
-    let snapshot = player
+    let snapshot = match player
         .ask(|reply| crate::player::Request::Snapshot { reply })
-        .await;
-    let bot_channel = snapshot.ok().and_then(|s| s.voice_channel);
-    match (bot_channel, caller_channel(ctx)) {
-        (Some(b), Some(c)) if b == c => Ok(Some(player)),
+        .await
+    {
+        Ok(s) => s,
+        Err(_) => {
+            reply::error(ctx, "Nothing is playing. Start something with /play.").await?;
+            return Ok(None);
+        }
+    };
+    match (snapshot.voice_channel, caller_channel(ctx)) {
+        (Some(b), Some(c)) if b == c => Ok(Some(Listening {
+            guild: guild.get(),
+            player,
+            snapshot,
+            channel: b,
+        })),
         (Some(b), _) => {
             reply::error(ctx, format!("Join <#{b}> to control the music.")).await?;
             Ok(None)
@@ -62,6 +134,18 @@ async fn listening_player(ctx: Context<'_>) -> Result<Option<PlayerHandle>, Erro
             Ok(None)
         }
     }
+}
+
+/// [`listening`], also refusing when nothing is playing.
+async fn listening_to_something(ctx: Context<'_>) -> Result<Option<Listening>, Error> {
+    let Some(l) = listening(ctx).await? else {
+        return Ok(None);
+    };
+    if l.snapshot.current.is_none() {
+        reply::error(ctx, "Nothing is playing. Start something with /play.").await?;
+        return Ok(None);
+    }
+    Ok(Some(l))
 }
 
 /// The sentence a player refusal becomes, capitalised.

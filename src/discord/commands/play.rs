@@ -1,20 +1,38 @@
+//! `/play`: a link, a search, or a playlist (expanded up to `player.max_playlist`), at the
+//! end of the queue or, with `next`, at the front.
+
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{caller_channel, reply, sentence, Context, Error};
-use crate::discord::format;
-use crate::player::{Enqueued, PlayerError, Request, Requester};
-use crate::sources::{self, Track};
+use futures::StreamExt;
+use url::Url;
 
-/// Play a song from a URL, or search for it by name
+use super::{caller_channel, dj, reply, sentence, Context, Error};
+use crate::cache::CacheOutcome;
+use crate::discord::format::{self, bold};
+use crate::player::{Enqueued, PlayerError, Request, Requester, Snapshot};
+use crate::settings::GuildSettings;
+use crate::sources::{self, Query, ResolveError, Track};
+
+/// Playlist entries resolved at once.
+const PLAYLIST_CONCURRENCY: usize = 4;
+/// How long `/play` spends resolving a playlist's entries up front; the rest are queued as
+/// listed and resolved when their turn comes.
+const PLAYLIST_BUDGET: Duration = Duration::from_secs(60);
+
+/// Play a song or a playlist from a link, or search for a song by name
 #[poise::command(slash_command, guild_only)]
 pub async fn play(
     ctx: Context<'_>,
-    #[description = "A link (YouTube, SoundCloud, a file...) or words to search for"]
+    #[description = "A link (YouTube, SoundCloud, a playlist, a file...) or words to search for"]
     #[max_length = 500]
+    #[autocomplete = "super::autocomplete::play_query"]
     query: String,
+    #[description = "Put it at the front of the queue, to play next"] next: Option<bool>,
 ) -> Result<(), Error> {
     let bot = ctx.data().clone();
     let guild = ctx.guild_id().expect("guild_only").get();
+    let front = next.unwrap_or(false);
     let Some(voice_channel) = caller_channel(ctx) else {
         return reply::error(ctx, "Join a voice channel first, then use /play.").await;
     };
@@ -23,49 +41,360 @@ pub async fn play(
         Ok(q) => q,
         Err(e) => return reply::error(ctx, e.to_string()).await,
     };
+    let max = bot.config.limits.max_calls;
+    if !bot.registry.has_call(guild) && bot.registry.calls().len() >= max {
+        return reply::error(ctx, sentence(&PlayerError::Busy(max))).await;
+    }
+    let settings = bot.settings.get(guild);
+    let snapshot = match bot.players.get(guild) {
+        Some(p) => p.ask(|reply| Request::Snapshot { reply }).await.ok(),
+        None => None,
+    };
+    if let Some(s) = &snapshot {
+        if let Err(text) = precheck(s, voice_channel, settings.max_queue) {
+            return reply::error(ctx, text).await;
+        }
+    }
+    if front && !dj::standing(ctx, snapshot.as_ref()).may_control() {
+        let dj = settings.dj_role;
+        return reply::error(
+            ctx,
+            dj::refusal(
+                dj,
+                "put a track first; /play without `next` queues it at the end",
+            ),
+        )
+        .await;
+    }
     // Resolving takes about a second: past Discord's three-second answer window.
     ctx.defer().await?;
-    let track = match bot.ytdlp.resolve(&query).await {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
-            tracing::info!(guild, error = %e, "could not resolve a /play query");
-            return reply::error_after_defer(ctx, e.to_string()).await;
-        }
-    };
     let requester = Requester {
         id: ctx.author().id.get(),
         name: ctx.author().display_name().to_string(),
     };
-    let result = enqueue(ctx, guild, voice_channel, &track, &requester).await;
-    match result {
-        Ok(done) => {
-            if let Err(e) = crate::db::history::record(&bot.db, guild, &track, requester.id).await {
-                tracing::warn!(error = %e, "could not record play history");
-            }
-            reply::ok(ctx, added_line(&track, &done)).await
+    let target = Target {
+        guild,
+        voice_channel,
+        front,
+        requester,
+    };
+    match &query {
+        Query::Url(url) if looks_like_playlist(url) => {
+            play_playlist(
+                ctx,
+                &target,
+                &settings,
+                url,
+                room(snapshot.as_ref(), &settings),
+            )
+            .await
         }
-        Err(e) => reply::error_after_defer(ctx, sentence(&e)).await,
+        _ => play_one(ctx, &target, &settings, &query).await,
+    }
+}
+
+/// Where and for whom tracks are queued.
+struct Target {
+    guild: u64,
+    voice_channel: u64,
+    front: bool,
+    requester: Requester,
+}
+
+/// Refusals that need no lookup: the bot plays elsewhere, or the queue is full.
+fn precheck(s: &Snapshot, voice_channel: u64, max_queue: usize) -> Result<(), String> {
+    let busy = s.current.is_some() || !s.upcoming.is_empty();
+    if let Some(c) = s.voice_channel.filter(|c| *c != voice_channel && busy) {
+        return Err(format!(
+            "I'm already playing in <#{c}>; join that channel to add music."
+        ));
+    }
+    if busy && s.upcoming.len() >= max_queue {
+        return Err(full(max_queue));
+    }
+    Ok(())
+}
+
+fn full(max_queue: usize) -> String {
+    format!(
+        "The queue is full ({}, this server's limit). Remove something or wait for it to play.",
+        format::tracks(max_queue)
+    )
+}
+
+/// Free places in the queue.
+fn room(s: Option<&Snapshot>, settings: &GuildSettings) -> usize {
+    let waiting = s.map(|s| s.upcoming.len()).unwrap_or(0);
+    settings.max_queue.saturating_sub(waiting)
+}
+
+/// Playlist links: YouTube `list=`, `/playlist`, SoundCloud `/sets/`, Bandcamp `/album/`,
+/// and any path part starting with "playlist".
+pub fn looks_like_playlist(url: &Url) -> bool {
+    if url.query_pairs().any(|(k, v)| k == "list" && !v.is_empty()) {
+        return true;
+    }
+    url.path_segments().into_iter().flatten().any(|seg| {
+        let seg = seg.to_ascii_lowercase();
+        seg.starts_with("playlist") || seg == "sets" || seg == "album"
+    })
+}
+
+/// Why this server does not take `track`, if it doesn't (its maximum track duration).
+fn too_long(track: &Track, settings: &GuildSettings) -> Option<String> {
+    let limit = settings.max_track_duration;
+    if limit.is_zero() {
+        return None;
+    }
+    if track.is_live {
+        return Some(format!(
+            "{} is a live stream; this server only plays tracks up to {}.",
+            bold(&track.title, 80),
+            format::clock(limit)
+        ));
+    }
+    match track.duration {
+        Some(d) if d > limit => Some(format!(
+            "{} is {} long; this server's limit is {}.",
+            bold(&track.title, 80),
+            format::clock(d),
+            format::clock(limit)
+        )),
+        _ => None,
+    }
+}
+
+async fn play_one(
+    ctx: Context<'_>,
+    target: &Target,
+    settings: &GuildSettings,
+    query: &Query,
+) -> Result<(), Error> {
+    let bot = ctx.data();
+    let (track, cached) = match bot.resolver.resolve(query).await {
+        Ok(r) => (Arc::new(r.track), r.cache == CacheOutcome::Hit),
+        Err(e) => {
+            tracing::info!(guild = target.guild, error = %e, "could not resolve a /play query");
+            return reply::error_after_defer(ctx, e.to_string()).await;
+        }
+    };
+    if let Some(why) = too_long(&track, settings) {
+        return reply::error_after_defer(ctx, why).await;
+    }
+    match enqueue(ctx, target, vec![track.clone()]).await {
+        Ok(done) => {
+            record(ctx, target, std::slice::from_ref(&track)).await;
+            let mut line = added_line(&track, &done, target.front);
+            if cached {
+                line.push_str(" · from cache");
+            }
+            reply::ok(ctx, line).await
+        }
+        Err(e) => reply::error_after_defer(ctx, refusal(&e, settings)).await,
+    }
+}
+
+async fn play_playlist(
+    ctx: Context<'_>,
+    target: &Target,
+    settings: &GuildSettings,
+    url: &Url,
+    room: usize,
+) -> Result<(), Error> {
+    let bot = ctx.data();
+    let cap = bot.config.player.max_playlist;
+    // One more than the cap, to know whether the cap cut anything.
+    let (title, mut entries) = match bot.ytdlp.resolve_playlist(url, cap + 1).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(guild = target.guild, error = %e, "could not list a playlist");
+            return reply::error_after_defer(ctx, e.to_string()).await;
+        }
+    };
+    // Not a playlist after all: one resolved track.
+    if entries.len() == 1 && entries[0].is_resolved() {
+        let track = entries.into_iter().next().expect("one");
+        bot.resolver
+            .remember(Some(&Query::Url(url.clone())), &track)
+            .await;
+        if let Some(why) = too_long(&track, settings) {
+            return reply::error_after_defer(ctx, why).await;
+        }
+        let track = Arc::new(track);
+        return match enqueue(ctx, target, vec![track.clone()]).await {
+            Ok(done) => {
+                record(ctx, target, std::slice::from_ref(&track)).await;
+                reply::ok(ctx, added_line(&track, &done, target.front)).await
+            }
+            Err(e) => reply::error_after_defer(ctx, refusal(&e, settings)).await,
+        };
+    }
+    let capped = entries.len() > cap;
+    entries.truncate(cap);
+    let mut report = Report {
+        listed: entries.len(),
+        capped,
+        ..Report::default()
+    };
+    let mut wanted = Vec::new();
+    for e in entries {
+        if too_long(&e, settings).is_some() {
+            report.too_long += 1;
+        } else {
+            wanted.push(e);
+        }
+    }
+    if wanted.len() > room {
+        report.no_room = wanted.len() - room;
+        wanted.truncate(room);
+    }
+    let (resolved, failed) = resolve_entries(ctx, wanted).await;
+    report.failed = failed;
+    let mut tracks = Vec::new();
+    for t in resolved {
+        if too_long(&t, settings).is_some() {
+            report.too_long += 1;
+        } else {
+            tracks.push(Arc::new(t));
+        }
+    }
+    if tracks.is_empty() {
+        let why = if report.no_room > 0 && room == 0 {
+            full(settings.max_queue)
+        } else {
+            format!(
+                "Nothing from that playlist could be queued{}.",
+                report.skipped_note()
+            )
+        };
+        return reply::error_after_defer(ctx, why).await;
+    }
+    let wanted = tracks.len();
+    match enqueue(ctx, target, tracks.clone()).await {
+        Ok(done) => {
+            report.no_room += wanted.saturating_sub(done.added);
+            record(ctx, target, &tracks[..done.added.min(tracks.len())]).await;
+            let name = format!("[{}]({})", format::escape(&format::trim(&title, 60)), url);
+            let start = match (done.position, target.front) {
+                (0, _) => format!("; playing {} now", bold(&tracks[0].title, 60)),
+                (_, true) => "; they play next".to_string(),
+                (p, false) => format!(", starting at position {p}"),
+            };
+            reply::ok(
+                ctx,
+                format!(
+                    "Queued {} from {name}{start}{}.",
+                    format::tracks(done.added),
+                    report.skipped_note()
+                ),
+            )
+            .await
+        }
+        Err(e) => reply::error_after_defer(ctx, refusal(&e, settings)).await,
+    }
+}
+
+/// What happened to a playlist's entries besides being queued.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Report {
+    listed: usize,
+    /// The listing stopped at `player.max_playlist`.
+    capped: bool,
+    failed: usize,
+    too_long: usize,
+    no_room: usize,
+}
+
+impl Report {
+    /// ` · 2 skipped (could not be loaded) · ...`, empty when nothing was left out.
+    fn skipped_note(&self) -> String {
+        let mut out = String::new();
+        if self.failed > 0 {
+            out.push_str(&format!(" · {} skipped (could not be loaded)", self.failed));
+        }
+        if self.too_long > 0 {
+            out.push_str(&format!(" · {} skipped (too long or live)", self.too_long));
+        }
+        if self.no_room > 0 {
+            out.push_str(&format!(" · {} left out (the queue is full)", self.no_room));
+        }
+        if self.capped {
+            out.push_str(&format!(" · only the first {} are taken", self.listed));
+        }
+        out
+    }
+}
+
+/// Resolves playlist entries a few at a time, in order, within [`PLAYLIST_BUDGET`]; entries
+/// not reached in time are returned as listed (the player resolves them when they play).
+/// Returns the tracks and how many failed.
+async fn resolve_entries(ctx: Context<'_>, entries: Vec<Track>) -> (Vec<Track>, usize) {
+    let bot = ctx.data().clone();
+    let deadline = tokio::time::Instant::now() + PLAYLIST_BUDGET;
+    let mut stream = futures::stream::iter(entries.clone().into_iter().map(|e| {
+        let resolver = bot.resolver.clone();
+        async move {
+            let url = Url::parse(&e.page_url).map_err(|_| ResolveError::InvalidUrl)?;
+            resolver.resolve(&Query::Url(url)).await.map(|r| r.track)
+        }
+    }))
+    .buffered(PLAYLIST_CONCURRENCY);
+    let (mut out, mut failed, mut done) = (Vec::new(), 0, 0);
+    loop {
+        // `None`: out of time (or shutting down).
+        let next = tokio::select! {
+            n = tokio::time::timeout_at(deadline, stream.next()) => n.ok(),
+            _ = bot.shutdown.cancelled() => None,
+        };
+        match next {
+            Some(Some(Ok(track))) => out.push(track),
+            Some(Some(Err(e))) => {
+                tracing::info!(url = %entries[done].page_url, error = %e, "playlist entry skipped");
+                failed += 1;
+            }
+            Some(None) => break,
+            None => {
+                tracing::info!(
+                    left = entries.len() - done,
+                    "playlist entries queued unresolved (out of time)"
+                );
+                out.extend(entries[done..].iter().cloned());
+                break;
+            }
+        }
+        done += 1;
+    }
+    (out, failed)
+}
+
+/// Records what was queued in the guild's history (autocomplete suggests from it).
+async fn record(ctx: Context<'_>, target: &Target, tracks: &[Arc<Track>]) {
+    for t in tracks {
+        if let Err(e) =
+            crate::db::history::record(&ctx.data().db, target.guild, t, target.requester.id).await
+        {
+            tracing::warn!(error = %e, "could not record play history");
+            return;
+        }
     }
 }
 
 async fn enqueue(
     ctx: Context<'_>,
-    guild: u64,
-    voice_channel: u64,
-    track: &Arc<Track>,
-    requester: &Requester,
+    target: &Target,
+    tracks: Vec<Arc<Track>>,
 ) -> Result<Enqueued, PlayerError> {
     let players = &ctx.data().players;
     // A player that is just leaving answers `Gone`: a fresh one takes over.
     for _ in 0..2 {
-        let player = players.get_or_start(guild);
+        let player = players.get_or_start(target.guild);
         let r = player
             .call(|reply| Request::Enqueue {
-                tracks: vec![track.clone()],
-                requester: requester.clone(),
-                voice_channel,
+                tracks: tracks.clone(),
+                requester: target.requester.clone(),
+                voice_channel: target.voice_channel,
                 text_channel: ctx.channel_id().get(),
-                front: false,
+                front: target.front,
                 reply,
             })
             .await;
@@ -76,10 +405,122 @@ async fn enqueue(
     Err(PlayerError::Gone)
 }
 
-fn added_line(track: &Track, done: &Enqueued) -> String {
+/// A player refusal, worded for `/play`.
+fn refusal(e: &PlayerError, settings: &GuildSettings) -> String {
+    match e {
+        PlayerError::Queue(crate::player::queue::QueueError::Full(n)) => {
+            full((*n).min(settings.max_queue))
+        }
+        PlayerError::OtherChannel(c) => {
+            format!("I'm already playing in <#{c}>; join that channel to add music.")
+        }
+        other => sentence(other),
+    }
+}
+
+fn added_line(track: &Track, done: &Enqueued, front: bool) -> String {
     let what = format!("{} ({})", format::link(track, 80), format::length(track));
-    match done.position {
-        0 => format!("Playing {what}"),
-        n => format!("Queued {what} at position {n}"),
+    match (done.position, front) {
+        (0, _) => format!("Playing {what}"),
+        (n, true) => format!("Queued {what} at position {n}: it plays next"),
+        (n, false) => format!("Queued {what} at position {n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn playlist_links_are_recognised() {
+        for yes in [
+            "https://www.youtube.com/playlist?list=PL123",
+            "https://www.youtube.com/watch?v=abc&list=PL123",
+            "https://music.youtube.com/playlist?list=OLAK",
+            "https://soundcloud.com/artist/sets/an-album",
+            "https://artist.bandcamp.com/album/record",
+            "http://127.0.0.1:8080/playlist.html",
+        ] {
+            assert!(looks_like_playlist(&url(yes)), "{yes}");
+        }
+        for no in [
+            "https://www.youtube.com/watch?v=abc",
+            "https://youtu.be/abc",
+            "https://soundcloud.com/artist/track",
+            "https://example.com/song.webm",
+            "https://example.com/a?list=",
+        ] {
+            assert!(!looks_like_playlist(&url(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_guild_duration_limit_applies() {
+        let config = crate::config::Config::default();
+        let mut s = GuildSettings::defaults(&config);
+        s.max_track_duration = Duration::from_secs(60);
+        let mut t = crate::player::test_track("x");
+        t.duration = Some(Duration::from_secs(61));
+        assert!(too_long(&t, &s)
+            .unwrap()
+            .contains("1:01 long; this server's limit is 1:00"));
+        t.duration = Some(Duration::from_secs(60));
+        assert!(too_long(&t, &s).is_none());
+        t.duration = None;
+        assert!(too_long(&t, &s).is_none(), "unknown lengths pass");
+        t.is_live = true;
+        assert!(too_long(&t, &s).unwrap().contains("live"));
+        s.max_track_duration = Duration::ZERO;
+        assert!(too_long(&t, &s).is_none(), "0 means no limit");
+    }
+
+    #[test]
+    fn playlist_reports_say_what_was_left_out() {
+        assert_eq!(Report::default().skipped_note(), "");
+        let r = Report {
+            listed: 100,
+            capped: true,
+            failed: 2,
+            too_long: 1,
+            no_room: 3,
+        };
+        let n = r.skipped_note();
+        assert!(n.contains("2 skipped (could not be loaded)"), "{n}");
+        assert!(n.contains("1 skipped (too long or live)"), "{n}");
+        assert!(n.contains("3 left out"), "{n}");
+        assert!(n.contains("first 100"), "{n}");
+    }
+
+    #[test]
+    fn the_queue_check_needs_no_lookup() {
+        let mut s = Snapshot {
+            current: None,
+            position: None,
+            upcoming: Vec::new(),
+            loop_mode: crate::player::LoopMode::Off,
+            paused: false,
+            volume: 100,
+            voice_channel: Some(5),
+        };
+        assert!(
+            precheck(&s, 6, 10).is_ok(),
+            "idle elsewhere: it follows you"
+        );
+        s.current = Some(crate::player::Entry {
+            id: 1,
+            track: Arc::new(crate::player::test_track("a")),
+            requester: Requester {
+                id: 1,
+                name: "a".into(),
+            },
+        });
+        assert!(precheck(&s, 6, 10).unwrap_err().contains("<#5>"));
+        assert!(precheck(&s, 5, 10).is_ok());
+        s.upcoming = vec![s.current.clone().unwrap(); 2];
+        assert!(precheck(&s, 5, 2).unwrap_err().contains("full (2 tracks"));
     }
 }

@@ -1,0 +1,279 @@
+//! Saved queues in SQLite, written by one task: players send their latest state, the
+//! writer coalesces per guild and commits in one transaction. A failed write is logged
+//! and retried with backoff; nothing is dropped and the music never waits for the disk.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::player::persist::{QueueStore, SavedQueue};
+use crate::player::queue::{LoopMode, Requester};
+use crate::sources::Track;
+
+enum Msg {
+    Save(u64, Option<SavedQueue>),
+    /// Answered once everything sent before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The players' handle to the writer.
+#[derive(Clone)]
+pub struct QueueWriter {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl QueueStore for QueueWriter {
+    fn save(&self, guild: u64, state: Option<SavedQueue>) {
+        let _ = self.tx.send(Msg::Save(guild, state));
+    }
+}
+
+impl QueueWriter {
+    /// Waits until every save sent so far is committed (or `timeout` passes).
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Flush(ack)).is_err() {
+            return false;
+        }
+        tokio::time::timeout(timeout, done)
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The writer and the future that runs it; the future ends when every `QueueWriter` is
+/// dropped, after committing what it was sent.
+pub fn writer(pool: SqlitePool) -> (QueueWriter, impl std::future::Future<Output = ()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (QueueWriter { tx }, run(pool, rx))
+}
+
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut pending: HashMap<u64, Option<SavedQueue>> = HashMap::new();
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut retry = RETRY_FIRST;
+    loop {
+        if pending.is_empty() {
+            for ack in waiting.drain(..) {
+                let _ = ack.send(());
+            }
+            match rx.recv().await {
+                None => return,
+                Some(m) => take(m, &mut pending, &mut waiting),
+            }
+        }
+        // Coalesce whatever else is already queued: only each guild's latest state matters.
+        while let Ok(m) = rx.try_recv() {
+            take(m, &mut pending, &mut waiting);
+        }
+        match commit(&pool, &pending).await {
+            Ok(()) => {
+                pending.clear();
+                retry = RETRY_FIRST;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, guilds = pending.len(), "saving queues failed; retrying in {retry:?}");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
+                if rx.is_closed() && retry == RETRY_MAX {
+                    tracing::error!(guilds = pending.len(), "giving up saving queues at exit");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn take(
+    m: Msg,
+    pending: &mut HashMap<u64, Option<SavedQueue>>,
+    waiting: &mut Vec<oneshot::Sender<()>>,
+) {
+    match m {
+        Msg::Save(g, s) => {
+            pending.insert(g, s);
+        }
+        Msg::Flush(ack) => waiting.push(ack),
+    }
+}
+
+async fn commit(
+    pool: &SqlitePool,
+    pending: &HashMap<u64, Option<SavedQueue>>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for (guild, state) in pending {
+        let g = *guild as i64;
+        sqlx::query("DELETE FROM saved_queue_tracks WHERE guild_id = ?")
+            .bind(g)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM saved_queues WHERE guild_id = ?")
+            .bind(g)
+            .execute(&mut *tx)
+            .await?;
+        let Some(s) = state else { continue };
+        sqlx::query(
+            "INSERT INTO saved_queues (guild_id, voice_channel, text_channel, loop_mode, paused,
+                volume, position_ms, playing, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(g)
+        .bind(s.voice_channel as i64)
+        .bind(s.text_channel as i64)
+        .bind(s.loop_mode.label())
+        .bind(s.paused)
+        .bind(i64::from(s.volume))
+        .bind(s.position.as_millis() as i64)
+        .bind(s.playing)
+        .bind(super::unix_now())
+        .execute(&mut *tx)
+        .await?;
+        for (ord, (track, who)) in s.tracks.iter().enumerate() {
+            let json =
+                serde_json::to_string(track).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            sqlx::query(
+                "INSERT INTO saved_queue_tracks (guild_id, ord, track_json, requester_id, requester)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(g)
+            .bind(ord as i64)
+            .bind(json)
+            .bind(who.id as i64)
+            .bind(&who.name)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await
+}
+
+/// Every saved queue, for the restore after start-up. Unreadable tracks are skipped.
+pub async fn load_all(pool: &SqlitePool) -> Result<Vec<(u64, SavedQueue)>, sqlx::Error> {
+    type Head = (i64, i64, i64, String, bool, i64, i64, bool);
+    let heads: Vec<Head> = sqlx::query_as(
+        "SELECT guild_id, voice_channel, text_channel, loop_mode, paused, volume, position_ms,
+                playing FROM saved_queues ORDER BY guild_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(heads.len());
+    for (g, voice, text, loop_mode, paused, volume, pos, playing) in heads {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT track_json, requester_id, requester FROM saved_queue_tracks
+             WHERE guild_id = ? ORDER BY ord",
+        )
+        .bind(g)
+        .fetch_all(pool)
+        .await?;
+        let tracks = rows
+            .into_iter()
+            .filter_map(|(json, id, name)| {
+                let t: Track = serde_json::from_str(&json)
+                    .map_err(|e| tracing::warn!(guild = g, error = %e, "skipping an unreadable saved track"))
+                    .ok()?;
+                Some((t, Requester { id: id as u64, name }))
+            })
+            .collect();
+        let loop_mode = match loop_mode.as_str() {
+            "track" => LoopMode::Track,
+            "queue" => LoopMode::Queue,
+            _ => LoopMode::Off,
+        };
+        out.push((
+            g as u64,
+            SavedQueue {
+                voice_channel: voice as u64,
+                text_channel: text as u64,
+                loop_mode,
+                paused,
+                volume: volume.clamp(0, 200) as u16,
+                position: Duration::from_millis(pos.max(0) as u64),
+                playing,
+                tracks,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(n: usize) -> SavedQueue {
+        SavedQueue {
+            voice_channel: 10,
+            text_channel: 20,
+            loop_mode: LoopMode::Queue,
+            paused: false,
+            volume: 80,
+            position: Duration::from_millis(1500),
+            playing: true,
+            tracks: (0..n)
+                .map(|i| {
+                    (
+                        crate::player::test_track(&format!("t{i}")),
+                        Requester {
+                            id: 7,
+                            name: "ann".into(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn saves_coalesces_flushes_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("q.db")).await.unwrap();
+        let (w, run) = writer(pool.clone());
+        let task = tokio::spawn(run);
+        for n in 1..=5 {
+            w.save(1, Some(saved(n)));
+        }
+        w.save(2, Some(saved(2)));
+        w.save(2, None);
+        assert!(w.flush(Duration::from_secs(5)).await);
+        let all = load_all(&pool).await.unwrap();
+        assert_eq!(all.len(), 1, "guild 2 was forgotten");
+        assert_eq!(all[0].0, 1);
+        assert_eq!(all[0].1, saved(5), "the latest state wins, in order");
+        drop(w);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_retried_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("q.db")).await.unwrap();
+        // Break the table so commits fail, then repair it while the writer retries.
+        sqlx::query("ALTER TABLE saved_queues RENAME TO saved_queues_away")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (w, run) = writer(pool.clone());
+        let task = tokio::spawn(run);
+        w.save(1, Some(saved(3)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("ALTER TABLE saved_queues_away RENAME TO saved_queues")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(
+            w.flush(Duration::from_secs(10)).await,
+            "the retry commits it"
+        );
+        assert_eq!(load_all(&pool).await.unwrap()[0].1, saved(3));
+        drop(w);
+        task.await.unwrap();
+    }
+}

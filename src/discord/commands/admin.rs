@@ -1,0 +1,385 @@
+//! Administrator commands: `/resources` (live figures) and `/cleanup` (reclaim now).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use poise::serenity_prelude as serenity;
+use poise::CreateReply;
+
+use super::{reply, Context, Error};
+use crate::discord::Bot;
+use crate::player::Request;
+use crate::resources::report::{CacheFigures, ResourceReport};
+use crate::resources::{system, CleanupReason, Kind};
+
+/// How long `/resources` keeps its message live, and how often it refreshes.
+const LIVE_FOR: Duration = Duration::from_secs(60);
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// Members with Manage Server (or Administrator), plus the roles and users in config.
+/// Everyone else gets a private refusal and the command does not run.
+pub async fn is_admin(ctx: Context<'_>) -> Result<bool, Error> {
+    let admin = &ctx.data().config.admin;
+    let user = ctx.author().id.get();
+    let member = match ctx {
+        poise::Context::Application(app) => app.interaction.member.clone(),
+        poise::Context::Prefix(_) => None,
+    };
+    let by_permission = member
+        .as_ref()
+        .and_then(|m| m.permissions)
+        .is_some_and(|p| p.manage_guild() || p.administrator());
+    let by_role = member
+        .as_ref()
+        .is_some_and(|m| m.roles.iter().any(|r| admin.roles.contains(&r.get())));
+    let allowed = by_permission || by_role || admin.users.contains(&user);
+    if !allowed {
+        reply::error(ctx, "Only server managers can use this command.").await?;
+    }
+    Ok(allowed)
+}
+
+/// Live resource figures: calls, queues, processes, tasks, memory, CPU, cache, cleanups
+#[poise::command(
+    slash_command,
+    guild_only,
+    default_member_permissions = "MANAGE_GUILD",
+    check = "is_admin"
+)]
+pub async fn resources(ctx: Context<'_>) -> Result<(), Error> {
+    let bot = ctx.data().clone();
+    let _unit = bot.registry.acquire(Kind::Task);
+    let button_id = format!("resources-refresh-{}", ctx.id());
+    let render = |report: &ResourceReport| {
+        CreateReply::default().embed(embed(report)).components(vec![
+            serenity::CreateActionRow::Buttons(vec![serenity::CreateButton::new(
+                button_id.clone(),
+            )
+            .label("Refresh")
+            .style(serenity::ButtonStyle::Secondary)]),
+        ])
+    };
+    let mut cpu = bot.started_cpu;
+    let report = gather(&bot, &mut cpu).await;
+    let handle = ctx.send(render(&report)).await?;
+    let until = Instant::now() + LIVE_FOR;
+    // Refresh in place every few seconds (or on the button) for about a minute.
+    while Instant::now() < until {
+        let press = serenity::ComponentInteractionCollector::new(ctx.serenity_context())
+            .custom_ids(vec![button_id.clone()])
+            .timeout(REFRESH_EVERY);
+        let pressed = tokio::select! {
+            p = press => p,
+            _ = bot.shutdown.cancelled() => break,
+        };
+        let report = gather(&bot, &mut cpu).await;
+        match pressed {
+            Some(press) if press.user.id == ctx.author().id => {
+                let msg = serenity::CreateInteractionResponseMessage::new().embed(embed(&report));
+                press
+                    .create_response(ctx, serenity::CreateInteractionResponse::UpdateMessage(msg))
+                    .await?;
+            }
+            Some(press) => {
+                let msg = serenity::CreateInteractionResponseMessage::new()
+                    .content("Only the person who asked can refresh this.")
+                    .ephemeral(true);
+                press
+                    .create_response(ctx, serenity::CreateInteractionResponse::Message(msg))
+                    .await?;
+            }
+            None => handle.edit(ctx, render(&report)).await?,
+        }
+    }
+    // Leave the last figures without a button that no longer works.
+    let report = gather(&bot, &mut cpu).await;
+    handle
+        .edit(
+            ctx,
+            CreateReply::default()
+                .embed(embed(&report))
+                .components(vec![]),
+        )
+        .await?;
+    Ok(())
+}
+
+fn embed(report: &ResourceReport) -> serenity::CreateEmbed {
+    let mut e = serenity::CreateEmbed::new()
+        .colour(crate::discord::reply::OK)
+        .title("Resources");
+    for (name, value) in report.fields() {
+        e = e.field(name, value, false);
+    }
+    e.footer(serenity::CreateEmbedFooter::new(
+        "Live for a minute; press Refresh for new figures.",
+    ))
+}
+
+/// Collects the figures. `cpu` is the previous (time, cpu time) reading; CPU% is the use
+/// since then.
+pub async fn gather(bot: &Bot, cpu: &mut (Instant, Duration)) -> ResourceReport {
+    let mut r = ResourceReport {
+        uptime: bot.started.elapsed(),
+        ..Default::default()
+    };
+    for guild in bot.players.guilds() {
+        let Some(p) = bot.players.get(guild) else {
+            continue;
+        };
+        let Ok(s) = p.ask(|reply| Request::Snapshot { reply }).await else {
+            continue;
+        };
+        r.queues += 1;
+        r.queued_tracks += s.upcoming.len() + usize::from(s.current.is_some());
+        if s.voice_channel.is_some() {
+            r.calls_active += 1;
+            match (&s.current, s.paused) {
+                (Some(_), false) => r.calls_playing += 1,
+                (Some(_), true) => r.calls_paused += 1,
+                (None, _) => r.calls_idle += 1,
+            }
+        }
+    }
+    r.kinds = Kind::ALL
+        .iter()
+        .map(|k| (*k, bot.registry.stats(*k)))
+        .collect::<BTreeMap<_, _>>();
+    let y = bot.ytdlp.stats();
+    r.ytdlp_running = y.live_count();
+    r.ytdlp_spawned = y.spawned.load(std::sync::atomic::Ordering::SeqCst);
+    r.ytdlp_timed_out = y.timed_out.load(std::sync::atomic::Ordering::SeqCst);
+    r.ytdlp_version = match bot.managed.as_ref().and_then(|m| m.version()) {
+        Some(v) => format!("{v} (managed)"),
+        None => bot
+            .ytdlp_version
+            .get_or_init(|| async {
+                bot.ytdlp
+                    .version()
+                    .await
+                    .unwrap_or_else(|e| format!("unavailable ({e})"))
+            })
+            .await
+            .clone(),
+    };
+    r.tokio_tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    r.mixer_tasks_total = bot.scheduler.total_tasks();
+    r.mixer_tasks_live = bot.scheduler.live_tasks();
+    r.mixer_threads = bot.scheduler.worker_threads();
+    if let Ok(stats) = bot.scheduler.worker_thread_stats().await {
+        let costs: Vec<f64> = stats
+            .iter()
+            .map(|s| s.last_compute_cost_ns() as f64 / 1000.0)
+            .collect();
+        if !costs.is_empty() {
+            r.mixer_cost_us = costs.iter().sum::<f64>() / costs.len() as f64;
+        }
+    }
+    let usage = system::usage();
+    let now = (Instant::now(), usage.cpu_time);
+    r.cpu_percent = system::cpu_percent(*cpu, now);
+    *cpu = now;
+    r.rss_bytes = usage.rss_bytes;
+    r.threads = usage.threads;
+    r.open_fds = usage.open_fds;
+    r.cache = cache_figures(bot).await;
+    r.cleanups = bot.registry.cleanups();
+    r.leaks = bot.registry.leaks();
+    r.errors = bot.registry.errors();
+    r
+}
+
+async fn cache_figures(bot: &Bot) -> Option<CacheFigures> {
+    let s = bot.resolver.stats().await;
+    s.enabled.then_some(CacheFigures {
+        entries: s.entries,
+        audio_files: s.audio_files,
+        audio_bytes: s.audio_bytes,
+        hits: s.hits,
+        misses: s.misses,
+    })
+}
+
+/// Reclaim idle resources now: leave idle calls (or all), kill stray processes, trim the cache
+#[poise::command(
+    slash_command,
+    guild_only,
+    default_member_permissions = "MANAGE_GUILD",
+    check = "is_admin"
+)]
+pub async fn cleanup(
+    ctx: Context<'_>,
+    #[description = "Also leave calls that are playing (default: only idle ones)"] all: Option<
+        bool,
+    >,
+    #[description = "Also update the bot's own yt-dlp now (when it manages one)"]
+    update_ytdlp: Option<bool>,
+) -> Result<(), Error> {
+    let bot = ctx.data().clone();
+    ctx.defer().await?;
+    let all = all.unwrap_or(false);
+    let mut left = 0;
+    for guild in bot.players.guilds() {
+        if bot.players.cleanup(guild, CleanupReason::Admin, !all).await {
+            left += 1;
+        }
+    }
+    let swept = bot.sweeper.sweep(true).await;
+    let text = format!(
+        "Reclaimed: {left} voice call{} ({}), {} stray call{}, {} yt-dlp process{}, {} cache entr{}.",
+        if left == 1 { "" } else { "s" },
+        if all { "all" } else { "idle" },
+        swept.orphan_calls + swept.ghost_calls,
+        if swept.orphan_calls + swept.ghost_calls == 1 { "" } else { "s" },
+        swept.killed_processes,
+        if swept.killed_processes == 1 { "" } else { "es" },
+        swept.expired_cache_entries,
+        if swept.expired_cache_entries == 1 { "y" } else { "ies" },
+    );
+    let mut text = text;
+    if update_ytdlp == Some(true) {
+        let line = match &bot.managed {
+            None => "yt-dlp is not managed by the bot (set ytdlp.managed = true).".to_string(),
+            Some(m) => match m.update_now().await {
+                Ok(outcome) => format!("{outcome}."),
+                Err(e) => format!("{e:#}"),
+            },
+        };
+        text.push('\n');
+        text.push_str(&line);
+    }
+    tracing::info!(user = %ctx.author().id, all, left, ?swept, "admin cleanup");
+    reply::ok(ctx, text).await
+}
+
+/// Parses a humantime duration typed by an administrator ("5m", "90s", "0" = off).
+fn parse_duration(field: &str, text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t == "0" || t.eq_ignore_ascii_case("off") {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(t).map_err(|_| {
+        format!("{field}: write a duration like `5m`, `90s` or `1h` (`0` turns it off)")
+    })
+}
+
+fn show_duration(d: Duration) -> String {
+    if d.is_zero() {
+        "off".into()
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+/// Show or change this server's settings (administrators)
+#[allow(clippy::too_many_arguments)] // one option per setting, as Discord shows them
+#[poise::command(
+    slash_command,
+    guild_only,
+    default_member_permissions = "MANAGE_GUILD",
+    check = "is_admin"
+)]
+pub async fn settings(
+    ctx: Context<'_>,
+    #[description = "Leave after nothing played for this long (e.g. 5m; 0 = never)"]
+    idle_timeout: Option<String>,
+    #[description = "Leave after nobody listened for this long (e.g. 1m; 0 = never)"] alone_timeout: Option<String>,
+    #[description = "Volume new sessions start at (0-200)"]
+    #[min = 0]
+    #[max = 200]
+    default_volume: Option<u16>,
+    #[description = "Most tracks in the queue"]
+    #[min = 1]
+    #[max = 10000]
+    max_queue: Option<usize>,
+    #[description = "Longest track accepted (e.g. 20m; 0 = no limit)"] max_track_duration: Option<
+        String,
+    >,
+    #[description = "Only this role (and admins) may control playback; others vote"]
+    dj_role: Option<serenity::Role>,
+    #[description = "Remove the DJ role restriction"] clear_dj_role: Option<bool>,
+    #[description = "Back to the defaults from the bot's config"] reset: Option<bool>,
+) -> Result<(), Error> {
+    use crate::settings::Change;
+    let bot = ctx.data().clone();
+    let guild = ctx.guild_id().expect("guild_only").get();
+    let mut changes = Vec::new();
+    if reset == Some(true) {
+        changes.push(Change::Reset);
+    }
+    let durations = [
+        (
+            "idle_timeout",
+            idle_timeout,
+            Change::IdleTimeout as fn(Duration) -> Change,
+        ),
+        ("alone_timeout", alone_timeout, Change::AloneTimeout),
+        (
+            "max_track_duration",
+            max_track_duration,
+            Change::MaxTrackDuration,
+        ),
+    ];
+    for (field, value, make) in durations {
+        if let Some(v) = value {
+            match parse_duration(field, &v) {
+                Ok(d) => changes.push(make(d)),
+                Err(e) => return reply::error(ctx, e).await,
+            }
+        }
+    }
+    if let Some(v) = default_volume {
+        changes.push(Change::DefaultVolume(v));
+    }
+    if let Some(n) = max_queue {
+        changes.push(Change::MaxQueue(n));
+    }
+    if let Some(role) = dj_role {
+        changes.push(Change::DjRole(Some(role.id.get())));
+    }
+    if clear_dj_role == Some(true) {
+        changes.push(Change::DjRole(None));
+    }
+    let mut now = bot.settings.get(guild);
+    for change in &changes {
+        match bot.settings.apply(guild, change.clone()).await {
+            Ok(s) => now = s,
+            Err(e) => return reply::error(ctx, e.to_string()).await,
+        }
+    }
+    if !changes.is_empty() {
+        tracing::info!(guild, user = %ctx.author().id, ?changes, "settings changed");
+        bot.players
+            .tell(
+                guild,
+                Request::Configure {
+                    settings: bot.players.settings_for(guild),
+                },
+            )
+            .await;
+    }
+    let dj = now
+        .dj_role
+        .map(|r| format!("<@&{r}>"))
+        .unwrap_or_else(|| "none (everyone controls playback)".into());
+    let text = format!(
+        "Idle timeout: **{}**\nAlone timeout: **{}**\nDefault volume: **{}%**\nMax queue: **{}** tracks\nMax track length: **{}**\nDJ role: {dj}",
+        show_duration(now.idle_timeout),
+        show_duration(now.alone_timeout),
+        now.default_volume,
+        now.max_queue,
+        show_duration(now.max_track_duration),
+    );
+    let title = if changes.is_empty() {
+        "Settings"
+    } else {
+        "Settings saved"
+    };
+    let embed = serenity::CreateEmbed::new()
+        .colour(crate::discord::reply::OK)
+        .title(title)
+        .description(text);
+    reply::embed(ctx, embed).await
+}

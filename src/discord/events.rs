@@ -1,0 +1,106 @@
+//! Gateway events that change what the bot holds: its own voice state, who is in its
+//! channel, channels and guilds going away. Each becomes a message to the guild's player.
+
+use poise::serenity_prelude as serenity;
+
+use super::{Data, Error};
+use crate::player::Request;
+use crate::resources::CleanupReason;
+
+pub async fn on_event(
+    framework: poise::FrameworkContext<'_, Data, Error>,
+    event: &serenity::FullEvent,
+) -> Result<(), Error> {
+    let bot = framework.user_data().await;
+    let ctx = framework.serenity_context;
+    match event {
+        // The guilds (and who is in which channel) are known only now, not at READY.
+        serenity::FullEvent::CacheReady { .. }
+            if !bot.restored.swap(true, std::sync::atomic::Ordering::SeqCst) =>
+        {
+            super::restore::spawn(ctx.clone(), bot.clone());
+        }
+        serenity::FullEvent::VoiceStateUpdate { old, new } => {
+            let Some(guild) = new.guild_id else {
+                return Ok(());
+            };
+            let players = &bot.players;
+            let Some(player) = players.get(guild.get()) else {
+                return Ok(());
+            };
+            let me = ctx.cache.current_user().id;
+            if new.user_id == me {
+                // Only the bot's own state says whether it was moved or disconnected.
+                player
+                    .send(Request::BotVoiceState {
+                        channel: new.channel_id.map(|c| c.get()),
+                    })
+                    .await;
+                if let Some(c) = new.channel_id {
+                    let humans = humans_in(ctx, guild, c);
+                    player
+                        .send(Request::Presence {
+                            channel: c.get(),
+                            humans,
+                        })
+                        .await;
+                }
+                return Ok(());
+            }
+            // Someone else: only the channels they left and joined matter.
+            let left = old.as_ref().and_then(|o| o.channel_id);
+            for channel in [left, new.channel_id].into_iter().flatten() {
+                let humans = humans_in(ctx, guild, channel);
+                player
+                    .send(Request::Presence {
+                        channel: channel.get(),
+                        humans,
+                    })
+                    .await;
+            }
+        }
+        // `unavailable` means an outage, not a removal: keep the call, Discord resumes it.
+        serenity::FullEvent::GuildDelete { incomplete, .. } if !incomplete.unavailable => {
+            bot.players
+                .cleanup(incomplete.id.get(), CleanupReason::GuildRemoved, false)
+                .await;
+        }
+        serenity::FullEvent::ChannelDelete { channel, .. } => {
+            let guild = channel.guild_id.get();
+            if let Some(player) = bot.players.get(guild) {
+                let snap = player.ask(|reply| Request::Snapshot { reply }).await.ok();
+                if snap.and_then(|s| s.voice_channel) == Some(channel.id.get()) {
+                    bot.players
+                        .cleanup(guild, CleanupReason::ChannelDeleted, false)
+                        .await;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Humans (not bots) in a voice channel, from the gateway cache.
+pub fn humans_in(
+    ctx: &serenity::Context,
+    guild: serenity::GuildId,
+    channel: serenity::ChannelId,
+) -> usize {
+    let Some(g) = ctx.cache.guild(guild) else {
+        return 0;
+    };
+    g.voice_states
+        .values()
+        .filter(|vs| vs.channel_id == Some(channel))
+        .filter(|vs| {
+            let is_bot = vs
+                .member
+                .as_ref()
+                .map(|m| m.user.bot)
+                .or_else(|| g.members.get(&vs.user_id).map(|m| m.user.bot))
+                .unwrap_or(false);
+            !is_bot
+        })
+        .count()
+}

@@ -1,0 +1,240 @@
+//! The figures `/resources` shows, gathered into one plain struct and rendered as text
+//! lines (so the layout is unit-tested without Discord).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Cleanups, Kind, KindStats};
+
+#[derive(Debug, Clone, Default)]
+pub struct ResourceReport {
+    pub uptime: Duration,
+    pub calls_active: usize,
+    pub calls_playing: usize,
+    pub calls_paused: usize,
+    pub calls_idle: usize,
+    pub queues: usize,
+    pub queued_tracks: usize,
+    pub kinds: BTreeMap<Kind, KindStats>,
+    pub ytdlp_running: usize,
+    pub ytdlp_spawned: u64,
+    pub ytdlp_timed_out: u64,
+    pub ytdlp_version: String,
+    pub tokio_tasks: usize,
+    pub mixer_tasks_total: u64,
+    pub mixer_tasks_live: u64,
+    pub mixer_threads: u64,
+    /// Mean compute cost of the mixer threads' last cycle, in microseconds.
+    pub mixer_cost_us: f64,
+    pub rss_bytes: u64,
+    pub cpu_percent: f64,
+    pub threads: u64,
+    pub open_fds: u64,
+    pub cache: Option<CacheFigures>,
+    pub cleanups: Cleanups,
+    pub leaks: BTreeMap<&'static str, u64>,
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheFigures {
+    pub entries: u64,
+    pub audio_files: u64,
+    pub audio_bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// `12.3 MiB`
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Uptime to the second, the humantime way (`1h 2m 3s`).
+pub fn uptime(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+fn counts(map: &BTreeMap<impl AsRef<str>, u64>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{} {v}", k.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ResourceReport {
+    /// Embed fields: (name, value).
+    pub fn fields(&self) -> Vec<(String, String)> {
+        let k = |kind: Kind| self.kinds.get(&kind).copied().unwrap_or_default();
+        let calls = k(Kind::Call);
+        let players = k(Kind::Player);
+        let tasks = k(Kind::Task);
+        let mut f = vec![
+            (
+                "Voice calls".to_string(),
+                format!(
+                    "{} active: {} playing, {} paused, {} idle\npeak {} · joined {} · left {}",
+                    self.calls_active,
+                    self.calls_playing,
+                    self.calls_paused,
+                    self.calls_idle,
+                    calls.peak,
+                    calls.acquired,
+                    calls.released
+                ),
+            ),
+            (
+                "Queues".to_string(),
+                format!(
+                    "{} players · {} tracks queued · peak {}",
+                    self.queues, self.queued_tracks, players.peak
+                ),
+            ),
+            (
+                "yt-dlp".to_string(),
+                format!(
+                    "{} running · {} run · {} timed out\nversion {}",
+                    self.ytdlp_running,
+                    self.ytdlp_spawned,
+                    self.ytdlp_timed_out,
+                    self.ytdlp_version
+                ),
+            ),
+            (
+                "Tasks".to_string(),
+                format!(
+                    "{} tokio tasks · {} background ({} peak)",
+                    self.tokio_tasks, tasks.current, tasks.peak
+                ),
+            ),
+            (
+                "Mixer".to_string(),
+                format!(
+                    "{} calls ({} live) on {} threads · {:.0} µs/cycle",
+                    self.mixer_tasks_total,
+                    self.mixer_tasks_live,
+                    self.mixer_threads,
+                    self.mixer_cost_us
+                ),
+            ),
+            (
+                "Process".to_string(),
+                format!(
+                    "RSS {} · CPU {:.1}% · {} threads · {} fds\nup {}",
+                    bytes(self.rss_bytes),
+                    self.cpu_percent,
+                    self.threads,
+                    self.open_fds,
+                    uptime(self.uptime)
+                ),
+            ),
+        ];
+        if let Some(c) = &self.cache {
+            let lookups = c.hits + c.misses;
+            let rate = if lookups == 0 {
+                "no lookups yet".to_string()
+            } else {
+                format!("{:.0}% hit rate", c.hits as f64 * 100.0 / lookups as f64)
+            };
+            f.push((
+                "Cache".to_string(),
+                format!(
+                    "{} tracks · {} files, {} · {rate} ({} hits, {} misses)",
+                    c.entries,
+                    c.audio_files,
+                    bytes(c.audio_bytes),
+                    c.hits,
+                    c.misses
+                ),
+            ));
+        }
+        let by_reason: BTreeMap<&str, u64> = self
+            .cleanups
+            .by_reason
+            .iter()
+            .map(|(r, n)| (r.label(), *n))
+            .collect();
+        f.push((
+            "Cleanups".to_string(),
+            format!(
+                "{} total: {} automatic, {} forced, {} failed\n{}",
+                self.cleanups.total,
+                self.cleanups.automatic,
+                self.cleanups.forced,
+                self.cleanups.failed,
+                counts(&by_reason)
+            ),
+        ));
+        f.push((
+            "Leaks found / errors".to_string(),
+            format!(
+                "leaks: {}\nerrors: {}",
+                counts(&self.leaks),
+                counts(&self.errors)
+            ),
+        ));
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::CleanupReason;
+
+    #[test]
+    fn sizes_and_uptime() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(uptime(Duration::from_millis(3_723_400)), "1h 2m 3s");
+    }
+
+    #[test]
+    fn renders_every_section() {
+        let mut r = ResourceReport {
+            calls_active: 2,
+            calls_playing: 1,
+            calls_idle: 1,
+            ytdlp_version: "2026.10.26".into(),
+            cache: Some(CacheFigures {
+                entries: 10,
+                hits: 3,
+                misses: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        r.cleanups.by_reason.insert(CleanupReason::Alone, 2);
+        r.cleanups.total = 2;
+        r.leaks.insert("orphan call", 1);
+        let text: String = r
+            .fields()
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\n"))
+            .collect();
+        assert!(
+            text.contains("2 active: 1 playing, 0 paused, 1 idle"),
+            "{text}"
+        );
+        assert!(text.contains("75% hit rate"), "{text}");
+        assert!(text.contains("alone 2"), "{text}");
+        assert!(text.contains("orphan call 1"), "{text}");
+        assert!(text.contains("version 2026.10.26"), "{text}");
+        assert!(r.fields().len() <= 25, "Discord allows 25 fields");
+    }
+}

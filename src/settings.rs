@@ -1,0 +1,252 @@
+//! Per-guild settings (`/settings`): stored in SQLite, overriding the config's defaults
+//! field by field, and kept in memory so commands read them without a query.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+
+use crate::config::Config;
+
+/// What a guild has changed; `None` keeps the config default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub idle_timeout: Option<Duration>,
+    pub alone_timeout: Option<Duration>,
+    pub default_volume: Option<u16>,
+    pub max_queue: Option<usize>,
+    pub max_track_duration: Option<Duration>,
+    pub dj_role: Option<u64>,
+}
+
+/// The settings in effect for one guild.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuildSettings {
+    /// `0` disables (24/7).
+    pub idle_timeout: Duration,
+    pub alone_timeout: Duration,
+    pub default_volume: u16,
+    pub max_queue: usize,
+    /// `0` means no limit.
+    pub max_track_duration: Duration,
+    /// When set, only DJs, administrators and the current track's requester control
+    /// playback; everyone else votes.
+    pub dj_role: Option<u64>,
+}
+
+impl GuildSettings {
+    pub fn defaults(config: &Config) -> Self {
+        Self {
+            idle_timeout: config.lifecycle.idle_timeout,
+            alone_timeout: config.lifecycle.alone_timeout,
+            default_volume: config.player.default_volume,
+            max_queue: config.player.max_queue,
+            max_track_duration: config.ytdlp.max_duration,
+            dj_role: None,
+        }
+    }
+
+    pub fn with(mut self, o: &Overrides) -> Self {
+        if let Some(v) = o.idle_timeout {
+            self.idle_timeout = v;
+        }
+        if let Some(v) = o.alone_timeout {
+            self.alone_timeout = v;
+        }
+        if let Some(v) = o.default_volume {
+            self.default_volume = v;
+        }
+        if let Some(v) = o.max_queue {
+            self.max_queue = v;
+        }
+        if let Some(v) = o.max_track_duration {
+            self.max_track_duration = v;
+        }
+        if o.dj_role.is_some() {
+            self.dj_role = o.dj_role;
+        }
+        self
+    }
+}
+
+/// One change from `/settings`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    IdleTimeout(Duration),
+    AloneTimeout(Duration),
+    DefaultVolume(u16),
+    MaxQueue(usize),
+    MaxTrackDuration(Duration),
+    DjRole(Option<u64>),
+    /// Back to the config's defaults.
+    Reset,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("could not save the settings; try again")]
+    Db(#[from] sqlx::Error),
+}
+
+pub struct Settings {
+    pool: SqlitePool,
+    defaults: GuildSettings,
+    cache: Mutex<HashMap<u64, Overrides>>,
+}
+
+fn ms(d: Option<Duration>) -> Option<i64> {
+    d.map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+}
+
+fn from_ms(v: Option<i64>) -> Option<Duration> {
+    v.map(|v| Duration::from_millis(v.max(0) as u64))
+}
+
+impl Settings {
+    /// Loads every guild's overrides.
+    pub async fn load(pool: SqlitePool, config: &Config) -> Result<Self, sqlx::Error> {
+        type Row = (
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT guild_id, idle_timeout_ms, alone_timeout_ms, default_volume, max_queue,
+                    max_track_duration_ms, dj_role FROM guild_settings",
+        )
+        .fetch_all(&pool)
+        .await?;
+        let cache = rows
+            .into_iter()
+            .map(|(g, idle, alone, vol, maxq, maxd, dj)| {
+                let o = Overrides {
+                    idle_timeout: from_ms(idle),
+                    alone_timeout: from_ms(alone),
+                    default_volume: vol.map(|v| v.clamp(0, 200) as u16),
+                    max_queue: maxq.map(|v| v.max(1) as usize),
+                    max_track_duration: from_ms(maxd),
+                    dj_role: dj.map(|v| v as u64),
+                };
+                (g as u64, o)
+            })
+            .collect();
+        Ok(Self {
+            pool,
+            defaults: GuildSettings::defaults(config),
+            cache: Mutex::new(cache),
+        })
+    }
+
+    pub fn defaults(&self) -> &GuildSettings {
+        &self.defaults
+    }
+
+    /// The settings in effect for `guild`.
+    pub fn get(&self, guild: u64) -> GuildSettings {
+        let cache = self.cache.lock().expect("settings lock");
+        match cache.get(&guild) {
+            Some(o) => self.defaults.clone().with(o),
+            None => self.defaults.clone(),
+        }
+    }
+
+    /// Validates, stores, then applies a change; returns the new effective settings.
+    /// The in-memory copy only changes once the database has it.
+    pub async fn apply(&self, guild: u64, change: Change) -> Result<GuildSettings, SettingsError> {
+        let mut o = self
+            .cache
+            .lock()
+            .expect("settings lock")
+            .get(&guild)
+            .cloned()
+            .unwrap_or_default();
+        let invalid = |m: &str| Err(SettingsError::Invalid(m.into()));
+        match change {
+            Change::IdleTimeout(d) => o.idle_timeout = Some(d),
+            Change::AloneTimeout(d) => o.alone_timeout = Some(d),
+            Change::DefaultVolume(v) if v > 200 => {
+                return invalid("volume must be between 0 and 200")
+            }
+            Change::DefaultVolume(v) => o.default_volume = Some(v),
+            Change::MaxQueue(0) => return invalid("the queue must allow at least one track"),
+            Change::MaxQueue(n) if n > 10_000 => {
+                return invalid("the queue limit is at most 10000")
+            }
+            Change::MaxQueue(n) => o.max_queue = Some(n),
+            Change::MaxTrackDuration(d) => o.max_track_duration = Some(d),
+            Change::DjRole(r) => o.dj_role = r,
+            Change::Reset => o = Overrides::default(),
+        }
+        sqlx::query(
+            "INSERT INTO guild_settings (guild_id, idle_timeout_ms, alone_timeout_ms, default_volume,
+                max_queue, max_track_duration_ms, dj_role, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (guild_id) DO UPDATE SET idle_timeout_ms = excluded.idle_timeout_ms,
+                alone_timeout_ms = excluded.alone_timeout_ms, default_volume = excluded.default_volume,
+                max_queue = excluded.max_queue, max_track_duration_ms = excluded.max_track_duration_ms,
+                dj_role = excluded.dj_role, updated_at = excluded.updated_at",
+        )
+        .bind(guild as i64)
+        .bind(ms(o.idle_timeout))
+        .bind(ms(o.alone_timeout))
+        .bind(o.default_volume.map(i64::from))
+        .bind(o.max_queue.map(|v| v as i64))
+        .bind(ms(o.max_track_duration))
+        .bind(o.dj_role.map(|v| v as i64))
+        .bind(crate::db::unix_now())
+        .execute(&self.pool)
+        .await?;
+        self.cache
+            .lock()
+            .expect("settings lock")
+            .insert(guild, o.clone());
+        Ok(self.defaults.clone().with(&o))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn overrides_apply_persist_and_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let pool = crate::db::open(&path).await.unwrap();
+        let config = Config::default();
+        let s = Settings::load(pool.clone(), &config).await.unwrap();
+        assert_eq!(s.get(1), GuildSettings::defaults(&config));
+        let g = s
+            .apply(1, Change::IdleTimeout(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        assert_eq!(g.idle_timeout, Duration::from_secs(30));
+        s.apply(1, Change::DjRole(Some(77))).await.unwrap();
+        assert!(s.apply(1, Change::DefaultVolume(300)).await.is_err());
+        assert!(s.apply(1, Change::MaxQueue(0)).await.is_err());
+        assert_eq!(
+            s.get(2),
+            GuildSettings::defaults(&config),
+            "other guilds keep defaults"
+        );
+
+        // a restart reads them back
+        let s = Settings::load(pool.clone(), &config).await.unwrap();
+        let g = s.get(1);
+        assert_eq!(
+            (g.idle_timeout, g.dj_role),
+            (Duration::from_secs(30), Some(77))
+        );
+        assert_eq!(g.alone_timeout, config.lifecycle.alone_timeout);
+        s.apply(1, Change::Reset).await.unwrap();
+        let s = Settings::load(pool, &config).await.unwrap();
+        assert_eq!(s.get(1), GuildSettings::defaults(&config));
+    }
+}

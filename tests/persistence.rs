@@ -1,0 +1,221 @@
+//! Nothing is lost across restarts: queues resume where they were (after a graceful stop
+//! and after a kill), settings survive, and a repeat play is answered from the cache.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::world::*;
+use support::*;
+
+fn sounds_like(seq: &[f32], want: &[f32]) -> bool {
+    seq.len() == want.len() && seq.iter().zip(want).all(|(a, b)| (a - b).abs() < 20.0)
+}
+
+async fn queue_three(w: &World) {
+    for name in ["a.wav", "b.wav", "c.wav"] {
+        let r = w.play(ANN, &w.files.url(name)).await;
+        assert!(!r.ephemeral, "{}", r.text());
+    }
+}
+
+fn write_tones(w: &World) {
+    write_tone_wav(&w.media_dir().join("a.wav"), 440.0, 12.0, 0.5);
+    write_tone_wav(&w.media_dir().join("b.wav"), 660.0, 2.0, 0.5);
+    write_tone_wav(&w.media_dir().join("c.wav"), 880.0, 2.0, 0.5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_restart_resumes_the_queue_in_order() {
+    let mut w = World::start().await;
+    write_tones(&w);
+    queue_three(&w).await;
+    w.emu.wait_audio_frames(GUILD, 40, T).await; // a is playing
+    w.restart().await;
+    w.emu.wait_bot_voice(GUILD, Some(MUSIC), T).await;
+    w.emu.clear_audio(GUILD);
+    // the rest of a (resumed mid-track), then b, then c
+    let emu = w.emu.clone();
+    w.emu
+        .wait_for(
+            "b and c after the restart",
+            Duration::from_secs(40),
+            move |_| {
+                let seq = tone_sequence(&emu.audio(GUILD));
+                seq.iter().any(|f| (f - 880.0).abs() < 20.0)
+            },
+        )
+        .await;
+    let seq = tone_sequence(&w.emu.audio(GUILD));
+    let notes: Vec<String> = w.emu.messages(TEXT).iter().map(|m| m.text()).collect();
+    assert!(
+        sounds_like(&seq, &[440.0, 660.0, 880.0]),
+        "heard {seq:?}; channel: {notes:#?}\n{:?}",
+        w.emu.dave_stats(GUILD)
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_channel_drops_the_saved_queue_silently() {
+    let mut w = World::start().await;
+    write_tones(&w);
+    queue_three(&w).await;
+    w.emu.wait_audio_frames(GUILD, 10, T).await;
+    let joins_before = w.emu.voice_state_updates(GUILD).len();
+    // the listener leaves while the bot is down
+    w.shutdown.cancel();
+    w.emu.user_leave_voice(GUILD, ANN).await;
+    w.restart().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let updates = w.emu.voice_state_updates(GUILD);
+    assert_eq!(updates.last(), Some(&None), "no rejoin: {updates:?}");
+    assert_eq!(updates.len(), joins_before + 1, "only the shutdown leave");
+    let saved = encore::db::queues::load_all(&w.bot.db).await.unwrap();
+    assert!(saved.is_empty(), "the queue was dropped");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_take_effect_and_survive_a_restart() {
+    let mut w = World::start().await;
+    let boss = 1_000_000_000_000_398;
+    w.emu.add_member(GUILD, boss, "boss", false, true);
+    let r = w
+        .cmd(
+            boss,
+            "settings",
+            json!([{"name": "idle_timeout", "type": 3, "value": "1s"}]),
+        )
+        .await;
+    assert!(r.text().contains("Idle timeout: **1s**"), "{}", r.text());
+    let refused = w
+        .cmd(
+            ANN,
+            "settings",
+            json!([{"name": "idle_timeout", "type": 3, "value": "1h"}]),
+        )
+        .await;
+    assert!(refused.ephemeral, "members cannot change settings");
+    let bad = w
+        .cmd(
+            boss,
+            "settings",
+            json!([{"name": "alone_timeout", "type": 3, "value": "soon"}]),
+        )
+        .await;
+    assert!(
+        bad.ephemeral && bad.text().contains("duration"),
+        "{}",
+        bad.text()
+    );
+
+    w.restart().await;
+    let r = w.cmd(boss, "settings", json!([])).await;
+    assert!(r.text().contains("Idle timeout: **1s**"), "{}", r.text());
+    // the short idle timeout makes the bot leave soon after the track ends
+    let r = w.play(ANN, &w.files.url("low.wav")).await;
+    assert!(r.text().contains("Playing"), "{}", r.text());
+    w.emu.wait_bot_voice(GUILD, Some(MUSIC), T).await;
+    w.emu
+        .wait_bot_voice(GUILD, None, Duration::from_secs(15))
+        .await;
+    w.stop().await;
+}
+
+/// The real binary, killed with SIGKILL mid-track, resumes from the last committed change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_bot_resumes_from_the_last_committed_change() {
+    let w = World::start().await;
+    write_tones(&w);
+    // The in-process bot only set the stage: stop it, and let the binary take over.
+    let World {
+        emu,
+        files,
+        shutdown,
+        run,
+        dir,
+        ..
+    } = w;
+    shutdown.cancel();
+    tokio::time::timeout(T, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let data = dir.path().join("binary-data");
+    let spawn_bot = |emu: &Emulator| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_encore"))
+            .env("DISCORD_TOKEN", emu.bot_token())
+            .env("DISCORD_API_BASE", emu.api_base())
+            .env("ENCORE_DATA_DIR", &data)
+            .env("ENCORE_YTDLP_PATH", ytdlp_path())
+            .env("ENCORE_ALLOW_PRIVATE_HOSTS", "true")
+            .env("RUST_LOG", "warn")
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the encore binary")
+    };
+    let (a, b, c) = (files.url("a.wav"), files.url("b.wav"), files.url("c.wav"));
+    let registrations = emu.registration_count();
+
+    let mut bot = spawn_bot(&emu);
+    emu.wait_for("the binary to register its commands", T, move |e| {
+        e.registration_count() > registrations
+    })
+    .await;
+    for q in [&a, &b, &c] {
+        let r = emu
+            .command(
+                GUILD,
+                TEXT,
+                ANN,
+                "play",
+                json!([{"name": "query", "type": 3, "value": q}]),
+            )
+            .await
+            .response(T)
+            .await;
+        assert!(!r.ephemeral, "{}", r.text());
+    }
+    emu.wait_audio_frames(GUILD, 40, T).await;
+    // SIGKILL: no shutdown code runs at all.
+    bot.start_kill().unwrap();
+    let status = tokio::time::timeout(T, bot.wait()).await.unwrap().unwrap();
+    assert!(!status.success());
+
+    let registrations = emu.registration_count();
+    emu.clear_audio(GUILD);
+    let mut bot = spawn_bot(&emu);
+    emu.wait_for("the restarted binary to register", T, move |e| {
+        e.registration_count() > registrations
+    })
+    .await;
+    let e2 = emu.clone();
+    emu.wait_for(
+        "a, b and c after the kill",
+        Duration::from_secs(45),
+        move |_| {
+            tone_sequence(&e2.audio(GUILD))
+                .iter()
+                .any(|f| (f - 880.0).abs() < 20.0)
+        },
+    )
+    .await;
+    let seq = tone_sequence(&emu.audio(GUILD));
+    let notes: Vec<String> = emu.messages(TEXT).iter().map(|m| m.text()).collect();
+    assert!(
+        sounds_like(&seq, &[440.0, 660.0, 880.0]),
+        "heard {seq:?}; channel: {notes:#?}\n{:?}",
+        emu.dave_stats(GUILD)
+    );
+    // SIGTERM this one: it exits cleanly.
+    let pid = bot.id().unwrap() as i32;
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = tokio::time::timeout(T, bot.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+    drop(files);
+}
