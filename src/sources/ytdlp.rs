@@ -69,6 +69,24 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
+    /// A short name for counting errors by class in `/resources`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ResolveError::EmptyQuery
+            | ResolveError::QueryTooLong
+            | ResolveError::UnsupportedScheme(_)
+            | ResolveError::InvalidUrl
+            | ResolveError::PrivateHost => "refused input",
+            ResolveError::NotFound => "not found",
+            ResolveError::Unsupported => "unsupported",
+            ResolveError::TimedOut(_) => "yt-dlp timeout",
+            ResolveError::Missing(_) => "yt-dlp missing",
+            ResolveError::TooLong { .. } | ResolveError::Live => "over limits",
+            ResolveError::Blocked => "blocked by source",
+            ResolveError::Failed(_) => "yt-dlp failed",
+        }
+    }
+
     /// True when the problem lies in what the user asked for (show it, don't alert the
     /// operator); false for host-side problems (timeouts, a missing or blocked yt-dlp,
     /// unexpected failures), which deserve a log line at warn level.

@@ -39,7 +39,10 @@ pub async fn play(
     // Refuse bad input before spending a yt-dlp run on it.
     let query = match sources::parse_query(&query, &bot.policy).await {
         Ok(q) => q,
-        Err(e) => return reply::error(ctx, e.to_string()).await,
+        Err(e) => {
+            bot.registry.record_error(e.class());
+            return reply::error(ctx, e.to_string()).await;
+        }
     };
     let max = bot.config.limits.max_calls;
     if !bot.registry.has_call(guild) && bot.registry.calls().len() >= max {
@@ -175,6 +178,7 @@ async fn play_one(
         Ok(r) => (Arc::new(r.track), r.cache == CacheOutcome::Hit),
         Err(e) => {
             tracing::info!(guild = target.guild, error = %e, "could not resolve a /play query");
+            bot.registry.record_error(e.class());
             return reply::error_after_defer(ctx, e.to_string()).await;
         }
     };
