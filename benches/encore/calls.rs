@@ -1,0 +1,278 @@
+//! 1 and 3: N guilds playing cached Opus at once; frames received versus 50/s per call, the
+//! bot's CPU and RSS, and the RSS increment per playing call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use crate::bot::{self, Bot, Env};
+use crate::fixtures::Media;
+use crate::stats;
+use crate::support::Emulator;
+use crate::sys;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Variant {
+    pub name: &'static str,
+    pub volume: u16,
+    pub dave: bool,
+}
+
+pub const PASSTHROUGH: Variant = Variant {
+    name: "passthrough (vol 100)",
+    volume: 100,
+    dave: false,
+};
+pub const REENCODE: Variant = Variant {
+    name: "re-encode (vol 50)",
+    volume: 50,
+    dave: false,
+};
+pub const PASSTHROUGH_DAVE: Variant = Variant {
+    name: "passthrough + DAVE",
+    volume: 100,
+    dave: true,
+};
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub ns: Vec<usize>,
+    pub variants: Vec<Variant>,
+    pub reps: usize,
+    pub warmup: Duration,
+    pub window: Duration,
+    /// /play commands in flight at once while setting up.
+    pub ramp_concurrency: usize,
+    /// A variant stops growing N once its median deficit reaches this (percent).
+    pub give_up_deficit: f64,
+}
+
+/// One measured trial.
+#[derive(Clone, Debug, Default)]
+pub struct Trial {
+    pub n: usize,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub setup: Duration,
+    pub window: Duration,
+    pub frames: u64,
+    pub expected: f64,
+    pub deficit_pct: f64,
+    /// The worst single call's deficit.
+    pub worst_call_pct: f64,
+    pub bot_cpu_pct: f64,
+    /// This process: the emulator (decrypting, DAVE, counting) and the harness.
+    pub emu_cpu_pct: f64,
+    /// The whole machine, in cores (others' work included).
+    pub machine_cores: f64,
+    pub rss_idle: u64,
+    pub rss_playing: u64,
+    pub threads: u64,
+    pub fds: u64,
+    /// Datagrams the kernel dropped at the emulator's socket during the window.
+    pub udp_drops: u64,
+    /// DAVE frames no listener could decrypt, and plain frames sent inside a DAVE group,
+    /// during the window.
+    pub dave_bad: u64,
+    pub resources: bot::Resources,
+}
+
+pub struct Results {
+    pub plan: Plan,
+    /// (variant name, N) → trials.
+    pub trials: BTreeMap<(usize, usize), Vec<Trial>>,
+}
+
+impl Results {
+    pub fn of(&self, v: usize, n: usize) -> &[Trial] {
+        self.trials
+            .get(&(v, n))
+            .map(|t| t.as_slice())
+            .unwrap_or(&[])
+    }
+}
+
+pub async fn run(env: &Env, media: &Arc<Media>, plan: Plan) -> Results {
+    let mut results = Results {
+        plan: plan.clone(),
+        trials: BTreeMap::new(),
+    };
+    let mut active: Vec<usize> = (0..plan.variants.len()).collect();
+    for &n in &plan.ns {
+        if active.is_empty() {
+            break;
+        }
+        for rep in 0..plan.reps {
+            for &vi in &active {
+                let v = plan.variants[vi];
+                eprintln!("[calls] N={n} {} (run {}/{})", v.name, rep + 1, plan.reps);
+                let t = trial(env, media, &plan, v, n).await;
+                eprintln!(
+                    "[calls]   {}",
+                    match &t.error {
+                        Some(e) => format!("FAILED: {e}"),
+                        None => format!(
+                            "deficit {:.3}% (worst call {:.2}%), bot CPU {:.1}%, emulator CPU {:.1}%, RSS {:.1} MiB, udp drops {}",
+                            t.deficit_pct,
+                            t.worst_call_pct,
+                            t.bot_cpu_pct,
+                            t.emu_cpu_pct,
+                            stats::mib(t.rss_playing as f64),
+                            t.udp_drops
+                        ),
+                    }
+                );
+                results.trials.entry((vi, n)).or_default().push(t);
+            }
+        }
+        active.retain(|&vi| {
+            let ts = results.of(vi, n);
+            let failed = ts.iter().any(|t| !t.ok);
+            let d: Vec<f64> = ts.iter().map(|t| t.deficit_pct).collect();
+            let over = stats::median(&d).is_some_and(|m| m >= plan.give_up_deficit);
+            !(failed || over)
+        });
+    }
+    results
+}
+
+async fn trial(env: &Env, media: &Arc<Media>, plan: &Plan, v: Variant, n: usize) -> Trial {
+    let mut t = Trial {
+        n,
+        ..Default::default()
+    };
+    let emu = Emulator::start().await;
+    emu.set_decode_audio(false);
+    emu.set_dave(v.dave);
+    let port = emu.voice_udp_addr().port();
+    sys::grow_udp_rcvbuf(port, 32 << 20);
+    let guilds = bot::populate(&emu, n).await;
+    let mut b = match Bot::spawn(env, &emu, v.volume, &format!("calls-{n}-{}", v.volume)) {
+        Ok(b) => b,
+        Err(e) => {
+            t.error = Some(format!("cannot start the bot: {e}"));
+            return t;
+        }
+    };
+    let r = measure(&emu, &mut b, media, plan, &guilds, &mut t).await;
+    if let Err(e) = r {
+        t.error = Some(e);
+    }
+    t.ok = t.error.is_none();
+    b.stop(Duration::from_secs(30)).await;
+    t
+}
+
+async fn measure(
+    emu: &Emulator,
+    b: &mut Bot,
+    media: &Arc<Media>,
+    plan: &Plan,
+    guilds: &[bot::G],
+    t: &mut Trial,
+) -> Result<(), String> {
+    let n = guilds.len();
+    b.wait_ready(
+        emu,
+        Duration::from_secs(60) + Duration::from_millis(20 * n as u64),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    // Let GUILD_CREATEs settle, then the idle figure.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    t.rss_idle = b.usage().rss_bytes;
+
+    let t0 = Instant::now();
+    let per_play = Duration::from_secs(60);
+    let errors: Vec<String> = futures::stream::iter(guilds.iter().enumerate())
+        .map(|(i, g)| {
+            let url = media.cached[i % media.cached.len()].clone();
+            async move { bot::play(emu, g, &url, per_play).await.err() }
+        })
+        .buffer_unordered(plan.ramp_concurrency)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    if !errors.is_empty() {
+        return Err(format!(
+            "{} of {n} /play failed, e.g. {}\n{}",
+            errors.len(),
+            errors[0],
+            b.log_tail(10)
+        ));
+    }
+    let all_heard = bot::until(
+        Duration::from_secs(30) + Duration::from_millis(10 * n as u64),
+        || guilds.iter().all(|g| bot::frames(emu, g.guild) > 0),
+    )
+    .await;
+    if !all_heard {
+        let silent = guilds
+            .iter()
+            .filter(|g| bot::frames(emu, g.guild) == 0)
+            .count();
+        return Err(format!("{silent} of {n} calls sent no audio"));
+    }
+    t.setup = t0.elapsed();
+    tokio::time::sleep(plan.warmup).await;
+
+    let snap = |emu: &Emulator| -> (Vec<u64>, u64) {
+        let mut bad = 0;
+        let frames = guilds
+            .iter()
+            .map(|g| {
+                let s = emu.dave_stats(g.guild);
+                bad += (s.decrypt_failures + s.frames_plain_in_group) as u64;
+                (s.frames_encrypted + s.frames_plain + s.frames_silence) as u64
+            })
+            .collect();
+        (frames, bad)
+    };
+    let port = emu.voice_udp_addr().port();
+    let (drops_a, mach_a, me_a, bot_a) = (
+        sys::udp_drops(port),
+        sys::machine_cpu(),
+        sys::CpuMark::now(None),
+        sys::CpuMark::now(Some(b.pid)),
+    );
+    let (fa, bad_a) = snap(emu);
+    let wa = Instant::now();
+    tokio::time::sleep(plan.window).await;
+    let (fb, bad_b) = snap(emu);
+    let wb = Instant::now();
+    let (drops_b, mach_b, me_b, bot_b) = (
+        sys::udp_drops(port),
+        sys::machine_cpu(),
+        sys::CpuMark::now(None),
+        sys::CpuMark::now(Some(b.pid)),
+    );
+    let u = b.usage();
+
+    let window = wb - wa;
+    t.window = window;
+    let per_call: Vec<u64> = fa.iter().zip(&fb).map(|(a, b)| b - a).collect();
+    t.frames = per_call.iter().sum();
+    let expected_per_call = 50.0 * window.as_secs_f64();
+    t.expected = expected_per_call * n as f64;
+    t.deficit_pct = ((1.0 - t.frames as f64 / t.expected) * 100.0).max(0.0);
+    t.worst_call_pct = per_call
+        .iter()
+        .map(|&f| ((1.0 - f as f64 / expected_per_call) * 100.0).max(0.0))
+        .fold(0.0, f64::max);
+    t.bot_cpu_pct = bot_a.percent_to(&bot_b);
+    t.emu_cpu_pct = me_a.percent_to(&me_b);
+    t.machine_cores = sys::machine_busy_cores(mach_a, mach_b);
+    t.udp_drops = drops_b.saturating_sub(drops_a);
+    t.dave_bad = bad_b.saturating_sub(bad_a);
+    t.rss_playing = u.rss_bytes;
+    t.threads = u.threads;
+    t.fds = u.fds;
+    // The bot's own view (tokio tasks, mixer cost), after the window so it does not disturb it.
+    match bot::resources(emu, Duration::from_secs(20)).await {
+        Ok(r) => t.resources = r,
+        Err(e) => eprintln!("[calls]   /resources: {e}"),
+    }
+    Ok(())
+}
