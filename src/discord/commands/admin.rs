@@ -47,6 +47,9 @@ pub async fn is_admin(ctx: Context<'_>) -> Result<bool, Error> {
     check = "is_admin"
 )]
 pub async fn resources(ctx: Context<'_>) -> Result<(), Error> {
+    // Gathering asks every guild's actor and, the first time, `yt-dlp --version`: on a busy
+    // box that can pass Discord's 3 s answer window, so acknowledge first.
+    ctx.defer().await?;
     let bot = ctx.data().clone();
     let _unit = bot.registry.acquire(Kind::Task);
     let button_id = format!("resources-refresh-{}", ctx.id());
@@ -123,13 +126,12 @@ pub async fn gather(bot: &Bot, cpu: &mut (Instant, Duration)) -> ResourceReport 
         uptime: bot.started.elapsed(),
         ..Default::default()
     };
-    for guild in bot.players.guilds() {
-        let Some(p) = bot.players.get(guild) else {
-            continue;
-        };
-        let Ok(s) = p.ask(|reply| Request::Snapshot { reply }).await else {
-            continue;
-        };
+    // Asked all at once: one slow actor (a track starting) must not hold up the rest.
+    let asks = bot.players.guilds().into_iter().filter_map(|guild| {
+        let p = bot.players.get(guild)?;
+        Some(async move { p.ask(|reply| Request::Snapshot { reply }).await.ok() })
+    });
+    for s in futures::future::join_all(asks).await.into_iter().flatten() {
         r.queues += 1;
         r.queued_tracks += s.upcoming.len() + usize::from(s.current.is_some());
         if s.voice_channel.is_some() {
