@@ -99,7 +99,11 @@ impl App {
         let tasks = TaskTracker::new();
         // A scheduler per app, not songbird's process-wide default: that one lives on the
         // runtime that first touched it, and dies with it.
-        let scheduler = songbird::driver::Scheduler::new(Default::default());
+        let mut sched = songbird::driver::SchedulerConfig::default();
+        if let Some(n) = std::num::NonZeroUsize::new(config.player.mixers_per_thread) {
+            sched.strategy = songbird::driver::SchedulerMode::MaxPerThread(n);
+        }
+        let scheduler = songbird::driver::Scheduler::new(sched);
         let songbird = songbird::Songbird::serenity_from_config(
             songbird::Config::default().scheduler(scheduler.clone()),
         );

@@ -121,6 +121,9 @@ pub struct PlayerConfig {
     pub page_size: usize,
     /// Most tracks `/play` takes from one playlist.
     pub max_playlist: usize,
+    /// Voice calls one songbird mixer thread serves (it moves a call elsewhere when a
+    /// thread would miss its 20 ms tick). See BENCHMARKS.md for why 64.
+    pub mixers_per_thread: usize,
 }
 
 impl Default for PlayerConfig {
@@ -130,6 +133,7 @@ impl Default for PlayerConfig {
             max_queue: 500,
             page_size: 10,
             max_playlist: 100,
+            mixers_per_thread: 64,
         }
     }
 }
@@ -371,6 +375,12 @@ impl Config {
         if !(1..=crate::sources::ytdlp::MAX_PLAYLIST_ITEMS).contains(&self.player.max_playlist) {
             return Err(invalid("player.max_playlist", "must be between 1 and 1000"));
         }
+        if !(1..=1024).contains(&self.player.mixers_per_thread) {
+            return Err(invalid(
+                "player.mixers_per_thread",
+                "must be between 1 and 1024",
+            ));
+        }
         if self.lifecycle.sweep_interval < Duration::from_secs(1) {
             return Err(invalid("lifecycle.sweep_interval", "must be at least 1s"));
         }
@@ -547,6 +557,12 @@ mod tests {
         std::fs::write(&path, "[player]\ndefault_volume = 300\n").unwrap();
         let err = Config::load(Some(&path), no_env).unwrap_err();
         assert!(err.to_string().contains("player.default_volume"), "{err}");
+        std::fs::write(&path, "[player]\nmixers_per_thread = 0\n").unwrap();
+        let err = Config::load(Some(&path), no_env).unwrap_err();
+        assert!(
+            err.to_string().contains("player.mixers_per_thread"),
+            "{err}"
+        );
         let env = |k: &str| (k == "ENCORE_ALLOW_PRIVATE_HOSTS").then(|| "maybe".to_string());
         std::fs::write(&path, "").unwrap();
         assert!(Config::load(Some(&path), env).is_err());
