@@ -67,6 +67,7 @@ impl Options {
                 guilds: 10,
                 concurrency: 5,
                 dave: true,
+                settle: Duration::from_secs(20),
             },
             cache_entries: 10_000,
             cache_lookups: 2_000,
@@ -96,6 +97,7 @@ impl Options {
                 guilds: 100,
                 concurrency: 10,
                 dave: true,
+                settle: Duration::from_secs(160),
             },
             cache_entries: 100_000,
             cache_lookups: 20_000,
@@ -209,7 +211,18 @@ fn main() {
         eprintln!("encore bench: still running after {limit:?}; giving up");
         std::process::exit(2);
     });
-    let ok = rt.block_on(run(opts));
+    // SIGINT/SIGTERM: drop the run (its bots are killed and waited for, its temporary
+    // directory removed); the report saved so far stays.
+    let ok = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            ok = run(opts) => ok,
+            _ = term.recv() => { eprintln!("encore bench: stopped by SIGTERM"); false }
+            _ = int.recv() => { eprintln!("encore bench: stopped by SIGINT"); false }
+        }
+    });
     rt.shutdown_timeout(Duration::from_secs(5));
     if !ok {
         std::process::exit(1);
@@ -235,6 +248,20 @@ async fn run(opts: Options) -> bool {
     };
     let mut rep = report::Report::new(machine, opts.clone());
     let mut ok = true;
+    let report_file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/encore-bench")
+        .join(if opts.quick {
+            "report-quick.md"
+        } else {
+            "report-full.md"
+        });
+    let save = |rep: &mut report::Report| {
+        rep.total = started.elapsed();
+        if let Some(dir) = report_file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(&report_file, rep.render());
+    };
 
     let needs_bot = ["calls", "ttfa", "soak"].iter().any(|p| opts.wants(p));
     let mut media = None;
@@ -261,9 +288,22 @@ async fn run(opts: Options) -> bool {
         let r = ttfa::run(&env, media.as_ref().unwrap(), opts.ttfa_runs).await;
         ok &= r.errors.is_empty() && !r.miss.is_empty();
         rep.ttfa = Some(r);
+        save(&mut rep);
     }
     if opts.wants("calls") {
-        let r = calls::run(&env, media.as_ref().unwrap(), opts.calls.clone()).await;
+        let r = {
+            let mut progress = |r: &calls::Results| {
+                rep.calls = Some(r.clone());
+                save(&mut rep);
+            };
+            calls::run(
+                &env,
+                media.as_ref().unwrap(),
+                opts.calls.clone(),
+                &mut progress,
+            )
+            .await
+        };
         // Quick mode must get through its smallest N with every variant.
         let smallest = opts.calls.ns.first().copied().unwrap_or(0);
         for vi in 0..opts.calls.variants.len() {
@@ -278,6 +318,7 @@ async fn run(opts: Options) -> bool {
         let r = soak::run(&env, media.as_ref().unwrap(), opts.soak.clone()).await;
         ok &= r.aborted.is_none();
         rep.soak = Some(r);
+        save(&mut rep);
     }
     if opts.wants("cache") {
         eprintln!("[cache] {} entries", opts.cache_entries);
@@ -293,20 +334,10 @@ async fn run(opts: Options) -> bool {
     if strays > 0 {
         eprintln!("[cleanup] killed {strays} stray process(es) of the bots under test");
     }
-    rep.total = started.elapsed();
-    let text = rep.render();
-    println!("{text}");
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/encore-bench");
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let file = dir.join(if opts.quick {
-            "report-quick.md"
-        } else {
-            "report-full.md"
-        });
-        if std::fs::write(&file, &text).is_ok() {
-            eprintln!("report saved to {}", file.display());
-        }
-    }
+    rep.complete = true;
+    save(&mut rep);
+    println!("{}", rep.render());
+    eprintln!("report saved to {}", report_file.display());
     if !ok {
         eprintln!("encore bench: some measurements failed (see above)");
     }

@@ -73,6 +73,8 @@ pub struct Report {
     pub soak: Option<soak::Results>,
     pub cache: Option<cache::Results>,
     pub total: Duration,
+    /// False while running (the report is saved as it grows) or when interrupted.
+    pub complete: bool,
 }
 
 /// Largest N whose trials all worked with a median deficit under `limit` percent.
@@ -105,6 +107,12 @@ fn us_per_frame(t: &calls::Trial) -> f64 {
     t.bot_cpu_pct / 100.0 * t.window.as_secs_f64() / t.frames as f64 * 1e6
 }
 
+/// The deficit with the datagrams the kernel dropped at the emulator's socket counted as
+/// received: what the bot sent (the rest of the deficit is the emulator not keeping up).
+fn sent_deficit(t: &calls::Trial) -> f64 {
+    ((1.0 - (t.frames + t.udp_drops) as f64 / t.expected) * 100.0).max(0.0)
+}
+
 /// songbird's mixer threads in % of one core: their mean cost per 20 ms cycle (from
 /// `/resources`) times the threads, 50 cycles a second.
 fn mixer_pct(t: &calls::Trial) -> Option<f64> {
@@ -128,6 +136,7 @@ impl Report {
             soak: None,
             cache: None,
             total: Duration::ZERO,
+            complete: false,
         }
     }
 
@@ -139,6 +148,12 @@ impl Report {
             "## encore benchmarks ({} mode)\n",
             if self.opts.quick { "quick" } else { "full" }
         );
+        if !self.complete {
+            let _ = writeln!(
+                s,
+                "**Incomplete**: the run was still going or was interrupted.\n"
+            );
+        }
         let _ = writeln!(s, "| | |\n|---|---|");
         let _ = writeln!(
             s,
@@ -190,7 +205,11 @@ impl Report {
             "### 1. Concurrent calls\n\nEach N: N guilds, each with a voice channel and a listener, all playing cached \
              WebM/Opus (160 kb/s) files; frames counted at the emulator over {:.0} s after {:.0} s of warm-up, \
              versus 50 per second per call. Cells: median [min–max] over {} run(s). Deficit as Lavalink \
-             reports it: 1 − received / expected. CPU in % of one core.\n",
+             reports it: 1 − received / expected; \"sent-side\" counts the datagrams the kernel dropped at the \
+             emulator's socket as received (what the bot did send); \"calls not started\": calls whose /play \
+             was not answered or whose audio never came within the set-up time (an overloaded bot), counted \
+             as wholly missing. An N whose first run reaches the give-up deficit is not repeated. \
+             CPU in % of one core.\n",
             p.window.as_secs_f64(),
             p.warmup.as_secs_f64(),
             p.reps
@@ -221,11 +240,11 @@ impl Report {
             );
             let _ = writeln!(
                 s,
-                "| N | deficit % | worst call % | bot CPU % | bot µs/frame | emulator CPU % | machine busy (cores) | bot RSS MiB | KiB/call | threads | fds | UDP drops | DAVE bad | mixer CPU % | setup s |"
+                "| N | deficit % | sent-side deficit % | worst call % | calls not started | bot CPU % | bot µs/frame | emulator CPU % | machine busy (cores) | bot RSS MiB | KiB/call | threads | fds | UDP drops | DAVE bad | mixer CPU % | setup s |"
             );
             let _ = writeln!(
                 s,
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
             );
             for &n in &p.ns {
                 let ts = r.of(vi, n);
@@ -235,7 +254,7 @@ impl Report {
                 if ts.iter().all(|t| !t.ok) {
                     let e = ts[0].error.clone().unwrap_or_default();
                     let e: String = e.lines().next().unwrap_or("").chars().take(150).collect();
-                    let _ = writeln!(s, "| {n} | failed: {e} ||||||||||||||");
+                    let _ = writeln!(s, "| {n} | failed: {e} ||||||||||||||||");
                     continue;
                 }
                 let kib_call = col(ts, |t| {
@@ -243,9 +262,11 @@ impl Report {
                 });
                 let _ = writeln!(
                     s,
-                    "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     mmm(&col(ts, |t| t.deficit_pct), 3),
+                    mmm(&col(ts, sent_deficit), 3),
                     mmm(&col(ts, |t| t.worst_call_pct), 2),
+                    mmm(&col(ts, |t| t.not_started as f64), 0),
                     mmm(&col(ts, |t| t.bot_cpu_pct), 1),
                     mmm(&col(ts, us_per_frame), 2),
                     mmm(&col(ts, |t| t.emu_cpu_pct), 1),
@@ -261,7 +282,11 @@ impl Report {
                 );
                 let failed = ts.iter().filter(|t| !t.ok).count();
                 if failed > 0 {
-                    let _ = writeln!(s, "| | {failed} of {} runs failed ||||||||||||||", ts.len());
+                    let _ = writeln!(
+                        s,
+                        "| | {failed} of {} runs failed ||||||||||||||||",
+                        ts.len()
+                    );
                 }
             }
             s.push('\n');
@@ -434,18 +459,25 @@ impl Report {
             s,
             "### 4. Soak\n\n{} play → first frame → skip → leave cycles over {} guilds, {} at once (DAVE {}), \
              sampled after every {} cycles once every call has left. Tokio tasks from `/resources`; each `/resources` \
-             stays live for a minute with one task, so the net figure subtracts the ones still live.\n",
-            p.cycles, p.guilds, p.concurrency, if p.dave { "on" } else { "off" }, p.sample_every
+             stays live for a minute with one task, so the net figure subtracts the ones still live. The last row \
+             is taken after {:.0} s with nothing to do.\n",
+            p.cycles, p.guilds, p.concurrency, if p.dave { "on" } else { "off" }, p.sample_every,
+            p.settle.as_secs_f64()
         );
-        let _ = writeln!(s, "| cycles | elapsed s | bot RSS MiB | fds | threads | tokio tasks (without live `/resources`) | mixer calls | child processes | emulator RSS MiB |\n|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "| cycles | elapsed s | bot RSS MiB | fds | of which sockets | threads | tokio tasks (without live `/resources`) | mixer calls | child processes | emulator RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|");
         for x in &k.samples {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {:.0} |",
-                x.cycles,
+                "| {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                if x.settled {
+                    format!("{} + {:.0} s idle", x.cycles, p.settle.as_secs_f64())
+                } else {
+                    x.cycles.to_string()
+                },
                 x.elapsed.as_secs_f64(),
                 mib(x.rss as f64),
                 x.fds,
+                x.sockets,
                 x.threads,
                 match (x.tokio_tasks, x.tokio_tasks_net) {
                     (Some(t), Some(n)) => format!("{t} ({n})"),
@@ -456,7 +488,8 @@ impl Report {
                 mib(x.emu_rss as f64)
             );
         }
-        if let (Some(first), Some(last)) = (k.samples.get(1), k.samples.last()) {
+        let batches: Vec<&soak::Sample> = k.samples.iter().filter(|x| !x.settled).collect();
+        if let (Some(first), Some(last)) = (batches.get(1), batches.last()) {
             if last.cycles > first.cycles {
                 let per = 1000.0 / (last.cycles - first.cycles) as f64;
                 let d = |a: f64, b: f64| (b - a) * per;

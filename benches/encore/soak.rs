@@ -20,6 +20,9 @@ pub struct Plan {
     /// Guilds cycling at once.
     pub concurrency: usize,
     pub dave: bool,
+    /// A last sample after this long with nothing to do: what the bot holds once the
+    /// pools it keeps warm for a while (HTTP keep-alive, tokio's blocking threads) let go.
+    pub settle: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -28,8 +31,11 @@ pub struct Sample {
     pub elapsed: Duration,
     pub rss: u64,
     pub fds: u64,
+    pub sockets: u64,
     pub threads: u64,
     pub children: usize,
+    /// Taken after `Plan::settle` idle, not after a batch.
+    pub settled: bool,
     pub tokio_tasks: Option<u64>,
     /// `tokio_tasks` minus the `/resources` commands still live (each stays live for 60 s,
     /// one task each, the sampling one included).
@@ -148,6 +154,13 @@ pub async fn run(env: &Env, media: &Arc<Media>, plan: Plan) -> Results {
         }
     }
     res.duration = t0.elapsed();
+    if res.aborted.is_none() && !plan.settle.is_zero() {
+        eprintln!("[soak] idle for {:?}, then a last sample", plan.settle);
+        tokio::time::sleep(plan.settle).await;
+        let mut s = sample(&emu, &b, done, t0, &mut probes).await;
+        s.settled = true;
+        res.samples.push(s);
+    }
     {
         let errs = errors.lock().unwrap();
         res.errors = errs.len();
@@ -197,11 +210,13 @@ async fn sample(
         elapsed: t0.elapsed(),
         rss: u.rss_bytes,
         fds: u.fds,
+        sockets: u.sockets,
         threads: u.threads,
         children: sys::children(b.pid).len(),
         tokio_tasks: r.tokio_tasks,
         tokio_tasks_net: r.tokio_tasks.map(|t| t.saturating_sub(live)),
         mixer_calls: r.mixer_calls,
         emu_rss: sys::usage(None).rss_bytes,
+        settled: false,
     }
 }

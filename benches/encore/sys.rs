@@ -10,6 +10,8 @@ pub struct ProcUsage {
     pub cpu: Duration,
     pub threads: u64,
     pub fds: u64,
+    /// Of `fds`, the sockets (gateway, pooled HTTP connections, voice).
+    pub sockets: u64,
 }
 
 fn clock_ticks() -> f64 {
@@ -61,9 +63,14 @@ pub fn usage(pid: Option<u32>) -> ProcUsage {
     if let Ok(stat) = std::fs::read_to_string(format!("{base}/stat")) {
         u.cpu = cpu_of_stat(&stat).unwrap_or_default();
     }
-    u.fds = std::fs::read_dir(format!("{base}/fd"))
-        .map(|d| d.count() as u64)
-        .unwrap_or(0);
+    if let Ok(dir) = std::fs::read_dir(format!("{base}/fd")) {
+        for e in dir.flatten() {
+            u.fds += 1;
+            let is_socket = std::fs::read_link(e.path())
+                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+            u.sockets += u64::from(is_socket);
+        }
+    }
     u
 }
 
