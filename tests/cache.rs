@@ -369,7 +369,7 @@ async fn second_resolve_is_a_hit_without_spawning() {
     );
 
     let s = w.r.stats().await;
-    assert_eq!((s.hits, s.misses, s.entries), (2, 1, 1));
+    assert_eq!((s.counters.hits, s.counters.misses, s.entries), (2, 1, 1));
     assert!((s.hit_rate - 2.0 / 3.0).abs() < 1e-9);
     // Autocomplete sees the cached title.
     assert_eq!(
@@ -402,7 +402,7 @@ async fn ytdlp_runs_again_after_the_ttl_or_the_stream_expiry() {
     let (r, n) = w.resolve(&signed).await;
     assert_eq!((r.cache, n), (CacheOutcome::Refreshed, 1));
     let s = w.r.stats().await;
-    assert_eq!((s.misses, s.refreshes), (4, 2));
+    assert_eq!((s.counters.misses, s.counters.refreshes), (4, 2));
 }
 
 #[tokio::test]
@@ -438,7 +438,12 @@ async fn prefetch_downloads_and_the_next_resolve_plays_the_file_without_ytdlp() 
     assert_eq!(w.prefetch(&r).await, DownloadOutcome::AlreadyCached);
     let s = w.r.stats().await;
     assert_eq!(
-        (s.audio_files, s.audio_bytes, s.downloads, s.file_hits),
+        (
+            s.audio_files,
+            s.audio_bytes,
+            s.counters.downloads,
+            s.counters.file_hits
+        ),
         (1, size, 1, 1)
     );
     // The player's path: open the file right before playing.
@@ -473,21 +478,21 @@ async fn a_restart_keeps_counters_entries_and_files() {
     let after = w.r.stats().await;
     assert_eq!(
         (
-            after.hits,
-            after.misses,
+            after.counters.hits,
+            after.counters.misses,
             after.entries,
             after.audio_files,
             after.audio_bytes
         ),
         (
-            before.hits,
-            before.misses,
+            before.counters.hits,
+            before.counters.misses,
             before.entries,
             before.audio_files,
             before.audio_bytes
         )
     );
-    assert_eq!((after.hits, after.misses), (1, 1));
+    assert_eq!((after.counters.hits, after.counters.misses), (1, 1));
 
     let served = w.srv.requests();
     let (hit, n) = w.resolve(&url).await;
@@ -496,7 +501,7 @@ async fn a_restart_keeps_counters_entries_and_files() {
         (CacheOutcome::Hit, &Source::File(path), 0)
     );
     assert_eq!(w.srv.requests(), served);
-    assert_eq!(w.r.stats().await.hits, 2);
+    assert_eq!(w.r.stats().await.counters.hits, 2);
 }
 
 #[tokio::test]

@@ -144,7 +144,7 @@ async fn a_repeat_play_comes_from_the_cache_without_ytdlp() {
     let after = stats.spawned.load(Ordering::SeqCst);
     assert!(after <= spawned + 1, "spawned {spawned} -> {after}");
     let s = w.bot.resolver.stats().await;
-    assert!(s.hits >= 1 && s.misses >= 1, "{s:?}");
+    assert!(s.counters.hits >= 1 && s.counters.misses >= 1, "{s:?}");
     w.stop().await;
 }
 

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::audio::{AudioCache, CachedFile, InUseGuard, PrefetchStatus, ScanReport};
-use super::metadata::{Counter, Lookup, MetadataCache};
+use super::metadata::{Counter, Counters, Lookup, MetadataCache};
 use super::{CacheError, CacheSettings, Clock, SystemClock};
 use crate::sources::{Query, ResolveError, Track, YtDlp};
 
@@ -80,16 +80,9 @@ pub struct CacheStats {
     pub audio_bytes: u64,
     /// The byte budget (`cache.max_bytes`).
     pub max_bytes: u64,
-    /// Lookups answered without yt-dlp.
-    pub hits: u64,
-    /// Lookups that ran yt-dlp (refreshes included).
-    pub misses: u64,
-    pub refreshes: u64,
-    /// Resolutions answered with a cached file.
-    pub file_hits: u64,
-    pub downloads: u64,
-    pub download_failures: u64,
-    pub evictions: u64,
+    /// Persisted counters: hits (lookups answered without yt-dlp), misses (lookups that
+    /// ran it, refreshes included), file hits, downloads, evictions...
+    pub counters: Counters,
     /// Downloads running or waiting now.
     pub downloading: usize,
     /// hits / (hits + misses), 0 when nothing was looked up yet.
@@ -325,13 +318,7 @@ impl Resolver {
             audio_files,
             audio_bytes,
             max_bytes: self.inner.settings.max_bytes,
-            hits: c.hits,
-            misses: c.misses,
-            refreshes: c.refreshes,
-            file_hits: c.file_hits,
-            downloads: c.downloads,
-            download_failures: c.download_failures,
-            evictions: c.evictions,
+            counters: c,
             downloading: self.inner.audio.downloading(),
             hit_rate: if lookups == 0 {
                 0.0
@@ -505,14 +492,22 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
         assert_eq!((r3.cache, n), (CacheOutcome::Miss, 1));
         assert_eq!(f.resolve(&page).await.1, 0);
         let s = f.r.stats().await;
-        assert_eq!((s.hits, s.misses, s.refreshes, s.entries), (3, 2, 0, 1));
+        assert_eq!(
+            (
+                s.counters.hits,
+                s.counters.misses,
+                s.counters.refreshes,
+                s.entries
+            ),
+            (3, 2, 0, 1)
+        );
         assert!((s.hit_rate - 0.6).abs() < 1e-9, "{}", s.hit_rate);
         // After metadata_ttl: refreshed.
         f.clock.advance(Duration::from_secs(7 * 86400));
         let (r4, n) = f.resolve(&page).await;
         assert_eq!((r4.cache, n), (CacheOutcome::Refreshed, 1));
         assert_eq!(f.resolve(&page).await.0.cache, CacheOutcome::Hit);
-        assert_eq!(f.r.stats().await.refreshes, 1);
+        assert_eq!(f.r.stats().await.counters.refreshes, 1);
         let _ = &f.tmp;
     }
 
@@ -543,7 +538,7 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
             (CacheOutcome::Hit, &Source::File(path), 0)
         );
         assert!(r.guard.is_some());
-        assert_eq!(f.r.stats().await.file_hits, 1);
+        assert_eq!(f.r.stats().await.counters.file_hits, 1);
     }
 
     #[tokio::test]
@@ -586,7 +581,7 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
         }
         let r = Fx::resolver(tmp.path(), &clock).await;
         let s = r.stats().await;
-        assert_eq!((s.hits, s.misses, s.entries), (1, 2, 2));
+        assert_eq!((s.counters.hits, s.counters.misses, s.entries), (1, 2, 2));
         let before = r.ytdlp().stats().spawned.load(Ordering::SeqCst);
         assert_eq!(
             r.resolve(&search("b")).await.unwrap().cache,
@@ -638,7 +633,7 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
         }
         assert_eq!(r.ytdlp().stats().spawned.load(Ordering::SeqCst), 2);
         let s = r.stats().await;
-        assert_eq!((s.entries, s.hits, s.misses), (0, 0, 0));
+        assert_eq!((s.entries, s.counters.hits, s.counters.misses), (0, 0, 0));
         assert!(matches!(
             r.prefetch(&crate::cache::testutil::track("x")),
             PrefetchStatus::Disabled

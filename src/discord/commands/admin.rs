@@ -199,8 +199,8 @@ async fn cache_figures(bot: &Bot) -> Option<CacheFigures> {
         entries: s.entries,
         audio_files: s.audio_files,
         audio_bytes: s.audio_bytes,
-        hits: s.hits,
-        misses: s.misses,
+        hits: s.counters.hits,
+        misses: s.counters.misses,
     })
 }
 
