@@ -415,10 +415,19 @@ impl Report {
             for (vi, v) in c.plan.variants.iter().enumerate() {
                 let mut pts = Vec::new();
                 let mut idle = Vec::new();
+                let mut fitted_ns = Vec::new();
+                // Only runs that served every call: an overloaded bot holds queues of
+                // frames and threads it would not hold in service.
+                let healthy = |t: &&calls::Trial| {
+                    t.ok && t.not_started == 0 && t.deficit_pct < c.plan.give_up_deficit
+                };
                 for &n in &c.plan.ns {
-                    for tr in c.of(vi, n).iter().filter(|t| t.ok) {
+                    for tr in c.of(vi, n).iter().filter(healthy) {
                         pts.push((n as f64, tr.rss_playing as f64));
                         idle.push(format!("{:.1}", mib(tr.rss_idle as f64)));
+                        if fitted_ns.last() != Some(&n) {
+                            fitted_ns.push(n);
+                        }
                     }
                 }
                 if let Some((slope, icpt)) = linear_fit(&pts) {
@@ -429,7 +438,7 @@ impl Report {
                         mib(icpt),
                         slope / 1024.0,
                         pts.len(),
-                        c.plan.ns.iter().filter(|n| !c.of(vi, **n).is_empty()).collect::<Vec<_>>()
+                        fitted_ns
                     );
                 }
                 if vi == 0 && !idle.is_empty() {
