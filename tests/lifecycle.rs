@@ -276,6 +276,10 @@ async fn admin_sees_resources_and_cleans_up_members_are_refused() {
         "{text}"
     );
     assert!(text.contains("0 running"), "{text}");
+    assert!(
+        text.contains("1 live on"),
+        "songbird mixes the one call: {text}"
+    );
     assert!(text.contains("RSS"), "{text}");
     assert!(!r.custom_ids().is_empty(), "a refresh button");
 

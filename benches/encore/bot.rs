@@ -315,7 +315,6 @@ pub async fn until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 #[derive(Clone, Debug, Default)]
 pub struct Resources {
     pub tokio_tasks: Option<u64>,
-    pub mixer_calls: Option<u64>,
     pub mixer_live: Option<u64>,
     pub mixer_threads: Option<u64>,
     pub mixer_us_per_cycle: Option<f64>,
@@ -339,8 +338,7 @@ pub async fn resources(emu: &Emulator, timeout: Duration) -> Result<Resources, S
         let next = words.get(i + 1).copied().unwrap_or("");
         match (*w, next) {
             ("tokio", "tasks") => out.tokio_tasks = before(i).map(|v| v as u64),
-            ("calls", n) if n.starts_with('(') => out.mixer_calls = before(i).map(|v| v as u64),
-            ("live)", _) => out.mixer_live = before(i).map(|v| v as u64),
+            ("live", "on") => out.mixer_live = before(i).map(|v| v as u64),
             ("threads", "·") if words.get(i + 3).is_some_and(|w| w.starts_with("µs")) => {
                 out.mixer_threads = before(i).map(|v| v as u64);
                 out.mixer_us_per_cycle = words.get(i + 2).and_then(|v| v.parse().ok());

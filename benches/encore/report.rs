@@ -473,7 +473,7 @@ impl Report {
             p.cycles, p.guilds, p.concurrency, if p.dave { "on" } else { "off" }, p.sample_every,
             p.settle.as_secs_f64()
         );
-        let _ = writeln!(s, "| cycles | elapsed s | bot RSS MiB | fds | of which sockets | threads | tokio tasks (without live `/resources`) | mixer calls | child processes | emulator RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "| cycles | elapsed s | bot RSS MiB | fds | of which sockets | threads | tokio tasks (without live `/resources`) | calls mixing | child processes | emulator RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|");
         for x in &k.samples {
             let _ = writeln!(
                 s,
@@ -492,7 +492,7 @@ impl Report {
                     (Some(t), Some(n)) => format!("{t} ({n})"),
                     _ => "–".into(),
                 },
-                x.mixer_calls.map(|v| v.to_string()).unwrap_or("–".into()),
+                x.mixer_live.map(|v| v.to_string()).unwrap_or("–".into()),
                 x.children,
                 mib(x.emu_rss as f64)
             );

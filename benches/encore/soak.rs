@@ -40,7 +40,8 @@ pub struct Sample {
     /// `tokio_tasks` minus the `/resources` commands still live (each stays live for 60 s,
     /// one task each, the sampling one included).
     pub tokio_tasks_net: Option<u64>,
-    pub mixer_calls: Option<u64>,
+    /// Calls songbird is mixing (0 once every call has left).
+    pub mixer_live: Option<u64>,
     /// This process (the emulator keeps every record: it grows, the bot should not).
     pub emu_rss: u64,
 }
@@ -215,7 +216,7 @@ async fn sample(
         children: sys::children(b.pid).len(),
         tokio_tasks: r.tokio_tasks,
         tokio_tasks_net: r.tokio_tasks.map(|t| t.saturating_sub(live)),
-        mixer_calls: r.mixer_calls,
+        mixer_live: r.mixer_live,
         emu_rss: sys::usage(None).rss_bytes,
         settled: false,
     }

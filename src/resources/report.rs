@@ -21,7 +21,8 @@ pub struct ResourceReport {
     pub ytdlp_timed_out: u64,
     pub ytdlp_version: String,
     pub tokio_tasks: usize,
-    pub mixer_tasks_total: u64,
+    /// Calls songbird is mixing now. (Not its `total_tasks`: songbird 0.6.1 never
+    /// subtracts a mixer that ends while parked, so that count only grows.)
     pub mixer_tasks_live: u64,
     pub mixer_threads: u64,
     /// Mean compute cost of the mixer threads' last cycle, in microseconds.
@@ -124,11 +125,8 @@ impl ResourceReport {
             (
                 "Mixer".to_string(),
                 format!(
-                    "{} calls ({} live) on {} threads · {:.0} µs/cycle",
-                    self.mixer_tasks_total,
-                    self.mixer_tasks_live,
-                    self.mixer_threads,
-                    self.mixer_cost_us
+                    "{} live on {} threads · {:.0} µs/cycle",
+                    self.mixer_tasks_live, self.mixer_threads, self.mixer_cost_us
                 ),
             ),
             (

@@ -167,7 +167,6 @@ pub async fn gather(bot: &Bot, cpu: &mut (Instant, Duration)) -> ResourceReport 
     r.tokio_tasks = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
-    r.mixer_tasks_total = bot.scheduler.total_tasks();
     r.mixer_tasks_live = bot.scheduler.live_tasks();
     r.mixer_threads = bot.scheduler.worker_threads();
     if let Ok(stats) = bot.scheduler.worker_thread_stats().await {
