@@ -13,6 +13,31 @@ fn sounds_like(seq: &[f32], want: &[f32]) -> bool {
     seq.len() == want.len() && seq.iter().zip(want).all(|(a, b)| (a - b).abs() < 20.0)
 }
 
+/// Waits until the bot's database holds `n` saved tracks for the test guild.
+async fn saved_tracks_reach(db: &std::path::Path, n: i64) {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let deadline = tokio::time::Instant::now() + T;
+    let mut saved = -1;
+    while tokio::time::Instant::now() < deadline {
+        let opts = SqliteConnectOptions::new().filename(db).read_only(true);
+        if let Ok(mut conn) = opts.connect().await {
+            saved =
+                sqlx::query_scalar("SELECT COUNT(*) FROM saved_queue_tracks WHERE guild_id = ?")
+                    .bind(GUILD as i64)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap_or(-1);
+            let _ = conn.close().await;
+            if saved == n {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} holds {saved} saved tracks, not {n}", db.display());
+}
+
 async fn queue_three(w: &World) {
     for name in ["a.wav", "b.wav", "c.wav"] {
         let r = w.play(ANN, &w.files.url(name)).await;
@@ -181,6 +206,9 @@ async fn a_killed_bot_resumes_from_the_last_committed_change() {
         assert!(!r.ephemeral, "{}", r.text());
     }
     emu.wait_audio_frames(GUILD, 40, T).await;
+    // "Up to the last committed change": kill only once all three are committed (the
+    // writer commits right after each change, but a loaded machine can lag behind).
+    saved_tracks_reach(&data.join("encore.db"), 3).await;
     // SIGKILL: no shutdown code runs at all.
     bot.start_kill().unwrap();
     let status = tokio::time::timeout(T, bot.wait()).await.unwrap().unwrap();
