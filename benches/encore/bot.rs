@@ -110,8 +110,8 @@ impl Bot {
         })
     }
 
-    pub fn usage(&self) -> sys::ProcUsage {
-        sys::usage(Some(self.pid))
+    pub fn usage(&self) -> sys::ProcessUsage {
+        sys::process_usage(Some(self.pid))
     }
 
     pub fn exited(&mut self) -> bool {

@@ -311,7 +311,7 @@ async fn measure(
     t.dave_bad = bad_b.saturating_sub(bad_a);
     t.rss_playing = u.rss_bytes;
     t.threads = u.threads;
-    t.fds = u.fds;
+    t.fds = u.open_fds;
     // The bot's own view (tokio tasks, mixer cost), after the window so it does not disturb it.
     match bot::resources(emu, Duration::from_secs(20)).await {
         Ok(r) => t.resources = r,

@@ -210,14 +210,14 @@ async fn sample(
         cycles,
         elapsed: t0.elapsed(),
         rss: u.rss_bytes,
-        fds: u.fds,
-        sockets: u.sockets,
+        fds: u.open_fds,
+        sockets: sys::sockets(b.pid),
         threads: u.threads,
         children: sys::children(b.pid).len(),
         tokio_tasks: r.tokio_tasks,
         tokio_tasks_net: r.tokio_tasks.map(|t| t.saturating_sub(live)),
         mixer_live: r.mixer_live,
-        emu_rss: sys::usage(None).rss_bytes,
+        emu_rss: sys::process_usage(None).rss_bytes,
         settled: false,
     }
 }

@@ -2,92 +2,25 @@
 
 use std::time::{Duration, Instant};
 
-/// One reading of a process.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ProcUsage {
-    pub rss_bytes: u64,
-    /// utime + stime.
-    pub cpu: Duration,
-    pub threads: u64,
-    pub fds: u64,
-    /// Of `fds`, the sockets (gateway, pooled HTTP connections, voice).
-    pub sockets: u64,
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no memory effects.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
-/// Fields after `(comm)` of a stat line: index 0 is the state (field 3).
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
-    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
-}
-
-fn cpu_of_stat(stat: &str) -> Option<Duration> {
-    let f = stat_fields(stat)?;
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(Duration::from_secs_f64(
-        (utime + stime) as f64 / clock_ticks(),
-    ))
-}
+pub use encore::resources::system::{child_processes_of as children, ProcessUsage};
+use encore::resources::system::{cpu_percent, usage, usage_of};
 
 /// `pid` = None: this process.
-pub fn usage(pid: Option<u32>) -> ProcUsage {
-    let base = match pid {
-        Some(p) => format!("/proc/{p}"),
-        None => "/proc/self".into(),
-    };
-    let mut u = ProcUsage::default();
-    if let Ok(status) = std::fs::read_to_string(format!("{base}/status")) {
-        for line in status.lines() {
-            let num = || {
-                line.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            if line.starts_with("VmRSS:") {
-                u.rss_bytes = num() * 1024;
-            } else if line.starts_with("Threads:") {
-                u.threads = num();
-            }
-        }
-    }
-    if let Ok(stat) = std::fs::read_to_string(format!("{base}/stat")) {
-        u.cpu = cpu_of_stat(&stat).unwrap_or_default();
-    }
-    if let Ok(dir) = std::fs::read_dir(format!("{base}/fd")) {
-        for e in dir.flatten() {
-            u.fds += 1;
-            let is_socket = std::fs::read_link(e.path())
-                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
-            u.sockets += u64::from(is_socket);
-        }
-    }
-    u
+pub fn process_usage(pid: Option<u32>) -> ProcessUsage {
+    pid.map_or_else(usage, usage_of)
 }
 
-/// Live (non-zombie) children of `pid`: (pid, command name).
-pub fn children(pid: u32) -> Vec<(u32, String)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+/// How many of `pid`'s open descriptors are sockets (gateway, pooled HTTP connections,
+/// voice).
+pub fn sockets(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
     };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let comm = stat[stat.find('(')? + 1..stat.rfind(')')?].to_string();
-            let f = stat_fields(&stat)?;
-            let ppid: u32 = f.get(1)?.parse().ok()?;
-            (ppid == pid && f.first() != Some(&"Z")).then_some((p, comm))
+    dir.flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
         })
-        .collect()
+        .count() as u64
 }
 
 /// Processes whose command line mentions `needle` (used to find anything a bot under test
@@ -203,17 +136,13 @@ impl CpuMark {
     pub fn now(pid: Option<u32>) -> CpuMark {
         CpuMark {
             at: Instant::now(),
-            cpu: usage(pid).cpu,
+            cpu: process_usage(pid).cpu_time,
         }
     }
 
     /// Percent of one core used since `self`.
     pub fn percent_to(&self, later: &CpuMark) -> f64 {
-        let wall = later.at.saturating_duration_since(self.at).as_secs_f64();
-        if wall <= 0.0 {
-            return 0.0;
-        }
-        later.cpu.saturating_sub(self.cpu).as_secs_f64() / wall * 100.0
+        cpu_percent((self.at, self.cpu), (later.at, later.cpu))
     }
 }
 

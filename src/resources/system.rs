@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// A reading of the process's own usage.
+/// A reading of a process's usage.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ProcessUsage {
     pub rss_bytes: u64,
@@ -14,8 +14,17 @@ pub struct ProcessUsage {
 
 /// Reads /proc/self; zeros where a file is unreadable (not Linux, or restricted).
 pub fn usage() -> ProcessUsage {
+    read_usage("/proc/self")
+}
+
+/// The same for another process (the benchmarks read the bot they started).
+pub fn usage_of(pid: u32) -> ProcessUsage {
+    read_usage(&format!("/proc/{pid}"))
+}
+
+fn read_usage(base: &str) -> ProcessUsage {
     let mut u = ProcessUsage::default();
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+    if let Ok(status) = std::fs::read_to_string(format!("{base}/status")) {
         for line in status.lines() {
             let num = |l: &str| {
                 l.split_whitespace()
@@ -30,10 +39,10 @@ pub fn usage() -> ProcessUsage {
             }
         }
     }
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+    if let Ok(stat) = std::fs::read_to_string(format!("{base}/stat")) {
         u.cpu_time = cpu_time_from_stat(&stat).unwrap_or_default();
     }
-    u.open_fds = std::fs::read_dir("/proc/self/fd")
+    u.open_fds = std::fs::read_dir(format!("{base}/fd"))
         .map(|d| d.count() as u64)
         .unwrap_or(0);
     u
@@ -62,9 +71,9 @@ fn clock_ticks() -> u64 {
     }
 }
 
-/// Child processes of this process, as the OS sees them: (pid, command name).
-pub fn child_processes() -> Vec<(u32, String)> {
-    let me = std::process::id();
+/// Live (non-zombie) children of process `parent`, as the OS sees them: (pid, command
+/// name).
+pub fn child_processes_of(parent: u32) -> Vec<(u32, String)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -74,8 +83,10 @@ pub fn child_processes() -> Vec<(u32, String)> {
             let open = stat.find('(')?;
             let close = stat.rfind(')')?;
             let comm = stat[open + 1..close].to_string();
-            let ppid: u32 = stat[close + 1..].split_whitespace().nth(1)?.parse().ok()?;
-            (ppid == me).then_some((pid, comm))
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            // fields[0] = state, [1] = ppid
+            let ppid: u32 = fields.get(1)?.parse().ok()?;
+            (ppid == parent && fields.first() != Some(&"Z")).then_some((pid, comm))
         })
         .collect()
 }
@@ -137,7 +148,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let seen = child_processes()
+        let seen = child_processes_of(std::process::id())
             .iter()
             .any(|(p, c)| *p == pid && c == "sleep");
         child.kill().unwrap();
