@@ -121,9 +121,12 @@ fn mixer_pct(t: &calls::Trial) -> Option<f64> {
 }
 
 fn pctl(v: &[f64], p: f64) -> String {
-    percentile(v, p)
-        .map(|x| format!("{x:.0}"))
-        .unwrap_or_else(|| "–".into())
+    whole(percentile(v, p))
+}
+
+/// A figure rounded to a whole number, "–" when there is none.
+fn whole(x: Option<f64>) -> String {
+    x.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into())
 }
 
 impl Report {
@@ -339,12 +342,8 @@ impl Report {
                 "| {name} | {} | {} | {} | {} | {} | {} |",
                 pctl(v, 50.0),
                 pctl(v, 95.0),
-                stats::min(v)
-                    .map(|x| format!("{x:.0}"))
-                    .unwrap_or("–".into()),
-                stats::max(v)
-                    .map(|x| format!("{x:.0}"))
-                    .unwrap_or("–".into()),
+                whole(stats::min(v)),
+                whole(stats::max(v)),
                 pctl(reply, 50.0),
                 v.len()
             );
@@ -556,9 +555,7 @@ impl Report {
                 "| {name} | {} | {} | {} | {} |",
                 pctl(v, 50.0),
                 pctl(v, 99.0),
-                stats::max(v)
-                    .map(|x| format!("{x:.0}"))
-                    .unwrap_or("–".into()),
+                whole(stats::max(v)),
                 v.len()
             );
         };
