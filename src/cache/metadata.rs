@@ -90,6 +90,19 @@ pub struct Counters {
     pub evictions: u64,
 }
 
+impl Counters {
+    /// hits / (hits + misses); `None` before the first lookup.
+    pub fn hit_rate(&self) -> Option<f64> {
+        hit_rate(self.hits, self.misses)
+    }
+}
+
+/// hits / (hits + misses); `None` when there were no lookups.
+pub fn hit_rate(hits: u64, misses: u64) -> Option<f64> {
+    let lookups = hits + misses;
+    (lookups > 0).then(|| hits as f64 / lookups as f64)
+}
+
 /// The alias of a query: `"s:<normalised text>"` or `"u:<normalised url>"`.
 pub fn alias_for(q: &Query) -> String {
     match q {

@@ -85,8 +85,6 @@ pub struct CacheStats {
     pub counters: Counters,
     /// Downloads running or waiting now.
     pub downloading: usize,
-    /// hits / (hits + misses), 0 when nothing was looked up yet.
-    pub hit_rate: f64,
 }
 
 struct Inner {
@@ -310,7 +308,6 @@ impl Resolver {
             tracing::warn!(error = %e, "cannot read cache counters");
             Default::default()
         });
-        let lookups = c.hits + c.misses;
         CacheStats {
             enabled: self.inner.settings.enabled,
             entries,
@@ -320,11 +317,6 @@ impl Resolver {
             max_bytes: self.inner.settings.max_bytes,
             counters: c,
             downloading: self.inner.audio.downloading(),
-            hit_rate: if lookups == 0 {
-                0.0
-            } else {
-                c.hits as f64 / lookups as f64
-            },
         }
     }
 
@@ -501,7 +493,8 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
             ),
             (3, 2, 0, 1)
         );
-        assert!((s.hit_rate - 0.6).abs() < 1e-9, "{}", s.hit_rate);
+        let rate = s.counters.hit_rate().unwrap();
+        assert!((rate - 0.6).abs() < 1e-9, "{rate}");
         // After metadata_ttl: refreshed.
         f.clock.advance(Duration::from_secs(7 * 86400));
         let (r4, n) = f.resolve(&page).await;

@@ -142,11 +142,9 @@ impl ResourceReport {
             ),
         ];
         if let Some(c) = &self.cache {
-            let lookups = c.hits + c.misses;
-            let rate = if lookups == 0 {
-                "no lookups yet".to_string()
-            } else {
-                format!("{:.0}% hit rate", c.hits as f64 * 100.0 / lookups as f64)
+            let rate = match crate::cache::metadata::hit_rate(c.hits, c.misses) {
+                None => "no lookups yet".to_string(),
+                Some(r) => format!("{:.0}% hit rate", r * 100.0),
             };
             f.push((
                 "Cache".to_string(),
