@@ -77,8 +77,11 @@ pub enum Request {
         front: bool,
         reply: oneshot::Sender<Result<Enqueued, PlayerError>>,
     },
+    /// Skips `n` tracks counting the current one, which must still be entry `current`
+    /// (the one the caller saw, voted on or was allowed to skip).
     Skip {
         n: usize,
+        current: u64,
         reply: oneshot::Sender<Result<Skipped, PlayerError>>,
     },
     Back {
@@ -124,14 +127,18 @@ pub enum Request {
     Configure {
         settings: PlayerSettings,
     },
+    /// Removes upcoming `from..=to`, which must still hold the entries `ids`.
     Remove {
         from: usize,
         to: usize,
+        ids: Vec<u64>,
         reply: oneshot::Sender<Result<Vec<Entry>, PlayerError>>,
     },
+    /// Moves upcoming `from` (still entry `id`) to `to`.
     Move {
         from: usize,
         to: usize,
+        id: u64,
         reply: oneshot::Sender<Result<Entry, PlayerError>>,
     },
     Shuffle {
@@ -460,8 +467,8 @@ impl GuildPlayer {
                     .await;
                 let _ = reply.send(r);
             }
-            Request::Skip { n, reply } => {
-                let _ = reply.send(self.skip(n).await);
+            Request::Skip { n, current, reply } => {
+                let _ = reply.send(self.skip(n, current).await);
             }
             Request::Back { reply } => {
                 let r = match self.queue.back() {
@@ -559,12 +566,29 @@ impl GuildPlayer {
                 }
                 _ => {}
             },
-            Request::Remove { from, to, reply } => {
-                let _ = reply.send(self.queue.remove_range(from, to).map_err(Into::into));
+            Request::Remove {
+                from,
+                to,
+                ids,
+                reply,
+            } => {
+                let r = self
+                    .queue
+                    .expect_upcoming(from, &ids)
+                    .and_then(|()| self.queue.remove_range(from, to));
+                let _ = reply.send(r.map_err(Into::into));
             }
-            Request::Move { from, to, reply } => {
-                let r = self.queue.move_entry(from, to).cloned().map_err(Into::into);
-                let _ = reply.send(r);
+            Request::Move {
+                from,
+                to,
+                id,
+                reply,
+            } => {
+                let r = self
+                    .queue
+                    .expect_upcoming(from, &[id])
+                    .and_then(|()| self.queue.move_entry(from, to).cloned());
+                let _ = reply.send(r.map_err(Into::into));
             }
             Request::Shuffle { reply } => {
                 let r = self
@@ -686,7 +710,8 @@ impl GuildPlayer {
         })
     }
 
-    async fn skip(&mut self, n: usize) -> Result<Skipped, PlayerError> {
+    async fn skip(&mut self, n: usize, current: u64) -> Result<Skipped, PlayerError> {
+        self.queue.expect_current(current)?;
         let skipped_title = self.current_title().ok_or(QueueError::NothingPlaying)?;
         let skipped = self.queue.skip(n.max(1))?;
         self.queue.advance(Advance::Skipped);

@@ -70,6 +70,10 @@ pub enum QueueError {
     Empty,
     #[error("there is no previous track")]
     NoHistory,
+    /// The command was decided on a view of the queue that no longer holds (a track ended
+    /// or someone else edited it in between); acting anyway could hit the wrong track.
+    #[error("the queue changed meanwhile; check /queue and try again")]
+    Changed,
 }
 
 #[derive(Debug, Default)]
@@ -202,6 +206,30 @@ impl Queue {
         }
         self.upcoming.push_front(prev);
         Ok(())
+    }
+
+    /// Fails with [`QueueError::Changed`] unless the current track is still `id`.
+    pub fn expect_current(&self, id: u64) -> Result<(), QueueError> {
+        match &self.current {
+            None => Err(QueueError::NothingPlaying),
+            Some(e) if e.id == id => Ok(()),
+            Some(_) => Err(QueueError::Changed),
+        }
+    }
+
+    /// Fails with [`QueueError::Changed`] unless upcoming positions `from..` (1-based) still
+    /// hold the entries `ids`, in that order.
+    pub fn expect_upcoming(&self, from: usize, ids: &[u64]) -> Result<(), QueueError> {
+        let held = self
+            .upcoming
+            .iter()
+            .skip(from.saturating_sub(1))
+            .take(ids.len())
+            .map(|e| e.id);
+        match from >= 1 && held.eq(ids.iter().copied()) {
+            true => Ok(()),
+            false => Err(QueueError::Changed),
+        }
     }
 
     /// Removes upcoming tracks `from..=to` (1-based); returns them.
@@ -416,6 +444,25 @@ mod tests {
         assert_eq!(playing(&q).unwrap(), "e");
         assert_eq!(q.clear_all(), 1);
         assert!(q.is_idle());
+    }
+
+    #[test]
+    fn edits_decided_on_a_stale_view_are_refused() {
+        let mut q = queue_of(&["a", "b", "c", "d"]);
+        assert_eq!(q.expect_current(1), Err(QueueError::NothingPlaying));
+        q.advance(Advance::Finished);
+        let a = q.current().unwrap().id;
+        let ids: Vec<u64> = q.upcoming().iter().map(|e| e.id).collect(); // b c d
+        assert_eq!(q.expect_current(a), Ok(()));
+        assert_eq!(q.expect_upcoming(2, &ids[1..3]), Ok(()));
+        assert_eq!(q.expect_upcoming(0, &ids[..1]), Err(QueueError::Changed));
+        assert_eq!(q.expect_upcoming(3, &ids[2..]), Ok(()));
+        assert_eq!(q.expect_upcoming(3, &ids[1..]), Err(QueueError::Changed));
+        // "a" ends on its own: what was position 2 is now position 1.
+        q.advance(Advance::Finished);
+        assert_eq!(q.expect_current(a), Err(QueueError::Changed));
+        assert_eq!(q.expect_upcoming(2, &ids[1..2]), Err(QueueError::Changed));
+        assert_eq!(q.expect_upcoming(1, &ids[1..2]), Ok(()));
     }
 
     #[test]

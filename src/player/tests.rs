@@ -305,9 +305,14 @@ async fn a_late_end_of_a_skipped_track_is_ignored() {
     let old_token = h.log.lock().unwrap().last.unwrap();
     h.play("b").await.unwrap();
     h.play("c").await.unwrap();
+    let current = h.snapshot().await.current.unwrap().id;
     let skipped = h
         .player()
-        .call(|reply| Request::Skip { n: 1, reply })
+        .call(|reply| Request::Skip {
+            n: 1,
+            current,
+            reply,
+        })
         .await
         .unwrap();
     assert_eq!(skipped.next.as_deref(), Some("b"));
@@ -318,6 +323,62 @@ async fn a_late_end_of_a_skipped_track_is_ignored() {
     })
     .await;
     assert_eq!(h.snapshot().await.current.unwrap().track.title, "b");
+}
+
+#[tokio::test]
+async fn a_skip_or_edit_decided_before_the_track_ended_hits_nothing_else() {
+    let h = Harness::new();
+    for t in ["a", "b", "c", "d"] {
+        h.play(t).await.unwrap();
+    }
+    let seen = h.snapshot().await; // a playing; b c d waiting
+    let a = seen.current.unwrap().id;
+    let (b, c) = (seen.upcoming[0].id, seen.upcoming[1].id);
+    h.end_current(TrackOutcome::Finished).await; // b plays now; c d wait
+    let p = h.player();
+    let stale: Result<(), _> = Err(PlayerError::Queue(queue::QueueError::Changed));
+    let skip = p
+        .call(|reply| Request::Skip {
+            n: 1,
+            current: a,
+            reply,
+        })
+        .await
+        .map(|_| ());
+    assert_eq!(skip, stale, "a skip vote on a must not skip b");
+    let remove = p
+        .call(|reply| Request::Remove {
+            from: 2,
+            to: 2,
+            ids: vec![c],
+            reply,
+        })
+        .await
+        .map(|_| ());
+    assert_eq!(remove, stale, "position 2 is d now, not c");
+    let moved = p
+        .call(|reply| Request::Move {
+            from: 1,
+            to: 2,
+            id: b,
+            reply,
+        })
+        .await
+        .map(|_| ());
+    assert_eq!(moved, stale);
+    let s = h.snapshot().await;
+    assert_eq!(s.current.as_ref().unwrap().track.title, "b");
+    assert_eq!(titles(&s), ["c", "d"]);
+    let gone = p
+        .call(|reply| Request::Remove {
+            from: 1,
+            to: 1,
+            ids: vec![c],
+            reply,
+        })
+        .await
+        .unwrap();
+    assert_eq!(gone[0].track.title, "c");
 }
 
 #[tokio::test]
@@ -351,7 +412,14 @@ async fn pause_resume_stop_and_errors_on_empty() {
         p.call(|reply| Request::Pause { reply }).await,
         Err(PlayerError::Queue(queue::QueueError::NothingPlaying))
     );
-    assert!(p.call(|reply| Request::Skip { n: 1, reply }).await.is_err());
+    assert!(p
+        .call(|reply| Request::Skip {
+            n: 1,
+            current: 1,
+            reply
+        })
+        .await
+        .is_err());
     h.play("a").await.unwrap();
     h.play("b").await.unwrap();
     assert_eq!(p.call(|reply| Request::Pause { reply }).await.unwrap(), "a");

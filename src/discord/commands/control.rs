@@ -9,6 +9,7 @@ use super::{
     listeners, listening, listening_to_something, reply, sentence, Context, Error, Listening,
 };
 use crate::discord::format::{self, bold, escape};
+use crate::player::queue::QueueError;
 use crate::player::voice::VoiceError;
 use crate::player::{LoopMode, PlayerError, Request};
 
@@ -34,7 +35,16 @@ pub async fn skip(
 }
 
 async fn skip_now(ctx: Context<'_>, l: &Listening, n: usize, prefix: &str) -> Result<(), Error> {
-    match l.player.call(|reply| Request::Skip { n, reply }).await {
+    // The track the caller saw (and was allowed to skip, or voted on): if it ended in
+    // between, the player refuses rather than skip the next one.
+    let current = l
+        .snapshot
+        .current
+        .as_ref()
+        .expect("checked by the caller")
+        .id;
+    let skip = |reply| Request::Skip { n, current, reply };
+    match l.player.call(skip).await {
         Ok(s) => {
             ctx.data().skip_votes.clear(l.guild);
             let what = match s.skipped {
@@ -50,6 +60,10 @@ async fn skip_now(ctx: Context<'_>, l: &Listening, n: usize, prefix: &str) -> Re
                 None => "; the queue is empty".into(),
             };
             reply::ok(ctx, format!("{prefix}{what}{next}.")).await
+        }
+        Err(PlayerError::Queue(QueueError::Changed)) => {
+            let title = l.current_title().unwrap_or_default();
+            reply::error(ctx, format!("{title} already ended; nothing was skipped.")).await
         }
         Err(e) => reply::error(ctx, sentence(&e)).await,
     }

@@ -39,7 +39,15 @@ pub async fn remove(
     }
     match l
         .player
-        .call(|reply| Request::Remove { from, to, reply })
+        .call(|reply| Request::Remove {
+            from,
+            to,
+            ids: l.snapshot.upcoming[from - 1..to]
+                .iter()
+                .map(|e| e.id)
+                .collect(),
+            reply,
+        })
         .await
     {
         Ok(gone) => {
@@ -85,13 +93,20 @@ pub async fn move_(
     if !dj::require(ctx, Some(&l.snapshot), "move tracks").await? {
         return Ok(());
     }
-    let title = bold(&l.snapshot.upcoming[from - 1].track.title, 80);
+    let seen = &l.snapshot.upcoming[from - 1];
+    let title = bold(&seen.track.title, 80);
     if from == to {
         return reply::error(ctx, format!("{title} is already at position {to}.")).await;
     }
+    let id = seen.id;
     match l
         .player
-        .call(|reply| Request::Move { from, to, reply })
+        .call(|reply| Request::Move {
+            from,
+            to,
+            id,
+            reply,
+        })
         .await
     {
         Ok(e) => {
