@@ -14,6 +14,7 @@ use crate::sources::Track;
 
 enum Msg {
     Save(u64, Option<SavedQueue>),
+    Position(u64, Duration),
     /// Answered once everything sent before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -27,6 +28,10 @@ pub struct QueueWriter {
 impl QueueStore for QueueWriter {
     fn save(&self, guild: u64, state: Option<SavedQueue>) {
         let _ = self.tx.send(Msg::Save(guild, state));
+    }
+
+    fn checkpoint(&self, guild: u64, position: Duration) {
+        let _ = self.tx.send(Msg::Position(guild, position));
     }
 }
 
@@ -53,35 +58,68 @@ pub fn writer(pool: SqlitePool) -> (QueueWriter, impl std::future::Future<Output
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// What is waiting to be committed: each guild's latest state, and positions reached
+/// since that state.
+#[derive(Default)]
+struct Pending {
+    saves: HashMap<u64, Option<SavedQueue>>,
+    positions: HashMap<u64, Duration>,
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.saves.is_empty() && self.positions.is_empty()
+    }
+
+    fn take(&mut self, m: Msg) {
+        match m {
+            Msg::Save(g, s) => {
+                // The new state carries its own position; an older checkpoint is stale.
+                self.positions.remove(&g);
+                self.saves.insert(g, s);
+            }
+            Msg::Position(g, p) => {
+                self.positions.insert(g, p);
+            }
+            Msg::Flush(ack) => self.waiting.push(ack),
+        }
+    }
+
+    fn guilds(&self) -> usize {
+        self.saves.len() + self.positions.len()
+    }
+}
+
 async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Msg>) {
-    let mut pending: HashMap<u64, Option<SavedQueue>> = HashMap::new();
-    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut pending = Pending::default();
     let mut retry = RETRY_FIRST;
     loop {
         if pending.is_empty() {
-            for ack in waiting.drain(..) {
+            for ack in pending.waiting.drain(..) {
                 let _ = ack.send(());
             }
             match rx.recv().await {
                 None => return,
-                Some(m) => take(m, &mut pending, &mut waiting),
+                Some(m) => pending.take(m),
             }
         }
         // Coalesce whatever else is already queued: only each guild's latest state matters.
         while let Ok(m) = rx.try_recv() {
-            take(m, &mut pending, &mut waiting);
+            pending.take(m);
         }
         match commit(&pool, &pending).await {
             Ok(()) => {
-                pending.clear();
+                pending.saves.clear();
+                pending.positions.clear();
                 retry = RETRY_FIRST;
             }
             Err(e) => {
-                tracing::warn!(error = %e, guilds = pending.len(), "saving queues failed; retrying in {retry:?}");
+                tracing::warn!(error = %e, guilds = pending.guilds(), "saving queues failed; retrying in {retry:?}");
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(RETRY_MAX);
                 if rx.is_closed() && retry == RETRY_MAX {
-                    tracing::error!(guilds = pending.len(), "giving up saving queues at exit");
+                    tracing::error!(guilds = pending.guilds(), "giving up saving queues at exit");
                     return;
                 }
             }
@@ -89,25 +127,9 @@ async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Msg>) {
     }
 }
 
-fn take(
-    m: Msg,
-    pending: &mut HashMap<u64, Option<SavedQueue>>,
-    waiting: &mut Vec<oneshot::Sender<()>>,
-) {
-    match m {
-        Msg::Save(g, s) => {
-            pending.insert(g, s);
-        }
-        Msg::Flush(ack) => waiting.push(ack),
-    }
-}
-
-async fn commit(
-    pool: &SqlitePool,
-    pending: &HashMap<u64, Option<SavedQueue>>,
-) -> Result<(), sqlx::Error> {
+async fn commit(pool: &SqlitePool, pending: &Pending) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    for (guild, state) in pending {
+    for (guild, state) in &pending.saves {
         let g = *guild as i64;
         sqlx::query("DELETE FROM saved_queue_tracks WHERE guild_id = ?")
             .bind(g)
@@ -148,6 +170,15 @@ async fn commit(
             .execute(&mut *tx)
             .await?;
         }
+    }
+    // A guild whose queue was forgotten has no row left: the update then changes nothing.
+    for (guild, position) in &pending.positions {
+        sqlx::query("UPDATE saved_queues SET position_ms = ?, saved_at = ? WHERE guild_id = ?")
+            .bind(position.as_millis() as i64)
+            .bind(super::unix_now())
+            .bind(*guild as i64)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }
@@ -249,6 +280,30 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn checkpoints_move_the_position_until_a_newer_state_replaces_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("q.db")).await.unwrap();
+        let (w, run) = writer(pool.clone());
+        let task = tokio::spawn(run);
+        let position = |all: &[(u64, SavedQueue)]| all[0].1.position;
+        w.save(1, Some(saved(3)));
+        w.checkpoint(1, Duration::from_secs(42));
+        w.checkpoint(9, Duration::from_secs(7)); // no saved queue: nothing to move
+        assert!(w.flush(Duration::from_secs(5)).await);
+        let all = load_all(&pool).await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(position(&all), Duration::from_secs(42));
+        assert_eq!(all[0].1.tracks, saved(3).tracks, "only the position moved");
+
+        w.checkpoint(1, Duration::from_secs(60));
+        w.save(1, Some(saved(2))); // newer, with its own position (1.5 s)
+        assert!(w.flush(Duration::from_secs(5)).await);
+        assert_eq!(position(&load_all(&pool).await.unwrap()), saved(2).position);
+        drop(w);
+        task.await.unwrap();
     }
 
     #[tokio::test]

@@ -22,6 +22,9 @@ const REJOIN_BASE: Duration = Duration::from_secs(1);
 /// How long a dropped connection may take to come back on its own (songbird resumes
 /// 4015 itself; a move arrives as a new voice state) before the player acts.
 const RECONNECT_GRACE: Duration = Duration::from_secs(2);
+/// How often a playing track's position is saved between queue changes, so a crash or a
+/// SIGKILL resumes near where it was instead of from the track's start.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PlayerError {
@@ -233,6 +236,8 @@ pub struct GuildPlayer {
     store: Arc<dyn QueueStore>,
     /// Fingerprint of what was last handed to the store, to save only on change.
     saved: Option<u64>,
+    /// When to save the playing track's position next; `None` unless it is playing.
+    checkpoint_at: Option<Instant>,
     _unit: Guard,
 }
 
@@ -275,6 +280,7 @@ impl GuildPlayer {
             call: None,
             store,
             saved: None,
+            checkpoint_at: None,
         };
         (player, PlayerHandle { tx }, rx)
     }
@@ -301,7 +307,7 @@ impl GuildPlayer {
                 _ = timer => self.on_timer().await,
             };
             match flow {
-                Flow::Continue => self.persist(),
+                Flow::Continue => self.persist().await,
                 Flow::Leave(reason) => {
                     self.leave(reason).await;
                     return;
@@ -318,11 +324,10 @@ impl GuildPlayer {
             .idle
             .next_deadline(&self.activity)
             .map(|(at, _)| at);
-        let reconnect = self.reconnect.map(|r| r.at);
-        match (idle, reconnect) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [idle, self.reconnect.map(|r| r.at), self.checkpoint_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Re-derives since-when the idle and paused conditions hold after any change.
@@ -346,12 +351,22 @@ impl GuildPlayer {
                 call.touch();
             }
         }
+        self.checkpoint_at = match (connected && playing && !self.paused, self.checkpoint_at) {
+            (true, at) => at.or(Some(now + CHECKPOINT_EVERY)),
+            (false, _) => None,
+        };
     }
 
     async fn on_timer(&mut self) -> Flow {
         let now = Instant::now();
         if let Some(reason) = self.settings.idle.due(&self.activity, now) {
             return Flow::Leave(reason);
+        }
+        if self.checkpoint_at.is_some_and(|at| at <= now) {
+            self.checkpoint_at = Some(now + CHECKPOINT_EVERY);
+            if let Some(position) = self.voice.position().await {
+                self.store.checkpoint(self.guild, position);
+            }
         }
         match self.reconnect {
             Some(r) if r.at <= now => self.try_rejoin(r).await,
@@ -795,10 +810,10 @@ impl GuildPlayer {
         self.voice.stop().await;
     }
 
-    /// Hands the queue's state to the store when it changed since the last time.
-    fn persist(&mut self) {
-        let state = self.saved_state(None);
-        let fingerprint = state.as_ref().map(|s| {
+    /// Hands the queue's state, with the playing track's position, to the store when it
+    /// changed since the last time.
+    async fn persist(&mut self) {
+        let fingerprint = self.saved_state(None).map(|s| {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             (
@@ -819,10 +834,15 @@ impl GuildPlayer {
             }
             h.finish()
         });
-        if fingerprint != self.saved {
-            self.store.save(self.guild, state);
-            self.saved = fingerprint;
+        if fingerprint == self.saved {
+            return;
         }
+        let position = match self.queue.current() {
+            Some(_) => self.voice.position().await,
+            None => None,
+        };
+        self.store.save(self.guild, self.saved_state(position));
+        self.saved = fingerprint;
     }
 
     /// The queue as the store keeps it; `None` when there is nothing worth resuming.

@@ -27,6 +27,10 @@ pub struct SavedQueue {
 pub trait QueueStore: Send + Sync {
     /// `None` forgets the guild's queue (it left for good).
     fn save(&self, guild: u64, state: Option<SavedQueue>);
+
+    /// How far the playing track got since the last `save`: only the position changes, so
+    /// a store can write it cheaply. A restart after a crash resumes from the latest one.
+    fn checkpoint(&self, guild: u64, position: Duration);
 }
 
 /// A store that keeps nothing (tests, or persistence turned off).
@@ -34,4 +38,5 @@ pub struct NoStore;
 
 impl QueueStore for NoStore {
     fn save(&self, _: u64, _: Option<SavedQueue>) {}
+    fn checkpoint(&self, _: u64, _: Duration) {}
 }

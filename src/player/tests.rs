@@ -24,6 +24,8 @@ struct Log {
     channel: Option<u64>,
     /// Joins fail while this is set.
     refuse_joins: bool,
+    /// Where the playing track is, when a test needs other than 5 s.
+    position: Option<Duration>,
 }
 
 type Shared = Arc<Mutex<Log>>;
@@ -85,7 +87,13 @@ impl VoiceCall for FakeVoice {
         Ok(())
     }
     async fn position(&mut self) -> Option<Duration> {
-        Some(Duration::from_secs(5))
+        Some(
+            self.0
+                .lock()
+                .unwrap()
+                .position
+                .unwrap_or(Duration::from_secs(5)),
+        )
     }
     async fn current_channel(&mut self) -> Option<u64> {
         self.0.lock().unwrap().channel
@@ -119,6 +127,11 @@ struct MemStore(Mutex<std::collections::HashMap<u64, Option<SavedQueue>>>);
 impl QueueStore for MemStore {
     fn save(&self, guild: u64, state: Option<SavedQueue>) {
         self.0.lock().unwrap().insert(guild, state);
+    }
+    fn checkpoint(&self, guild: u64, position: Duration) {
+        if let Some(Some(s)) = self.0.lock().unwrap().get_mut(&guild) {
+            s.position = position;
+        }
     }
 }
 
@@ -798,6 +811,35 @@ async fn every_change_is_saved_and_leaving_forgets_it() {
         h.store.get(1).is_none(),
         "a queue that was left is not resumed"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_playing_track_saves_its_position_now_and_then_for_a_crash() {
+    let h = Harness::new();
+    let at = |secs| h.log.lock().unwrap().position = Some(Duration::from_secs(secs));
+    let saved_at = || h.store.get(1).expect("saved").position.as_secs();
+    at(0);
+    h.play("a").await.unwrap();
+    h.play("b").await.unwrap();
+    assert_eq!(saved_at(), 0);
+    at(12);
+    tokio::time::sleep(guild::CHECKPOINT_EVERY + Duration::from_secs(1)).await;
+    h.settle().await;
+    assert_eq!(saved_at(), 12, "a SIGKILL now resumes at 12 s, not 0");
+    // A queue change saves the position too, instead of resetting it.
+    at(14);
+    h.play("c").await.unwrap();
+    assert_eq!(saved_at(), 14);
+    // Paused, the position does not move: nothing to save, however long it waits.
+    h.player()
+        .call(|reply| Request::Pause { reply })
+        .await
+        .unwrap();
+    assert_eq!(saved_at(), 14);
+    at(99);
+    tokio::time::sleep(guild::CHECKPOINT_EVERY * 4).await;
+    h.settle().await;
+    assert_eq!(saved_at(), 14);
 }
 
 #[tokio::test(start_paused = true)]
