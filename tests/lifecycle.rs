@@ -242,6 +242,25 @@ async fn close_4015_resumes_and_4014_cleans_up() {
     w.stop().await;
 }
 
+/// songbird parks a call's mixer when its connection drops, and a parked track never
+/// answers a question about its state: asking must neither stall the player nor leave the
+/// bot stuck in the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_while_the_connection_is_down_answer_and_the_cleanup_still_happens() {
+    let w = World::start().await;
+    playing(&w, "long.wav").await;
+    w.emu.close_voice(GUILD, 4014).await;
+    // Give songbird a moment to park the mixer, as it does within a tick or two.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = w.cmd(ANN, "nowplaying", json!([])).await;
+    assert!(r.text().contains("long"), "{}", r.text());
+    let r = w.cmd(ANN, "queue", json!([])).await;
+    assert!(r.text().contains("long"), "{}", r.text());
+    wait_released(&w).await;
+    assert_eq!(w.bot.registry.cleanups().total, 1);
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_sees_resources_and_cleans_up_members_are_refused() {
     // No background downloads, so the process count is exactly what /play left running.

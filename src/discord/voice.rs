@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serenity::all::{ChannelId, GuildId};
 use songbird::events::{Event, EventContext, EventHandler, TrackEvent};
 use songbird::input::{AudioStream, Input, LiveInput};
-use songbird::tracks::{PlayMode, TrackHandle};
+use songbird::tracks::{PlayMode, TrackHandle, TrackResult, TrackState};
 use songbird::Songbird;
 
 use crate::cache::{InUseGuard, Resolver};
@@ -30,6 +30,17 @@ use crate::sources::{Query, Track};
 
 /// Longest a `/seek` waits for songbird before answering (it keeps going after that).
 const SEEK_WAIT: Duration = Duration::from_secs(15);
+/// Longest a track's state may take to arrive. songbird answers only from a live mixer:
+/// while the voice connection is down the mixer is parked and never answers, and an
+/// unbounded wait would stall the guild's player (and every command after it).
+const STATE_WAIT: Duration = Duration::from_millis(500);
+
+/// A track's state, or `None` when songbird did not answer in [`STATE_WAIT`].
+async fn track_state(handle: &TrackHandle) -> Option<TrackResult<TrackState>> {
+    tokio::time::timeout(STATE_WAIT, handle.get_info())
+        .await
+        .ok()
+}
 
 pub struct SongbirdCall {
     manager: Arc<Songbird>,
@@ -53,6 +64,9 @@ struct Playing {
     /// Cleared to keep this handle's end from being reported (while a seek is under way,
     /// or once it has been replaced).
     report: Arc<AtomicBool>,
+    /// The last position songbird reported (or where the track was asked to start): the
+    /// answer while songbird cannot say, since a parked track does not move either.
+    last_position: Duration,
 }
 
 /// Makes a [`SongbirdCall`] per guild, all sharing one HTTP client for streaming.
@@ -219,7 +233,8 @@ impl VoiceCall for SongbirdCall {
         if p.track.is_live || !p.seekable {
             return Err(VoiceError::NotSeekable);
         }
-        let before = p.handle.get_info().await.ok().map(|s| s.position);
+        let before = self.position().await;
+        let p = self.playing.as_ref().ok_or(VoiceError::NotConnected)?;
         // A failed seek ends the track as errored: keep that from the player until we know.
         p.report.store(false, Ordering::SeqCst);
         let result = tokio::time::timeout(SEEK_WAIT, p.handle.seek_async(to)).await;
@@ -237,8 +252,15 @@ impl VoiceCall for SongbirdCall {
     }
 
     async fn position(&mut self) -> Option<Duration> {
-        let p = self.playing.as_ref()?;
-        p.handle.get_info().await.ok().map(|s| s.position)
+        let p = self.playing.as_mut()?;
+        match track_state(&p.handle).await {
+            Some(Ok(state)) => {
+                p.last_position = state.position;
+                Some(state.position)
+            }
+            Some(Err(_)) => None,
+            None => Some(p.last_position),
+        }
     }
 
     async fn current_channel(&mut self) -> Option<u64> {
@@ -296,10 +318,12 @@ impl SongbirdCall {
             .ok_or(VoiceError::NotConnected)?;
         let t = songbird::tracks::Track::new(input).volume(opts.volume);
         let handle = call.lock().await.play_only(t);
+        let mut last_position = Duration::ZERO;
         if let Some(at) = opts.start_at.filter(|at| !at.is_zero()) {
             if seekable && !track.is_live {
                 // Resuming mid-track: the seek completes once the input is ready.
                 let _ = handle.seek(at);
+                last_position = at;
             } else {
                 tracing::info!(guild = %self.guild, "the source cannot seek; starting from the beginning");
             }
@@ -322,6 +346,7 @@ impl SongbirdCall {
             volume: opts.volume,
             seekable,
             report,
+            last_position,
         });
         Ok(())
     }
@@ -331,9 +356,11 @@ impl SongbirdCall {
     async fn resume_reports(&mut self) {
         let Some(p) = &self.playing else { return };
         p.report.store(true, Ordering::SeqCst);
-        let done = match p.handle.get_info().await {
-            Ok(state) => state.playing.is_done().then_some(state.playing),
-            Err(_) => Some(PlayMode::End),
+        let done = match track_state(&p.handle).await {
+            Some(Ok(state)) => state.playing.is_done().then_some(state.playing),
+            Some(Err(_)) => Some(PlayMode::End),
+            // No answer: the end event still fires when it ends.
+            None => None,
         };
         if let Some(mode) = done {
             if p.report.swap(false, Ordering::SeqCst) {
