@@ -1,6 +1,7 @@
 //! One task per guild owns that guild's queue and voice call. Commands are messages to it,
 //! so queue state has exactly one writer and no lock is held across an await on Discord.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,9 +182,29 @@ pub struct PlayerSettings {
 #[derive(Clone, Debug)]
 pub struct PlayerHandle {
     tx: mpsc::Sender<Request>,
+    /// `/play`s still looking up what to queue here (shared with the player).
+    resolving: Arc<AtomicUsize>,
+}
+
+/// Held by a `/play` while it looks its query up: the player does not leave for being
+/// idle meanwhile, so a slow lookup does not end in a leave and an immediate re-join.
+/// Dropping it (queued, failed or cancelled) lets the idle clock run again.
+#[must_use]
+pub struct Resolving(Arc<AtomicUsize>);
+
+impl Drop for Resolving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PlayerHandle {
+    /// Marks a `/play` for this guild as under way until the guard is dropped.
+    pub fn resolving(&self) -> Resolving {
+        self.resolving.fetch_add(1, Ordering::Relaxed);
+        Resolving(self.resolving.clone())
+    }
+
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
@@ -238,6 +259,8 @@ pub struct GuildPlayer {
     saved: Option<u64>,
     /// When to save the playing track's position next; `None` unless it is playing.
     checkpoint_at: Option<Instant>,
+    /// See [`Resolving`].
+    resolving: Arc<AtomicUsize>,
     _unit: Guard,
 }
 
@@ -262,6 +285,7 @@ impl GuildPlayer {
     ) -> (Self, PlayerHandle, mpsc::Receiver<Request>) {
         let (tx, rx) = mpsc::channel(64);
         let (events_tx, events) = mpsc::unbounded_channel();
+        let resolving = Arc::new(AtomicUsize::new(0));
         let player = Self {
             guild,
             queue: Queue::new(),
@@ -281,8 +305,9 @@ impl GuildPlayer {
             store,
             saved: None,
             checkpoint_at: None,
+            resolving: resolving.clone(),
         };
-        (player, PlayerHandle { tx }, rx)
+        (player, PlayerHandle { tx, resolving }, rx)
     }
 
     /// Serves requests, voice events and timers until the player leaves (asked to, a
@@ -359,8 +384,15 @@ impl GuildPlayer {
 
     async fn on_timer(&mut self) -> Flow {
         let now = Instant::now();
-        if let Some(reason) = self.settings.idle.due(&self.activity, now) {
-            return Flow::Leave(reason);
+        match self.settings.idle.due(&self.activity, now) {
+            // Someone's /play is on its way: idle (or paused) starts counting afresh.
+            Some(CleanupReason::Idle) if self.resolving.load(Ordering::Relaxed) > 0 => {
+                let a = &mut self.activity;
+                a.idle_since = a.idle_since.map(|_| now);
+                a.paused_since = a.paused_since.map(|_| now);
+            }
+            Some(reason) => return Flow::Leave(reason),
+            None => {}
         }
         if self.checkpoint_at.is_some_and(|at| at <= now) {
             self.checkpoint_at = Some(now + CHECKPOINT_EVERY);
@@ -533,7 +565,8 @@ impl GuildPlayer {
                 only_if_idle,
                 reply,
             } => {
-                let busy = self.queue.current().is_some() && !self.paused;
+                let busy = (self.queue.current().is_some() && !self.paused)
+                    || self.resolving.load(Ordering::Relaxed) > 0;
                 if only_if_idle && busy {
                     let _ = reply.send(false);
                 } else {

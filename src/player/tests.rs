@@ -814,6 +814,32 @@ async fn every_change_is_saved_and_leaving_forgets_it() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_play_still_looking_up_keeps_an_idle_bot_in_the_channel() {
+    let h = Harness::with_policy(policy(300, 60, 600));
+    h.play("a").await.unwrap();
+    h.end_current(TrackOutcome::Finished).await;
+    tokio::time::sleep(Duration::from_secs(290)).await;
+    // A /play arrives at 4m50s and its lookup is slow.
+    let lookup = h.player().resolving();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    h.settle().await;
+    assert!(
+        !h.calls().contains(&"leave".to_string()),
+        "waits for the /play"
+    );
+    assert!(
+        !h.players.cleanup(1, CleanupReason::Admin, true).await,
+        "/cleanup of idle calls spares it too"
+    );
+    // The lookup failed: the idle clock runs again, from when the wait began.
+    drop(lookup);
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    h.ended().await;
+    assert_eq!(h.calls().last().unwrap(), "leave");
+    assert_eq!(h.registry.cleanups().by_reason[&CleanupReason::Idle], 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_playing_track_saves_its_position_now_and_then_for_a_crash() {
     let h = Harness::new();
     let at = |secs| h.log.lock().unwrap().position = Some(Duration::from_secs(secs));

@@ -49,7 +49,10 @@ pub async fn play(
         return reply::error(ctx, sentence(&PlayerError::Busy(max))).await;
     }
     let settings = bot.settings.get(guild);
-    let snapshot = match bot.players.get(guild) {
+    let player = bot.players.get(guild);
+    // A bot idle in the channel stays while this is looked up.
+    let _resolving = player.as_ref().map(|p| p.resolving());
+    let snapshot = match &player {
         Some(p) => p.ask(|reply| Request::Snapshot { reply }).await.ok(),
         None => None,
     };
