@@ -26,6 +26,8 @@ const RECONNECT_GRACE: Duration = Duration::from_secs(2);
 /// How often a playing track's position is saved between queue changes, so a crash or a
 /// SIGKILL resumes near where it was instead of from the track's start.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(15);
+/// Longest the player waits for a notice to be posted in the text channel.
+const NOTICE_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PlayerError {
@@ -1002,9 +1004,18 @@ impl GuildPlayer {
         })
     }
 
+    /// Posts a notice, waiting at most [`NOTICE_WAIT`]: a slow or rate-limited Discord
+    /// must not hold up the music or the commands queued behind it.
     async fn tell(&self, notice: Notice) {
         if let Some(channel) = self.text_channel {
-            self.notifier.notify(channel, notice).await;
+            let post = self.notifier.notify(channel, notice);
+            if tokio::time::timeout(NOTICE_WAIT, post).await.is_err() {
+                tracing::warn!(
+                    guild = self.guild,
+                    channel,
+                    "gave up posting a notice (too slow)"
+                );
+            }
         }
     }
 }

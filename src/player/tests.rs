@@ -26,6 +26,8 @@ struct Log {
     refuse_joins: bool,
     /// Where the playing track is, when a test needs other than 5 s.
     position: Option<Duration>,
+    /// Posting a notice never completes while this is set (Discord hangs).
+    stall_notices: bool,
 }
 
 type Shared = Arc<Mutex<Log>>;
@@ -116,7 +118,14 @@ impl Notifier for FakeNotifier {
             Notice::QueueFinished => format!("{channel} finished"),
             Notice::Left { reason } => format!("{channel} left: {reason}"),
         };
-        self.0.lock().unwrap().notices.push(text);
+        let stall = {
+            let mut log = self.0.lock().unwrap();
+            log.notices.push(text);
+            log.stall_notices
+        };
+        if stall {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -837,6 +846,22 @@ async fn a_play_still_looking_up_keeps_an_idle_bot_in_the_channel() {
     h.ended().await;
     assert_eq!(h.calls().last().unwrap(), "leave");
     assert_eq!(h.registry.cleanups().by_reason[&CleanupReason::Idle], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_discord_does_not_hold_up_the_player() {
+    let h = Harness::new();
+    h.log.lock().unwrap().stall_notices = true;
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        h.play("a").await.unwrap(); // its "now playing" notice never gets through
+        h.play("b").await.unwrap();
+        h.end_current(TrackOutcome::Finished).await;
+        h.snapshot().await
+    })
+    .await
+    .expect("the player keeps answering");
+    assert_eq!(answered.current.unwrap().track.title, "b");
+    assert_eq!(h.notices(), ["20 now playing a", "20 now playing b"]);
 }
 
 #[tokio::test(start_paused = true)]
