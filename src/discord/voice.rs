@@ -472,6 +472,10 @@ pub mod http {
     const READ_AHEAD_CHUNKS: usize = 16;
     /// Re-opens after a dropped connection, in a row, before giving up.
     const RESUMES: u32 = 2;
+    /// Longest a media server may keep us waiting for its answer or for the next bytes of
+    /// the body: past it the connection counts as dropped (and is re-opened, or the track
+    /// fails) instead of hanging the track, or the player starting it, for ever.
+    const STALL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
     type Chunks = mpsc::Receiver<io::Result<Vec<u8>>>;
 
@@ -481,6 +485,7 @@ pub mod http {
         client: reqwest::Client,
         url: String,
         headers: HeaderMap,
+        stall: std::time::Duration,
     }
 
     impl RangeSource {
@@ -498,7 +503,14 @@ pub mod http {
                 client: client.clone(),
                 url: track.stream_url.clone(),
                 headers,
+                stall: STALL_WAIT,
             }
+        }
+
+        #[cfg(test)]
+        pub fn with_stall_wait(mut self, stall: std::time::Duration) -> Self {
+            self.stall = stall;
+            self
         }
 
         /// GETs the media from byte `offset` (with `Range` when not 0). Call it on the
@@ -528,9 +540,9 @@ pub mod http {
                 };
                 req = req.header(RANGE, range);
             }
-            let resp = req
-                .send()
+            let resp = tokio::time::timeout(self.stall, req.send())
                 .await
+                .map_err(|_| stalled())?
                 .map_err(|e| io::Error::other(e.without_url()))?;
             let status = resp.status();
             if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
@@ -562,7 +574,7 @@ pub mod http {
             let ranges = status == reqwest::StatusCode::PARTIAL_CONTENT
                 || header(ACCEPT_RANGES).is_some_and(|a| a.trim().eq_ignore_ascii_case("bytes"));
             let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
-            tokio::spawn(pump(resp, tx));
+            tokio::spawn(pump(resp, tx, self.stall));
             Ok((
                 rx,
                 Meta {
@@ -578,17 +590,29 @@ pub mod http {
         ranges: bool,
     }
 
+    fn stalled() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the media server stopped answering",
+        )
+    }
+
     /// Copies the response body into the channel until it ends or the reader goes away.
-    async fn pump(mut resp: reqwest::Response, tx: mpsc::Sender<io::Result<Vec<u8>>>) {
+    async fn pump(
+        mut resp: reqwest::Response,
+        tx: mpsc::Sender<io::Result<Vec<u8>>>,
+        stall: std::time::Duration,
+    ) {
         loop {
             let next = tokio::select! {
-                c = resp.chunk() => c,
+                c = tokio::time::timeout(stall, resp.chunk()) => c,
                 _ = tx.closed() => return,
             };
             let item = match next {
-                Ok(Some(c)) => Ok(c.to_vec()),
-                Ok(None) => return,
-                Err(e) => Err(io::Error::other(e.without_url())),
+                Ok(Ok(Some(c))) => Ok(c.to_vec()),
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => Err(io::Error::other(e.without_url())),
+                Err(_) => Err(stalled()),
             };
             let last = item.is_err();
             if tx.send(item).await.is_err() || last {
@@ -934,5 +958,63 @@ mod tests {
             .err()
             .expect("404 fails");
         assert!(err.to_string().contains("404"), "{err}");
+    }
+
+    /// A server that answers only the first request, with headers and `sent` of its
+    /// 100 000 bytes, then goes silent with the connection open; later requests get
+    /// nothing at all.
+    async fn stalling_server(sent: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            let mut first = true;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b).await;
+                if std::mem::take(&mut first) && sent > 0 {
+                    let head =
+                        "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nAccept-Ranges: bytes\r\n\r\n";
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(&vec![7u8; sent]).await;
+                }
+                open.push(s); // never closed, never answered
+            }
+        });
+        format!("http://{addr}/x")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_stops_answering_fails_the_track_instead_of_hanging_it() {
+        let stall = std::time::Duration::from_millis(300);
+        let client = reqwest::Client::new();
+        let silent = stalling_server(0).await;
+        let err = RangeSource::new(&client, &track(&silent))
+            .with_stall_wait(stall)
+            .open(0)
+            .await
+            .err()
+            .expect("no answer is an error");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+
+        // Mid-body: the bytes sent are read, then the stall is an error (after the
+        // re-opens, which get no answer either), not a read that blocks for ever.
+        let url = stalling_server(1000).await;
+        let mut body = RangeSource::new(&client, &track(&url))
+            .with_stall_wait(stall)
+            .open(0)
+            .await
+            .unwrap();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut all = Vec::new();
+            let r = body.read_to_end(&mut all);
+            (all.len(), r.map_err(|e| e.kind()))
+        });
+        let (n, r) = tokio::time::timeout(std::time::Duration::from_secs(20), read)
+            .await
+            .expect("the read ends")
+            .unwrap();
+        assert_eq!(n, 1000);
+        assert_eq!(r, Err(std::io::ErrorKind::TimedOut));
     }
 }
