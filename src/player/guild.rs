@@ -45,6 +45,8 @@ pub enum PlayerError {
     BadVolume,
     #[error("I'm playing in as many channels as I'm allowed to right now ({0}); try again later")]
     Busy(usize),
+    #[error("I'm reconnecting to the voice channel; try again in a moment")]
+    Reconnecting,
 }
 
 /// What `/queue` and `/nowplaying` show.
@@ -668,6 +670,8 @@ impl GuildPlayer {
             Request::Seek { to, reply } => {
                 let r = match self.current_title() {
                     None => Err(QueueError::NothingPlaying.into()),
+                    // songbird only seeks a track whose connection is up: it would just wait.
+                    Some(_) if self.reconnect.is_some() => Err(PlayerError::Reconnecting),
                     Some(t) => self.voice.seek(to).await.map(|()| t).map_err(Into::into),
                 };
                 let _ = reply.send(r);

@@ -712,10 +712,19 @@ async fn a_resumable_drop_that_recovers_changes_nothing() {
         reason: "server crashed".into(),
     })
     .await;
+    let p = h.player();
+    let seek = |secs| {
+        p.call(move |reply| Request::Seek {
+            to: Duration::from_secs(secs),
+            reply,
+        })
+    };
+    assert_eq!(seek(30).await, Err(PlayerError::Reconnecting));
     h.voice_event(VoiceEvent::Connected).await;
+    assert_eq!(seek(40).await.unwrap(), "a");
     tokio::time::sleep(Duration::from_secs(60)).await;
     h.settle().await;
-    assert_eq!(h.calls(), ["join 10", "play a @1"]);
+    assert_eq!(h.calls(), ["join 10", "play a @1", "seek 40"]);
 }
 
 #[tokio::test(start_paused = true)]
