@@ -61,16 +61,18 @@ pub fn ytdlp(config: &Config) -> YtDlp {
 }
 
 /// What a new player starts with, from the guild's effective settings.
-pub fn player_settings(
-    g: &crate::settings::GuildSettings,
-    max_calls: usize,
-    pause_timeout: Duration,
-) -> PlayerSettings {
+pub fn player_settings(g: &crate::settings::GuildSettings, config: &Config) -> PlayerSettings {
+    let every = config.player.save_position_every;
     PlayerSettings {
         volume: g.default_volume,
         max_queue: g.max_queue,
-        max_calls,
-        idle: IdlePolicy::from_config(g.idle_timeout, g.alone_timeout, pause_timeout),
+        max_calls: config.limits.max_calls,
+        idle: IdlePolicy::from_config(
+            g.idle_timeout,
+            g.alone_timeout,
+            config.lifecycle.pause_timeout,
+        ),
+        save_position_every: (!every.is_zero()).then_some(every),
     }
 }
 
@@ -139,9 +141,8 @@ impl App {
             notifier,
             {
                 let settings = settings.clone();
-                let max_calls = config.limits.max_calls;
-                let pause = config.lifecycle.pause_timeout;
-                Arc::new(move |guild| player_settings(&settings.get(guild), max_calls, pause))
+                let config = config.clone();
+                Arc::new(move |guild| player_settings(&settings.get(guild), &config))
             },
             registry.clone(),
             Arc::new(queue_writer.clone()),

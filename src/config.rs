@@ -124,6 +124,10 @@ pub struct PlayerConfig {
     /// Voice calls one songbird mixer thread serves (it moves a call elsewhere when a
     /// thread would miss its 20 ms tick). See BENCHMARKS.md for why 64.
     pub mixers_per_thread: usize,
+    /// How often a playing track's position is saved between queue changes, so a crash
+    /// resumes near where it was; 0 saves it only with queue changes and at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub save_position_every: Duration,
 }
 
 impl Default for PlayerConfig {
@@ -134,6 +138,7 @@ impl Default for PlayerConfig {
             page_size: 10,
             max_playlist: 100,
             mixers_per_thread: 64,
+            save_position_every: Duration::from_secs(15),
         }
     }
 }
@@ -381,6 +386,13 @@ impl Config {
                 "must be between 1 and 1024",
             ));
         }
+        let every = self.player.save_position_every;
+        if !every.is_zero() && every < Duration::from_secs(1) {
+            return Err(invalid(
+                "player.save_position_every",
+                "must be 0 (off) or at least 1s",
+            ));
+        }
         if self.lifecycle.sweep_interval < Duration::from_secs(1) {
             return Err(invalid("lifecycle.sweep_interval", "must be at least 1s"));
         }
@@ -563,6 +575,15 @@ mod tests {
             err.to_string().contains("player.mixers_per_thread"),
             "{err}"
         );
+        std::fs::write(&path, "[player]\nsave_position_every = \"200ms\"\n").unwrap();
+        let err = Config::load(Some(&path), no_env).unwrap_err();
+        assert!(
+            err.to_string().contains("player.save_position_every"),
+            "{err}"
+        );
+        std::fs::write(&path, "[player]\nsave_position_every = \"0s\"\n").unwrap();
+        let off = Config::load(Some(&path), no_env).unwrap();
+        assert!(off.player.save_position_every.is_zero());
         let env = |k: &str| (k == "ENCORE_ALLOW_PRIVATE_HOSTS").then(|| "maybe".to_string());
         std::fs::write(&path, "").unwrap();
         assert!(Config::load(Some(&path), env).is_err());

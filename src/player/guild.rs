@@ -23,9 +23,6 @@ const REJOIN_BASE: Duration = Duration::from_secs(1);
 /// How long a dropped connection may take to come back on its own (songbird resumes
 /// 4015 itself; a move arrives as a new voice state) before the player acts.
 const RECONNECT_GRACE: Duration = Duration::from_secs(2);
-/// How often a playing track's position is saved between queue changes, so a crash or a
-/// SIGKILL resumes near where it was instead of from the track's start.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(15);
 /// Longest the player waits for a notice to be posted in the text channel.
 const NOTICE_WAIT: Duration = Duration::from_secs(5);
 
@@ -180,6 +177,9 @@ pub struct PlayerSettings {
     pub idle: IdlePolicy,
     /// Most voice calls across all guilds.
     pub max_calls: usize,
+    /// How often a playing track's position is saved between queue changes, so a crash or
+    /// a SIGKILL resumes near where it was instead of from the track's start.
+    pub save_position_every: Option<Duration>,
 }
 
 /// The cheap, clonable address of a guild's player task.
@@ -380,8 +380,9 @@ impl GuildPlayer {
                 call.touch();
             }
         }
+        let every = self.settings.save_position_every;
         self.checkpoint_at = match (connected && playing && !self.paused, self.checkpoint_at) {
-            (true, at) => at.or(Some(now + CHECKPOINT_EVERY)),
+            (true, at) => at.or(every.map(|e| now + e)),
             (false, _) => None,
         };
     }
@@ -399,7 +400,7 @@ impl GuildPlayer {
             None => {}
         }
         if self.checkpoint_at.is_some_and(|at| at <= now) {
-            self.checkpoint_at = Some(now + CHECKPOINT_EVERY);
+            self.checkpoint_at = self.settings.save_position_every.map(|e| now + e);
             if let Some(position) = self.voice.position().await {
                 self.store.checkpoint(self.guild, position);
             }
@@ -595,6 +596,7 @@ impl GuildPlayer {
                 self.settings.idle = settings.idle;
                 self.settings.max_queue = settings.max_queue;
                 self.settings.max_calls = settings.max_calls;
+                self.settings.save_position_every = settings.save_position_every;
             }
             Request::BotVoiceState { channel } => match channel {
                 // Only a real disconnect counts: songbird drops the call when it sees it; a

@@ -32,6 +32,8 @@ struct Log {
 
 type Shared = Arc<Mutex<Log>>;
 
+const SAVE_POSITION_EVERY: Duration = Duration::from_secs(15);
+
 struct FakeVoice(Shared);
 
 #[async_trait]
@@ -182,6 +184,7 @@ impl Harness {
                 max_queue: 3,
                 idle,
                 max_calls: 10,
+                save_position_every: Some(SAVE_POSITION_EVERY),
             }),
             registry.clone(),
             store.clone(),
@@ -883,7 +886,7 @@ async fn a_playing_track_saves_its_position_now_and_then_for_a_crash() {
     h.play("b").await.unwrap();
     assert_eq!(saved_at(), 0);
     at(12);
-    tokio::time::sleep(guild::CHECKPOINT_EVERY + Duration::from_secs(1)).await;
+    tokio::time::sleep(SAVE_POSITION_EVERY + Duration::from_secs(1)).await;
     h.settle().await;
     assert_eq!(saved_at(), 12, "a SIGKILL now resumes at 12 s, not 0");
     // A queue change saves the position too, instead of resetting it.
@@ -897,7 +900,7 @@ async fn a_playing_track_saves_its_position_now_and_then_for_a_crash() {
         .unwrap();
     assert_eq!(saved_at(), 14);
     at(99);
-    tokio::time::sleep(guild::CHECKPOINT_EVERY * 4).await;
+    tokio::time::sleep(SAVE_POSITION_EVERY * 4).await;
     h.settle().await;
     assert_eq!(saved_at(), 14);
 }
