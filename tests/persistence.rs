@@ -13,8 +13,9 @@ fn sounds_like(seq: &[f32], want: &[f32]) -> bool {
     seq.len() == want.len() && seq.iter().zip(want).all(|(a, b)| (a - b).abs() < 20.0)
 }
 
-/// Waits until the bot's database holds `n` saved tracks for the test guild.
-async fn saved_tracks_reach(db: &std::path::Path, n: i64) {
+/// Waits until `sql` (one number, for the test guild) read from the bot's database
+/// satisfies `done`; panics with what it last read.
+async fn saved_until(db: &std::path::Path, sql: &str, done: impl Fn(i64) -> bool) {
     use sqlx::sqlite::SqliteConnectOptions;
     use sqlx::{ConnectOptions, Connection};
     let deadline = tokio::time::Instant::now() + T;
@@ -22,20 +23,25 @@ async fn saved_tracks_reach(db: &std::path::Path, n: i64) {
     while tokio::time::Instant::now() < deadline {
         let opts = SqliteConnectOptions::new().filename(db).read_only(true);
         if let Ok(mut conn) = opts.connect().await {
-            saved =
-                sqlx::query_scalar("SELECT COUNT(*) FROM saved_queue_tracks WHERE guild_id = ?")
-                    .bind(GUILD as i64)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap_or(-1);
+            saved = sqlx::query_scalar(sql)
+                .bind(GUILD as i64)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or(-1);
             let _ = conn.close().await;
-            if saved == n {
+            if done(saved) {
                 return;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{} holds {saved} saved tracks, not {n}", db.display());
+    panic!("{}: `{sql}` is still {saved}", db.display());
+}
+
+/// Waits until the bot's database holds `n` saved tracks for the test guild.
+async fn saved_tracks_reach(db: &std::path::Path, n: i64) {
+    let sql = "SELECT COUNT(*) FROM saved_queue_tracks WHERE guild_id = ?";
+    saved_until(db, sql, |saved| saved == n).await;
 }
 
 async fn queue_three(w: &World) {
@@ -55,12 +61,21 @@ fn write_tones(w: &World) {
 async fn a_graceful_restart_resumes_the_queue_in_order() {
     let mut w = World::start().await;
     write_tones(&w);
+    // a: 5 s at 440 Hz, then 5 s at 550 Hz: restarted in the second half, it resumes there.
+    write_two_tone_wav(&w.media_dir().join("a.wav"), 440.0, 550.0, 5.0);
     queue_three(&w).await;
-    w.emu.wait_audio_frames(GUILD, 40, T).await; // a is playing
+    let emu = w.emu.clone();
+    w.emu
+        .wait_for("a's second tone", T, move |_| {
+            tone_sequence(&emu.audio(GUILD))
+                .iter()
+                .any(|f| (f - 550.0).abs() < 20.0)
+        })
+        .await;
     w.restart().await;
     w.emu.wait_bot_voice(GUILD, Some(MUSIC), T).await;
     w.emu.clear_audio(GUILD);
-    // the rest of a (resumed mid-track), then b, then c
+    // the rest of a (resumed mid-track, in its second tone), then b, then c
     let emu = w.emu.clone();
     w.emu
         .wait_for(
@@ -75,7 +90,7 @@ async fn a_graceful_restart_resumes_the_queue_in_order() {
     let seq = tone_sequence(&w.emu.audio(GUILD));
     let notes: Vec<String> = w.emu.messages(TEXT).iter().map(|m| m.text()).collect();
     assert!(
-        sounds_like(&seq, &[440.0, 660.0, 880.0]),
+        sounds_like(&seq, &[550.0, 660.0, 880.0]),
         "heard {seq:?}; channel: {notes:#?}\n{:?}",
         w.emu.dave_stats(GUILD)
     );
@@ -149,11 +164,20 @@ async fn settings_take_effect_and_survive_a_restart() {
     w.stop().await;
 }
 
-/// The real binary, killed with SIGKILL mid-track, resumes from the last committed change.
+/// The real binary, killed with SIGKILL mid-track, resumes from the last committed change:
+/// the queue, and the position it saved while playing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_bot_resumes_from_the_last_committed_change() {
     let w = World::start().await;
     write_tones(&w);
+    // a: 5 s at 440 Hz, then 5 s at 550 Hz. Killed in the second half, it must resume there.
+    write_two_tone_wav(&w.media_dir().join("a.wav"), 440.0, 550.0, 5.0);
+    // The binary reads config.toml from its working directory: save positions every second.
+    std::fs::write(
+        w.dir.path().join("config.toml"),
+        "[player]\nsave_position_every = \"1s\"\n",
+    )
+    .unwrap();
     // The in-process bot only set the stage: stop it, and let the binary take over.
     let World {
         emu,
@@ -207,8 +231,12 @@ async fn a_killed_bot_resumes_from_the_last_committed_change() {
     }
     emu.wait_audio_frames(GUILD, 40, T).await;
     // "Up to the last committed change": kill only once all three are committed (the
-    // writer commits right after each change, but a loaded machine can lag behind).
-    saved_tracks_reach(&data.join("encore.db"), 3).await;
+    // writer commits right after each change, but a loaded machine can lag behind), and a
+    // position in a's second half has been saved while it played.
+    let db = data.join("encore.db");
+    saved_tracks_reach(&db, 3).await;
+    let position = "SELECT COALESCE(MAX(position_ms), -1) FROM saved_queues WHERE guild_id = ?";
+    saved_until(&db, position, |ms| ms >= 5_500).await;
     // SIGKILL: no shutdown code runs at all.
     bot.start_kill().unwrap();
     let status = tokio::time::timeout(T, bot.wait()).await.unwrap().unwrap();
@@ -223,7 +251,7 @@ async fn a_killed_bot_resumes_from_the_last_committed_change() {
     .await;
     let e2 = emu.clone();
     emu.wait_for(
-        "a, b and c after the kill",
+        "the rest of a, then b and c after the kill",
         Duration::from_secs(45),
         move |_| {
             tone_sequence(&e2.audio(GUILD))
@@ -235,7 +263,7 @@ async fn a_killed_bot_resumes_from_the_last_committed_change() {
     let seq = tone_sequence(&emu.audio(GUILD));
     let notes: Vec<String> = emu.messages(TEXT).iter().map(|m| m.text()).collect();
     assert!(
-        sounds_like(&seq, &[440.0, 660.0, 880.0]),
+        sounds_like(&seq, &[550.0, 660.0, 880.0]),
         "heard {seq:?}; channel: {notes:#?}\n{:?}",
         emu.dave_stats(GUILD)
     );

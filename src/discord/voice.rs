@@ -316,18 +316,29 @@ impl SongbirdCall {
             .manager
             .get(self.guild)
             .ok_or(VoiceError::NotConnected)?;
-        let t = songbird::tracks::Track::new(input).volume(opts.volume);
-        let handle = call.lock().await.play_only(t);
-        let mut last_position = Duration::ZERO;
-        if let Some(at) = opts.start_at.filter(|at| !at.is_zero()) {
-            if seekable && !track.is_live {
-                // Resuming mid-track: the seek completes once the input is ready.
-                let _ = handle.seek(at);
-                last_position = at;
-            } else {
+        let start_at = opts.start_at.filter(|at| !at.is_zero());
+        let resume_at = match start_at {
+            Some(at) if seekable && !track.is_live => Some(at),
+            Some(_) => {
                 tracing::info!(guild = %self.guild, "the source cannot seek; starting from the beginning");
+                None
             }
-        }
+            None => None,
+        };
+        let t = songbird::tracks::Track::new(input).volume(opts.volume);
+        let handle = match resume_at {
+            None => call.lock().await.play_only(t),
+            Some(at) => {
+                // Added paused, the track stays unopened until the seek arrives, so it is
+                // opened at `at`. A seek sent while songbird is still opening a track is
+                // dropped (songbird 0.6.1 takes the queued seek and loses it while it waits),
+                // and the track would play from its start.
+                let handle = call.lock().await.play_only(t.pause());
+                let _ = handle.seek(at);
+                let _ = handle.play();
+                handle
+            }
+        };
         let report = Arc::new(AtomicBool::new(true));
         for ev in [TrackEvent::End, TrackEvent::Error] {
             let forward = ForwardEnd {
@@ -346,7 +357,7 @@ impl SongbirdCall {
             volume: opts.volume,
             seekable,
             report,
-            last_position,
+            last_position: resume_at.unwrap_or_default(),
         });
         Ok(())
     }
