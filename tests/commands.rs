@@ -491,6 +491,19 @@ async fn seek_jumps_to_the_second_tone_and_refuses_what_cannot_seek() {
         near(f, 440.0),
         "after /seek 0:02 in WebM heard {f} Hz, want 440"
     );
+
+    // At once after a track starts, while songbird may still be opening it: it lands too.
+    let again = two_tone_webm(&w, "two-again", 440.0, 880.0, 10.0);
+    enqueue(&w, ANN, vec![again]).await;
+    let r = w.cmd(ANN, "skip", json!([])).await;
+    assert_ok(&r, "now playing **two-again**");
+    let r = w.cmd(ANN, "seek", opts(&[("time", json!("12"))])).await;
+    assert_ok(&r, "Jumped to 0:12");
+    let f = hear_now(&w, 25).await;
+    assert!(
+        near(f, 880.0),
+        "a /seek 12 right after the start heard {f} Hz, want 880"
+    );
     w.stop().await;
 }
 

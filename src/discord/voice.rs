@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serenity::all::{ChannelId, GuildId};
 use songbird::events::{Event, EventContext, EventHandler, TrackEvent};
 use songbird::input::{AudioStream, Input, LiveInput};
-use songbird::tracks::{PlayMode, TrackHandle, TrackResult, TrackState};
+use songbird::tracks::{ControlError, PlayMode, TrackHandle, TrackResult, TrackState};
 use songbird::Songbird;
 
 use crate::cache::{InUseGuard, Resolver};
@@ -242,6 +242,12 @@ impl VoiceCall for SongbirdCall {
             Ok(Ok(_)) | Err(_) => {
                 self.resume_reports().await;
                 Ok(())
+            }
+            // songbird 0.6.1 drops a seek that arrives while it is still opening the track:
+            // open it again, at the wanted position (`start` makes that one stick).
+            Ok(Err(ControlError::Dropped)) => {
+                tracing::debug!(guild = %self.guild, to = ?to, "seek dropped while the track opened; reopening there");
+                self.restart_at(Some(to)).await
             }
             Ok(Err(e)) => {
                 tracing::info!(guild = %self.guild, to = ?to, error = %e, "seek failed; restarting the track where it was");
