@@ -355,13 +355,25 @@ async fn many_cycles_leave_nothing_behind() {
             registry.stats(Kind::Task).current == 1 // the sweeper
         })
         .await;
-    let tasks_after = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
-    assert!(
-        tasks_after <= tasks_before + 4,
-        "tokio tasks grew from {tasks_before} to {tasks_after}"
-    );
+    // Wait for the count to come back rather than sample it: about one run in three it
+    // stays 5 over for a while and comes back after about 115 s, the mark of HTTP
+    // keep-alive connections (opened while requests overlapped) that hold a task on both
+    // ends until reqwest's pool drops them as idle (90 s). A leak would never come back.
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    w.emu
+        .wait_for(
+            &format!(
+                "tokio tasks to return to about {tasks_before} (now {})",
+                alive()
+            ),
+            Duration::from_secs(180),
+            move |_| alive() <= tasks_before + 4,
+        )
+        .await;
     w.stop().await;
 }
 
