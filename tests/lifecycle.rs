@@ -355,7 +355,7 @@ async fn many_cycles_leave_nothing_behind() {
             registry.stats(Kind::Task).current == 1 // the sweeper
         })
         .await;
-    // Wait for the count to come back rather than sample it: about one run in three it
+    // Wait for the count to come back rather than sample it: in about half the runs it
     // stays 5 over for a while and comes back after about 115 s, the mark of HTTP
     // keep-alive connections (opened while requests overlapped) that hold a task on both
     // ends until reqwest's pool drops them as idle (90 s). A leak would never come back.
