@@ -854,27 +854,7 @@ impl GuildPlayer {
     /// Hands the queue's state, with the playing track's position, to the store when it
     /// changed since the last time.
     async fn persist(&mut self) {
-        let fingerprint = self.saved_state(None).map(|s| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (
-                s.voice_channel,
-                s.text_channel,
-                s.loop_mode.label(),
-                s.paused,
-                s.volume,
-            )
-                .hash(&mut h);
-            for e in self
-                .queue
-                .current()
-                .into_iter()
-                .chain(self.queue.upcoming())
-            {
-                e.id.hash(&mut h);
-            }
-            h.finish()
-        });
+        let fingerprint = self.fingerprint();
         if fingerprint == self.saved {
             return;
         }
@@ -886,13 +866,40 @@ impl GuildPlayer {
         self.saved = fingerprint;
     }
 
+    /// The channels a saved queue names; `None` when there is nothing worth resuming.
+    fn saved_channels(&self) -> Option<(u64, u64)> {
+        let channels = (self.voice_channel?, self.text_channel?);
+        (!self.queue.is_idle()).then_some(channels)
+    }
+
+    /// A hash of what [`saved_state`](Self::saved_state) holds apart from the position,
+    /// computed without copying the tracks (this runs after every request).
+    fn fingerprint(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let (voice_channel, text_channel) = self.saved_channels()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            voice_channel,
+            text_channel,
+            self.queue.loop_mode().label(),
+            self.paused,
+            self.settings.volume,
+        )
+            .hash(&mut h);
+        for e in self
+            .queue
+            .current()
+            .into_iter()
+            .chain(self.queue.upcoming())
+        {
+            e.id.hash(&mut h);
+        }
+        Some(h.finish())
+    }
+
     /// The queue as the store keeps it; `None` when there is nothing worth resuming.
     fn saved_state(&self, position: Option<Duration>) -> Option<SavedQueue> {
-        let voice_channel = self.voice_channel?;
-        let text_channel = self.text_channel?;
-        if self.queue.is_idle() {
-            return None;
-        }
+        let (voice_channel, text_channel) = self.saved_channels()?;
         Some(SavedQueue {
             voice_channel,
             text_channel,
