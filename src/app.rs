@@ -137,7 +137,7 @@ impl App {
         let (queue_writer, writer_run) = crate::db::queues::writer(db.clone());
         let writer = tokio::spawn(writer_run);
         let players = Players::new(
-            discord::voice::factory(songbird.clone(), stream_http, resolver.clone()),
+            crate::voice::factory(songbird.clone(), stream_http, resolver.clone()),
             notifier,
             {
                 let settings = settings.clone();
@@ -151,7 +151,7 @@ impl App {
         );
         let sweeper = Arc::new(Sweeper {
             registry: registry.clone(),
-            calls: Arc::new(discord::voice::SongbirdInventory(songbird.clone())),
+            calls: Arc::new(crate::voice::SongbirdInventory(songbird.clone())),
             players: players.clone(),
             processes: ytdlp.stats(),
             cache: Some(Arc::new(crate::cache::Expiry(resolver.clone()))),
@@ -177,7 +177,6 @@ impl App {
             sweeper: sweeper.clone(),
             ytdlp_version: tokio::sync::OnceCell::new(),
             started_cpu: (Instant::now(), crate::resources::system::usage().cpu_time),
-            skip_votes: Default::default(),
         });
         let intents =
             serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_VOICE_STATES;

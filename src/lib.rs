@@ -16,3 +16,4 @@ pub mod resources;
 pub mod settings;
 pub mod sources;
 pub mod systemd;
+pub mod voice;

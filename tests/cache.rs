@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use encore::cache::{
-    CacheOutcome, CacheSettings, Clock, DownloadOutcome, ManualClock, PrefetchStatus, Resolved,
-    Resolver, Source,
+    CacheOutcome, CacheSettings, Clock, DownloadOutcome, ManualClock, Playable, PrefetchStatus,
+    Resolved, Resolver,
 };
 use encore::sources::{parse_query, Query, UrlPolicy, YtDlp, YtDlpConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -343,19 +343,12 @@ async fn second_resolve_is_a_hit_without_spawning() {
     let w = World::new().await;
     let url = w.srv.url("/tone.webm");
     let (first, n) = w.resolve(&url).await;
-    assert_eq!(
-        (first.cache, &first.source, n),
-        (CacheOutcome::Miss, &Source::Stream, 1)
-    );
+    assert_eq!((first.cache, n), (CacheOutcome::Miss, 1));
     assert_eq!(first.track.cache_key(), "generic:tone");
-    assert!(first.guard.is_none());
     let served = w.srv.requests();
 
     let (second, n) = w.resolve(&url).await;
-    assert_eq!(
-        (second.cache, &second.source, n),
-        (CacheOutcome::Hit, &Source::Stream, 0)
-    );
+    assert_eq!((second.cache, n), (CacheOutcome::Hit, 0));
     assert_eq!(second.track, first.track);
     // Other spellings of the same URL hit too: tracking parameters and fragments are
     // dropped, scheme and host case ignored.
@@ -425,14 +418,15 @@ async fn prefetch_downloads_and_the_next_resolve_plays_the_file_without_ytdlp() 
 
     let served = w.srv.requests();
     let (hit, n) = w.resolve(&url).await;
-    assert_eq!(
-        (hit.cache, &hit.source, n),
-        (CacheOutcome::Hit, &Source::File(path.clone()), 0)
-    );
-    assert!(
-        hit.guard.is_some(),
-        "the file is pinned while the caller holds the guard"
-    );
+    assert_eq!((hit.cache, n), (CacheOutcome::Hit, 0));
+    // The player's path: right before playing, the cache says the file plays (pinned
+    // against eviction while it does).
+    let Playable::File(file) = w.r.playable(&hit.track).await.unwrap() else {
+        panic!("a cached track plays from its file");
+    };
+    assert_eq!(file.path, path);
+    assert_eq!(w.r.audio().in_use(), 1, "the file is pinned while it plays");
+    drop(file);
     assert_eq!(w.srv.requests(), served, "played from disk");
     // Asking again finds it cached, and the same key never downloads twice at once.
     assert_eq!(w.prefetch(&r).await, DownloadOutcome::AlreadyCached);
@@ -446,9 +440,6 @@ async fn prefetch_downloads_and_the_next_resolve_plays_the_file_without_ytdlp() 
         ),
         (1, size, 1, 1)
     );
-    // The player's path: open the file right before playing.
-    let file = w.r.open_file(&r.track).await.unwrap();
-    assert_eq!(file.path, path);
 }
 
 #[tokio::test]
@@ -496,10 +487,11 @@ async fn a_restart_keeps_counters_entries_and_files() {
 
     let served = w.srv.requests();
     let (hit, n) = w.resolve(&url).await;
-    assert_eq!(
-        (hit.cache, &hit.source, n),
-        (CacheOutcome::Hit, &Source::File(path), 0)
-    );
+    assert_eq!((hit.cache, n), (CacheOutcome::Hit, 0));
+    let Playable::File(file) = w.r.playable(&hit.track).await.unwrap() else {
+        panic!("the file survived the restart");
+    };
+    assert_eq!(file.path, path);
     assert_eq!(w.srv.requests(), served);
     assert_eq!(w.r.stats().await.counters.hits, 2);
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use encore::cache::{
-    CacheOutcome, CacheSettings, DownloadOutcome, PrefetchStatus, Resolver, Source,
+    CacheOutcome, CacheSettings, DownloadOutcome, Playable, PrefetchStatus, Resolver,
 };
 use encore::config::Config;
 use encore::sources::parse_query;
@@ -142,11 +142,12 @@ pub async fn fill_audio_cache(config: &Config, urls: &[String]) -> anyhow::Resul
     for url in urls {
         let q = parse_query(url, &policy).await?;
         let r = resolver.resolve(&q).await?;
+        let playable = resolver.playable(&r.track).await?;
         anyhow::ensure!(
-            r.cache == CacheOutcome::Hit && matches!(r.source, Source::File(_)),
+            r.cache == CacheOutcome::Hit && matches!(playable, Playable::File(_)),
             "{url} is not a cached file after the download: {:?} {:?}",
             r.cache,
-            r.source
+            playable
         );
     }
     cancel.cancel();

@@ -42,7 +42,7 @@ pub use metadata::{
     alias_for, normalise_search, normalise_url, Counter, Counters, Lookup, MetadataCache,
     UNKNOWN_EXPIRY_TRUST,
 };
-pub use resolver::{CacheOutcome, CacheStats, ExpireReport, Resolved, Resolver, Source};
+pub use resolver::{CacheOutcome, CacheStats, ExpireReport, Playable, Resolved, Resolver};
 
 /// A stream URL expiring within this margin counts as expired (the track may wait in a
 /// queue for a while before it plays).

@@ -2,8 +2,8 @@
 //!
 //! Order of one [`Resolver::resolve`]:
 //! 1. the query's alias → its entry (see [`Lookup`]);
-//! 2. a fresh entry with its audio file cached → [`Source::File`], no yt-dlp (hit);
-//! 3. a fresh entry whose stream URL is still good → [`Source::Stream`], no yt-dlp (hit);
+//! 2. a fresh entry → no yt-dlp (hit);
+//! 3. an entry whose stream URL expired but whose audio file is cached → no yt-dlp (hit);
 //! 4. otherwise yt-dlp resolves it ([`CacheOutcome::Miss`], or
 //!    [`CacheOutcome::Refreshed`] when a stale entry or an expired stream URL was
 //!    replaced); the entry and aliases are stored, and the audio file is used if the key
@@ -13,26 +13,26 @@
 //! audio file is cached, the file is played anyway. Cache failures are logged and never
 //! fail a resolution.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::audio::{AudioCache, CachedFile, InUseGuard, PrefetchStatus, ScanReport};
+use super::audio::{AudioCache, CachedFile, PrefetchStatus, ScanReport};
 use super::metadata::{Counter, Counters, Lookup, MetadataCache};
-use super::{CacheError, CacheSettings, Clock, SystemClock};
+use super::{CacheError, CacheSettings, Clock, SystemClock, STREAM_MARGIN};
 use crate::sources::{Query, ResolveError, Track, YtDlp};
 
-/// Where to play a resolved track from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// A cached file: play with `songbird::input::File` (seekable; Opus passthrough for
-    /// webm/opus at volume 100%).
-    File(PathBuf),
-    /// Stream `track.stream_url` with `track.http_headers`.
-    Stream,
+/// What to play for a track, decided in one place ([`Resolver::playable`]).
+#[derive(Debug)]
+pub enum Playable {
+    /// A cached file, pinned against eviction while this lives: play it with
+    /// `songbird::input::File` (seekable; Opus passthrough for webm/opus at volume 100%).
+    File(CachedFile),
+    /// Stream this track's `stream_url` with its `http_headers` (fresh: re-resolved when the
+    /// queued one had expired).
+    Stream(Box<Track>),
 }
 
 /// How the cache took part.
@@ -47,16 +47,12 @@ pub enum CacheOutcome {
     Refreshed,
 }
 
-/// A resolution.
+/// A resolution. What plays for it is decided later, right before it plays, by
+/// [`Resolver::playable`] (the file may be downloaded, or evicted, meanwhile).
 #[derive(Debug)]
 pub struct Resolved {
     pub track: Track,
-    pub source: Source,
     pub cache: CacheOutcome,
-    /// For [`Source::File`]: keeps the file from being evicted until dropped. Keep it with
-    /// the queue entry if you can; otherwise reopen with [`Resolver::open_file`] right
-    /// before playing (the file may have been evicted meanwhile: then stream).
-    pub guard: Option<InUseGuard>,
 }
 
 /// What [`Resolver::expire`] removed.
@@ -92,6 +88,7 @@ struct Inner {
     settings: Arc<CacheSettings>,
     meta: MetadataCache,
     audio: AudioCache,
+    clock: Arc<dyn Clock>,
 }
 
 /// The caching resolver. Cheap to clone.
@@ -132,13 +129,21 @@ impl Resolver {
     ) -> Self {
         let settings = Arc::new(settings);
         let meta = MetadataCache::new(pool.clone(), settings.clone(), clock.clone());
-        let audio = AudioCache::new(pool, ytdlp.clone(), settings.clone(), clock, tasks, cancel);
+        let audio = AudioCache::new(
+            pool,
+            ytdlp.clone(),
+            settings.clone(),
+            clock.clone(),
+            tasks,
+            cancel,
+        );
         Resolver {
             inner: Arc::new(Inner {
                 ytdlp,
                 settings,
                 meta,
                 audio,
+                clock,
             }),
         }
     }
@@ -166,9 +171,7 @@ impl Resolver {
             let track = self.inner.ytdlp.resolve(q).await?;
             return Ok(Resolved {
                 track,
-                source: Source::Stream,
                 cache: CacheOutcome::Miss,
-                guard: None,
             });
         }
         let lookup = meta.lookup(q).await.unwrap_or_else(|e| {
@@ -176,14 +179,11 @@ impl Resolver {
             Lookup::Missing
         });
         let previous = match lookup {
-            Lookup::Fresh(track) => {
-                let file = self.inner.audio.open(&track.cache_key()).await;
-                return Ok(self.hit(track, file).await);
+            Lookup::Fresh(track) => return Ok(self.hit(track).await),
+            Lookup::StreamExpired(track) if self.has_file(&track).await => {
+                return Ok(self.hit(track).await)
             }
-            Lookup::StreamExpired(track) => match self.inner.audio.open(&track.cache_key()).await {
-                Some(file) => return Ok(self.hit(track, Some(file)).await),
-                None => Some(track),
-            },
+            Lookup::StreamExpired(track) => Some(track),
             Lookup::Stale(track) => Some(track),
             Lookup::Missing => None,
         };
@@ -196,14 +196,11 @@ impl Resolver {
             Ok(t) => t,
             Err(e) => {
                 if let Some(prev) = previous.filter(|_| !e.is_user_error()) {
-                    if let Some(file) = self.inner.audio.open(&prev.cache_key()).await {
+                    if self.has_file(&prev).await {
                         tracing::warn!(key = %prev.cache_key(), error = %e, "yt-dlp failed; playing the cached file of a stale entry");
-                        meta.count(Counter::FileHits).await;
                         return Ok(Resolved {
                             track: prev,
-                            source: Source::File(file.path),
                             cache: CacheOutcome::Hit,
-                            guard: Some(file.guard),
                         });
                     }
                 }
@@ -218,44 +215,47 @@ impl Resolver {
         } else {
             CacheOutcome::Miss
         };
-        let (source, guard) = match self.inner.audio.open(&track.cache_key()).await {
-            Some(file) => {
-                meta.count(Counter::FileHits).await;
-                (Source::File(file.path), Some(file.guard))
-            }
-            None => (Source::Stream, None),
-        };
-        Ok(Resolved {
-            track,
-            source,
-            cache,
-            guard,
-        })
+        Ok(Resolved { track, cache })
     }
 
-    async fn hit(&self, track: Track, file: Option<CachedFile>) -> Resolved {
+    async fn hit(&self, track: Track) -> Resolved {
         let meta = &self.inner.meta;
         if let Err(e) = meta.touch(&track.cache_key()).await {
             tracing::warn!(error = %e, "could not update a cache entry's last use");
         }
         meta.count(Counter::Hits).await;
-        match file {
-            Some(file) => {
-                meta.count(Counter::FileHits).await;
-                Resolved {
-                    track,
-                    source: Source::File(file.path),
-                    cache: CacheOutcome::Hit,
-                    guard: Some(file.guard),
-                }
-            }
-            None => Resolved {
-                track,
-                source: Source::Stream,
-                cache: CacheOutcome::Hit,
-                guard: None,
-            },
+        Resolved {
+            track,
+            cache: CacheOutcome::Hit,
         }
+    }
+
+    /// Whether `track`'s audio is cached on disk.
+    async fn has_file(&self, track: &Track) -> bool {
+        self.inner.audio.open(&track.cache_key()).await.is_some()
+    }
+
+    /// What to play for `track`, right before it plays: its cached file when there is one
+    /// (pinned, so it is not evicted while it plays), else its stream, re-resolved first
+    /// when the queued URL is missing (a playlist entry) or expires within a minute. A
+    /// stream also starts a background download, so the next play comes from disk.
+    pub async fn playable(&self, track: &Track) -> Result<Playable, ResolveError> {
+        if let Some(file) = self.inner.audio.open(&track.cache_key()).await {
+            self.inner.meta.count(Counter::FileHits).await;
+            return Ok(Playable::File(file));
+        }
+        if !track.needs_refresh(self.inner.clock.now(), STREAM_MARGIN) {
+            let _ = self.prefetch(track);
+            return Ok(Playable::Stream(Box::new(track.clone())));
+        }
+        let url = url::Url::parse(&track.page_url).map_err(|_| ResolveError::InvalidUrl)?;
+        let fresh = self.resolve(&Query::Url(url)).await?.track;
+        if let Some(file) = self.inner.audio.open(&fresh.cache_key()).await {
+            self.inner.meta.count(Counter::FileHits).await;
+            return Ok(Playable::File(file));
+        }
+        let _ = self.prefetch(&fresh);
+        Ok(Playable::Stream(Box::new(fresh)))
     }
 
     /// Stores a track resolved some other way (with an alias for `q`). Logs failures.
@@ -272,12 +272,6 @@ impl Resolver {
     /// cached, downloading, live, too long or switched off). Never blocks.
     pub fn prefetch(&self, track: &Track) -> PrefetchStatus {
         self.inner.audio.prefetch(track)
-    }
-
-    /// The cached file of `track`, pinned (for the player, right before playing). `None`
-    /// when not cached: stream it (re-resolving first if `track.needs_refresh`).
-    pub async fn open_file(&self, track: &Track) -> Option<CachedFile> {
-        self.inner.audio.open(&track.cache_key()).await
     }
 
     /// Deletes expired metadata and trims the audio cache to its budget (for a periodic
@@ -372,7 +366,7 @@ impl Resolver {
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::sync::atomic::Ordering;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -445,6 +439,14 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
             (r, self.spawned() - before)
         }
 
+        /// The cached file `playable` picks for `track`, if it picks one.
+        async fn played_file(&self, track: &Track) -> Option<PathBuf> {
+            match self.r.playable(track).await.unwrap() {
+                Playable::File(f) => Some(f.path),
+                Playable::Stream(_) => None,
+            }
+        }
+
         /// Puts a fake audio file in the cache for `track`.
         async fn cache_file(&self, track: &Track) -> PathBuf {
             let key = track.cache_key();
@@ -465,10 +467,7 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
     async fn hits_misses_and_search_ttl() {
         let f = Fx::new().await;
         let (r, n) = f.resolve(&search("Blue Monday")).await;
-        assert_eq!(
-            (r.cache, &r.source, n),
-            (CacheOutcome::Miss, &Source::Stream, 1)
-        );
+        assert_eq!((r.cache, n), (CacheOutcome::Miss, 1));
         assert_eq!(r.track.title, "Title ytsearch1_Blue_Monday");
         // Same text, other spelling: a hit, no yt-dlp.
         let (r2, n) = f.resolve(&search("  blue   monday ")).await;
@@ -526,11 +525,8 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
         // audio file cached, the file is played and yt-dlp is not needed.
         let path = f.cache_file(&r.track).await;
         let (r, n) = f.resolve(&q).await;
-        assert_eq!(
-            (r.cache, &r.source, n),
-            (CacheOutcome::Hit, &Source::File(path), 0)
-        );
-        assert!(r.guard.is_some());
+        assert_eq!((r.cache, n), (CacheOutcome::Hit, 0));
+        assert_eq!(f.played_file(&r.track).await, Some(path));
         assert_eq!(f.r.stats().await.counters.file_hits, 1);
     }
 
@@ -541,25 +537,22 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
         let (r, _) = f.resolve(&q).await;
         let path = f.cache_file(&r.track).await;
         let (r, n) = f.resolve(&q).await;
-        assert_eq!((&r.source, n), (&Source::File(path.clone()), 0));
+        assert_eq!(n, 0);
+        assert_eq!(f.played_file(&r.track).await, Some(path.clone()));
         // Stale entry, yt-dlp failing with a host-side error: the file still plays.
         f.clock.advance(Duration::from_secs(8 * 86400));
         std::fs::write(f.tmp.path().join("fail"), "").unwrap();
         let page = Query::Url(Url::parse(&r.track.page_url).unwrap());
         let (r, n) = f.resolve(&page).await;
-        assert_eq!(
-            (&r.source, r.cache, n),
-            (&Source::File(path.clone()), CacheOutcome::Hit, 1)
-        );
+        assert_eq!((r.cache, n), (CacheOutcome::Hit, 1));
+        assert_eq!(f.played_file(&r.track).await, Some(path.clone()));
         // Without a cached file the error comes through.
         assert!(f.r.resolve(&search("uncached")).await.is_err());
         // A miss whose key has a file plays the file (after yt-dlp ran).
         std::fs::remove_file(f.tmp.path().join("fail")).unwrap();
         let (r, n) = f.resolve(&page).await;
-        assert_eq!(
-            (&r.source, r.cache, n),
-            (&Source::File(path), CacheOutcome::Refreshed, 1)
-        );
+        assert_eq!((r.cache, n), (CacheOutcome::Refreshed, 1));
+        assert_eq!(f.played_file(&r.track).await, Some(path));
     }
 
     #[tokio::test]
@@ -596,7 +589,7 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
         send(&f.r.stats());
         send(&f.r.startup_scan());
         send(&f.r.search_titles(Some(1), "x", 5));
-        send(&f.r.open_file(&t));
+        send(&f.r.playable(&t));
         send(&f.r.remember(Some(&q), &t));
         shareable(&f.r);
         let guard = f.r.audio().pin("k").unwrap();

@@ -8,7 +8,6 @@ pub mod format;
 pub mod notify;
 pub mod reply;
 pub mod restore;
-pub mod voice;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,8 +53,6 @@ pub struct Bot {
     pub ytdlp_version: tokio::sync::OnceCell<String>,
     /// (wall clock, CPU time) at start, the first baseline for CPU%.
     pub started_cpu: (Instant, std::time::Duration),
-    /// `/skip` votes of listeners without DJ rights, per guild.
-    pub skip_votes: commands::SkipVotes,
 }
 
 pub type Data = Arc<Bot>;

@@ -1,6 +1,7 @@
 //! Notices the player posts in the channel the music was requested from.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use poise::serenity_prelude as serenity;
@@ -8,6 +9,7 @@ use poise::serenity_prelude as serenity;
 use super::format;
 use super::reply::{OK, WARN};
 use crate::player::{Notice, Notifier};
+use crate::resources::CleanupReason;
 
 pub struct ChannelNotifier {
     http: Arc<serenity::Http>,
@@ -37,9 +39,31 @@ pub fn render(notice: &Notice) -> serenity::CreateEmbed {
         Notice::QueueFinished => serenity::CreateEmbed::new()
             .colour(OK)
             .description("The queue is finished. Add more with /play."),
-        Notice::Left { reason } => serenity::CreateEmbed::new()
-            .colour(OK)
-            .description(format!("Left the voice channel: {reason}.")),
+        Notice::Left {
+            reason,
+            channel,
+            after,
+        } => serenity::CreateEmbed::new().colour(OK).description(format!(
+            "Left the voice channel: {}.",
+            leave_reason(*reason, *channel, *after)
+        )),
+    }
+}
+
+/// Why the bot left `channel`, for the channel the music was asked from.
+pub fn leave_reason(reason: CleanupReason, channel: u64, after: Option<Duration>) -> String {
+    let after = humantime::format_duration(after.unwrap_or_default());
+    match reason {
+        CleanupReason::Idle => format!("nothing played in <#{channel}> for {after}"),
+        CleanupReason::Alone => format!("nobody was listening in <#{channel}> for {after}"),
+        CleanupReason::BotDisconnected => "I was disconnected from the voice channel".into(),
+        CleanupReason::ChannelDeleted => "the voice channel was deleted".into(),
+        CleanupReason::Admin => "an administrator ran /cleanup".into(),
+        CleanupReason::Error => "the voice connection was lost and could not be restored".into(),
+        CleanupReason::Leak => "the voice connection was in an inconsistent state".into(),
+        CleanupReason::User => format!("someone asked me to leave <#{channel}>"),
+        CleanupReason::GuildRemoved => "I was removed from this server".into(),
+        CleanupReason::Shutdown => "I'm restarting".into(),
     }
 }
 

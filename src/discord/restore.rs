@@ -47,7 +47,7 @@ async fn restore(ctx: &serenity::Context, bot: &Bot) {
         }
         let player = bot.players.get_or_start(guild);
         match player
-            .call(|reply| Request::Restore {
+            .call_within(crate::player::JOIN_WAIT, |reply| Request::Restore {
                 saved: queue,
                 reply,
             })

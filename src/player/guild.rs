@@ -1,5 +1,13 @@
-//! One task per guild owns that guild's queue and voice call. Commands are messages to it,
-//! so queue state has exactly one writer and no lock is held across an await on Discord.
+//! One task per guild owns that guild's queue and voice call. Commands are messages to it
+//! (`handle.rs`), so queue state has exactly one writer and no lock is held across an await
+//! on Discord.
+//!
+//! The loop never waits on the network. Starting a track (a yt-dlp lookup when its link
+//! expired, then opening the media) and waiting for a seek run in tasks of their own that
+//! report back through the player's inbox with the token of the track they were for; a
+//! report for a track that was replaced meanwhile is dropped. Notices are posted by another
+//! task (`notices.rs`). What is left in the loop is moving state and handing things to the
+//! voice driver, so every request is answered at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,255 +15,78 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
-use crate::player::persist::{QueueStore, SavedQueue};
-use crate::player::queue::{Advance, Entry, LoopMode, Queue, QueueError, Requester};
-use crate::player::voice::{
-    Notice, Notifier, PlayOptions, TrackOutcome, VoiceCall, VoiceError, VoiceEvent, VoiceFactory,
+use crate::player::handle::{
+    Enqueued, PlayerError, PlayerHandle, PlayerSettings, Request, Skipped, Snapshot, Voted,
 };
-use crate::resources::{Activity, CallGuard, CleanupReason, Guard, IdlePolicy, Kind, Registry};
+use crate::player::notices::Notices;
+use crate::player::persist::{QueueStore, Shape};
+use crate::player::queue::{Advance, LoopMode, Queue, QueueError, Requester};
+use crate::player::reconnect::Reconnect;
+use crate::player::voice::{
+    Notice, Notifier, PlayOptions, Ready, SeekOutcome, TrackOutcome, VoiceCall, VoiceError,
+    VoiceEvent, VoiceFactory,
+};
+use crate::player::votes::SkipVotes;
+use crate::resources::{Activity, CallGuard, CleanupReason, Guard, Kind, Registry};
 use crate::sources::Track;
 
-/// How often a lost voice connection is re-joined before giving up, and the first wait.
-const REJOIN_ATTEMPTS: u32 = 3;
-const REJOIN_BASE: Duration = Duration::from_secs(1);
-/// How long a dropped connection may take to come back on its own (songbird resumes
-/// 4015 itself; a move arrives as a new voice state) before the player acts.
-const RECONNECT_GRACE: Duration = Duration::from_secs(2);
-/// Longest the player waits for a notice to be posted in the text channel.
-const NOTICE_WAIT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum PlayerError {
-    #[error("{0}")]
-    Queue(#[from] QueueError),
-    #[error("{0}")]
-    Voice(#[from] VoiceError),
-    #[error("I'm already playing in <#{0}>; join that channel to control the music")]
-    OtherChannel(u64),
-    #[error("I'm not in a voice channel")]
-    NotConnected,
-    #[error("the player is shutting down; try again in a moment")]
-    Gone,
-    #[error("volume must be between 0 and 200")]
-    BadVolume,
-    #[error("I'm playing in as many channels as I'm allowed to right now ({0}); try again later")]
-    Busy(usize),
-    #[error("I'm reconnecting to the voice channel; try again in a moment")]
-    Reconnecting,
-}
-
-/// What `/queue` and `/nowplaying` show.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub current: Option<Entry>,
-    pub position: Option<Duration>,
-    pub upcoming: Vec<Entry>,
-    pub loop_mode: LoopMode,
-    pub paused: bool,
-    pub volume: u16,
-    pub voice_channel: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Enqueued {
-    /// Position of the first added track: 0 = playing now.
-    pub position: usize,
-    pub added: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    pub skipped: usize,
-    pub skipped_title: String,
-    pub next: Option<String>,
-}
-
-/// A request to the player task; each carries its own reply channel.
-pub enum Request {
-    Enqueue {
-        tracks: Vec<Arc<Track>>,
-        requester: Requester,
-        voice_channel: u64,
-        text_channel: u64,
-        front: bool,
-        reply: oneshot::Sender<Result<Enqueued, PlayerError>>,
+/// What the player's own tasks report back.
+enum Internal {
+    /// The track started with `token` was opened (or could not be).
+    Opened {
+        token: u64,
+        result: Result<Ready, VoiceError>,
     },
-    /// Skips `n` tracks counting the current one, which must still be entry `current`
-    /// (the one the caller saw, voted on or was allowed to skip).
-    Skip {
-        n: usize,
-        current: u64,
-        reply: oneshot::Sender<Result<Skipped, PlayerError>>,
-    },
-    Back {
-        reply: oneshot::Sender<Result<String, PlayerError>>,
-    },
-    Pause {
-        reply: oneshot::Sender<Result<String, PlayerError>>,
-    },
-    Resume {
-        reply: oneshot::Sender<Result<String, PlayerError>>,
-    },
-    /// Clears the queue and stops playback; stays in the channel.
-    Stop {
-        reply: oneshot::Sender<Result<usize, PlayerError>>,
-    },
-    /// Clears everything and disconnects; the task ends.
-    Leave {
-        reason: CleanupReason,
-        reply: oneshot::Sender<Result<(), PlayerError>>,
-    },
-    /// Leaves for `reason` unless `only_if_idle` and something is playing; answers
-    /// whether it left.
-    Cleanup {
-        reason: CleanupReason,
-        only_if_idle: bool,
-        reply: oneshot::Sender<bool>,
-    },
-    /// How many humans are in `channel` now (sent by the gateway edge on voice changes).
-    Presence {
-        channel: u64,
-        humans: usize,
-    },
-    /// The bot's own voice state changed: moved to `Some(channel)` or disconnected.
-    BotVoiceState {
-        channel: Option<u64>,
-    },
-    /// Brings back a queue saved before a restart: joins its channel and resumes.
-    Restore {
-        saved: SavedQueue,
-        reply: oneshot::Sender<Result<(), PlayerError>>,
-    },
-    /// The guild's settings changed (`/settings`).
-    Configure {
-        settings: PlayerSettings,
-    },
-    /// Removes upcoming `from..=to`, which must still hold the entries `ids`.
-    Remove {
-        from: usize,
-        to: usize,
-        ids: Vec<u64>,
-        reply: oneshot::Sender<Result<Vec<Entry>, PlayerError>>,
-    },
-    /// Moves upcoming `from` (still entry `id`) to `to`.
-    Move {
-        from: usize,
-        to: usize,
-        id: u64,
-        reply: oneshot::Sender<Result<Entry, PlayerError>>,
-    },
-    Shuffle {
-        reply: oneshot::Sender<Result<usize, PlayerError>>,
-    },
-    Clear {
-        reply: oneshot::Sender<Result<usize, PlayerError>>,
-    },
-    SetLoop {
-        mode: LoopMode,
-        reply: oneshot::Sender<Result<LoopMode, PlayerError>>,
-    },
-    SetVolume {
-        percent: u16,
-        reply: oneshot::Sender<Result<u16, PlayerError>>,
-    },
-    Seek {
+    /// A seek of the track `token` ended; `before` is where it was, to go back on failure.
+    Seeked {
+        token: u64,
         to: Duration,
+        before: Option<Duration>,
+        outcome: SeekOutcome,
         reply: oneshot::Sender<Result<String, PlayerError>>,
     },
-    Snapshot {
-        reply: oneshot::Sender<Snapshot>,
-    },
 }
 
-/// Limits and defaults a player starts with.
-#[derive(Debug, Clone)]
-pub struct PlayerSettings {
-    pub volume: u16,
-    pub max_queue: usize,
-    pub idle: IdlePolicy,
-    /// Most voice calls across all guilds.
-    pub max_calls: usize,
-    /// How often a playing track's position is saved between queue changes, so a crash or
-    /// a SIGKILL resumes near where it was instead of from the track's start.
-    pub save_position_every: Option<Duration>,
-}
-
-/// The cheap, clonable address of a guild's player task.
-#[derive(Clone, Debug)]
-pub struct PlayerHandle {
-    tx: mpsc::Sender<Request>,
-    /// `/play`s still looking up what to queue here (shared with the player).
-    resolving: Arc<AtomicUsize>,
-}
-
-/// Held by a `/play` while it looks its query up: the player does not leave for being
-/// idle meanwhile, so a slow lookup does not end in a leave and an immediate re-join.
-/// Dropping it (queued, failed or cancelled) lets the idle clock run again.
-#[must_use]
-pub struct Resolving(Arc<AtomicUsize>);
-
-impl Drop for Resolving {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl PlayerHandle {
-    /// Marks a `/play` for this guild as under way until the guard is dropped.
-    pub fn resolving(&self) -> Resolving {
-        self.resolving.fetch_add(1, Ordering::Relaxed);
-        Resolving(self.resolving.clone())
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    /// Sends a request that carries no reply; a gone player is fine.
-    pub async fn send(&self, req: Request) {
-        let _ = self.tx.send(req).await;
-    }
-
-    /// Sends a request and waits for its answer; `Gone` if the task has ended.
-    pub async fn ask<R>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<R>) -> Request,
-    ) -> Result<R, PlayerError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| PlayerError::Gone)?;
-        rx.await.map_err(|_| PlayerError::Gone)
-    }
-
-    /// Like `ask` for requests whose answer is itself a `Result`.
-    pub async fn call<R>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<R, PlayerError>>) -> Request,
-    ) -> Result<R, PlayerError> {
-        self.ask(make).await?
-    }
+/// The current entry is being opened; it plays when [`Internal::Opened`] with this token
+/// arrives.
+struct Starting {
+    token: u64,
+    start_at: Option<Duration>,
+    /// Post "Now playing" once it plays (not for a quiet re-open after a seek).
+    announce: bool,
+    /// Dropping it (the track was replaced, the player left) stops the opening task.
+    _cancel: DropGuard,
 }
 
 pub struct GuildPlayer {
-    guild: u64,
-    queue: Queue,
-    voice: Box<dyn VoiceCall>,
-    notifier: Arc<dyn Notifier>,
+    pub(super) guild: u64,
+    pub(super) queue: Queue,
+    pub(super) voice: Box<dyn VoiceCall>,
+    notices: Notices,
     settings: PlayerSettings,
-    registry: Arc<Registry>,
-    voice_channel: Option<u64>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) voice_channel: Option<u64>,
     text_channel: Option<u64>,
-    paused: bool,
-    /// Token of the track the voice call is playing; bumped on every start and stop.
+    pub(super) paused: bool,
+    /// Token of the track the voice call is playing (or opening); bumped on every start
+    /// and stop.
     token: u64,
+    starting: Option<Starting>,
+    /// The voice call holds a track of ours (playing or paused), which a new start stops.
+    pub(super) handed: bool,
     events: mpsc::UnboundedReceiver<VoiceEvent>,
+    inbox: mpsc::UnboundedReceiver<Internal>,
+    inbox_tx: mpsc::UnboundedSender<Internal>,
+    /// Where the player's own tasks (opening, seeking, notices) run, so shutdown awaits them.
+    tasks: TaskTracker,
+    /// Cancelled when the player ends: its tasks stop with it.
+    work: CancellationToken,
     activity: Activity,
     /// Set while the voice connection is down: when to act and how often we tried.
-    reconnect: Option<Reconnect>,
+    pub(super) reconnect: Option<Reconnect>,
     /// Registered while connected; dropping it unregisters the call.
     call: Option<CallGuard>,
     store: Arc<dyn QueueStore>,
@@ -263,61 +94,79 @@ pub struct GuildPlayer {
     saved: Option<u64>,
     /// When to save the playing track's position next; `None` unless it is playing.
     checkpoint_at: Option<Instant>,
-    /// See [`Resolving`].
+    /// See [`Resolving`](crate::player::handle::Resolving).
     resolving: Arc<AtomicUsize>,
+    votes: SkipVotes,
     _unit: Guard,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Reconnect {
-    at: Instant,
-    attempts: u32,
-    /// Discord closed with 4014 (kicked, channel gone, or moved): unless a move arrives
-    /// within the grace period, the call is over; re-joining would undo a moderator.
-    kicked: bool,
+/// What the task does after handling one message.
+pub(super) enum Flow {
+    Continue,
+    /// Leave the channel for this reason, then end.
+    Leave(CleanupReason),
+    /// Already left; end.
+    Done,
+}
+
+/// Everything a player task is made from.
+pub struct PlayerParts {
+    pub guild: u64,
+    pub notifier: Arc<dyn Notifier>,
+    pub settings: PlayerSettings,
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn QueueStore>,
+    /// Runs the player's own tasks (opening tracks, seeks, notices).
+    pub tasks: TaskTracker,
 }
 
 impl GuildPlayer {
     /// Creates the player task's state and its handle. Run it with [`GuildPlayer::run`].
     pub fn new(
-        guild: u64,
         voice: &VoiceFactory,
-        notifier: Arc<dyn Notifier>,
-        settings: PlayerSettings,
-        registry: Arc<Registry>,
-        store: Arc<dyn QueueStore>,
+        parts: PlayerParts,
     ) -> (Self, PlayerHandle, mpsc::Receiver<Request>) {
         let (tx, rx) = mpsc::channel(64);
         let (events_tx, events) = mpsc::unbounded_channel();
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let resolving = Arc::new(AtomicUsize::new(0));
+        let guild = parts.guild;
         let player = Self {
             guild,
             queue: Queue::new(),
             voice: voice(guild, events_tx),
-            notifier,
-            settings,
-            _unit: registry.acquire(Kind::Player),
-            registry,
+            notices: Notices::start(guild, parts.notifier, &parts.tasks),
+            settings: parts.settings,
+            _unit: parts.registry.acquire(Kind::Player),
+            registry: parts.registry,
             voice_channel: None,
             text_channel: None,
             paused: false,
             token: 0,
+            starting: None,
+            handed: false,
             events,
+            inbox,
+            inbox_tx,
+            tasks: parts.tasks,
+            work: CancellationToken::new(),
             activity: Activity::default(),
             reconnect: None,
             call: None,
-            store,
+            store: parts.store,
             saved: None,
             checkpoint_at: None,
             resolving: resolving.clone(),
+            votes: SkipVotes::default(),
         };
-        (player, PlayerHandle { tx, resolving }, rx)
+        (player, PlayerHandle::new(tx, resolving), rx)
     }
 
-    /// Serves requests, voice events and timers until the player leaves (asked to, a
-    /// timeout, a lost connection), every handle is dropped, or `shutdown` fires. Always
-    /// leaves the voice channel on the way out.
+    /// Serves requests, voice events, its own tasks' reports and timers until the player
+    /// leaves (asked to, a timeout, a lost connection), every handle is dropped, or
+    /// `shutdown` fires. Always leaves the voice channel on the way out.
     pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+        let _stop_tasks = self.work.clone().drop_guard();
         loop {
             let wake = self.next_wakeup();
             let timer = async move {
@@ -333,6 +182,7 @@ impl GuildPlayer {
                     Some(req) => self.handle(req).await,
                 },
                 Some(ev) = self.events.recv() => self.on_voice_event(ev).await,
+                Some(done) = self.inbox.recv() => self.on_internal(done).await,
                 _ = timer => self.on_timer().await,
             };
             match flow {
@@ -346,7 +196,7 @@ impl GuildPlayer {
         }
     }
 
-    /// When the next timer (idle, alone, paused, reconnect) is due.
+    /// When the next timer (idle, alone, paused, reconnect, checkpoint) is due.
     fn next_wakeup(&self) -> Option<Instant> {
         let idle = self
             .settings
@@ -413,94 +263,28 @@ impl GuildPlayer {
 
     async fn on_voice_event(&mut self, ev: VoiceEvent) -> Flow {
         match ev {
-            VoiceEvent::TrackEnded { token, outcome } => {
-                self.on_track_ended(token, outcome).await;
-                Flow::Continue
-            }
-            VoiceEvent::Connected => {
-                if self.reconnect.take().is_some() {
-                    tracing::info!(guild = self.guild, "voice connection restored");
-                }
-                Flow::Continue
-            }
-            VoiceEvent::Disconnected { code, reason } => {
-                if self.voice_channel.is_none() {
-                    return Flow::Continue; // our own leave
-                }
-                tracing::warn!(
-                    guild = self.guild,
-                    ?code,
-                    reason,
-                    "voice connection dropped"
-                );
-                self.registry.record_error("voice disconnect");
-                if self.reconnect.is_none() {
-                    self.reconnect = Some(Reconnect {
-                        at: Instant::now() + RECONNECT_GRACE,
-                        attempts: 0,
-                        kicked: code == Some(4014),
-                    });
-                }
-                Flow::Continue
-            }
+            VoiceEvent::TrackEnded { token, outcome } => self.on_track_ended(token, outcome).await,
+            VoiceEvent::Connected => self.on_connected(),
+            VoiceEvent::Disconnected { code, reason } => self.on_disconnected(code, reason),
         }
+        Flow::Continue
     }
 
-    /// The connection did not come back by itself: re-join the same channel with
-    /// exponential backoff, or give up and clean up so a later `/play` starts fresh.
-    async fn try_rejoin(&mut self, r: Reconnect) -> Flow {
-        let Some(channel) = self.voice_channel else {
-            self.reconnect = None;
-            return Flow::Continue;
-        };
-        // After a failed attempt we are disconnected by our own hand; before the first,
-        // the voice layer's view says what happened meanwhile.
-        let seen = if r.attempts == 0 {
-            self.voice.current_channel().await
-        } else {
-            Some(channel)
-        };
-        match seen {
-            // Disconnected by someone (kick, channel gone): nothing to re-join.
-            None => return Flow::Leave(CleanupReason::BotDisconnected),
-            // Moved: a new voice state will follow; songbird connects there itself.
-            Some(c) if c != channel => {
-                self.reconnect = None;
-                return Flow::Continue;
-            }
-            // 4014 without a move: Discord ended this session (kicked, channel gone).
-            Some(_) if r.kicked => return Flow::Leave(CleanupReason::BotDisconnected),
-            Some(_) => {}
-        }
-        if r.attempts >= REJOIN_ATTEMPTS {
-            tracing::warn!(guild = self.guild, "voice connection lost for good");
-            return Flow::Leave(CleanupReason::Error);
-        }
-        let position = self.voice.position().await;
-        tracing::info!(
-            guild = self.guild,
-            attempt = r.attempts + 1,
-            "re-joining voice"
-        );
-        // songbird treats a join of the channel it thinks it is in as done: drop the dead
-        // session first so the join opens a new one.
-        self.voice.leave().await;
-        match self.voice.join(channel).await {
-            Ok(()) => {
-                self.reconnect = None;
-                if self.queue.current().is_some() {
-                    self.start_current_at(position).await;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(guild = self.guild, error = %e, "re-join failed");
-                self.reconnect = Some(Reconnect {
-                    at: Instant::now() + REJOIN_BASE * 2u32.pow(r.attempts),
-                    attempts: r.attempts + 1,
-                    kicked: false,
-                });
+    async fn on_internal(&mut self, done: Internal) -> Flow {
+        match done {
+            Internal::Opened { token, result } => self.on_opened(token, result).await,
+            Internal::Seeked {
+                token,
+                to,
+                before,
+                outcome,
+                reply,
+            } => {
+                let r = self.on_seeked(token, to, before, outcome).await;
+                let _ = reply.send(r);
             }
         }
+        self.refresh_activity();
         Flow::Continue
     }
 
@@ -521,6 +305,15 @@ impl GuildPlayer {
             }
             Request::Skip { n, current, reply } => {
                 let _ = reply.send(self.skip(n, current).await);
+            }
+            Request::VoteSkip {
+                current,
+                voter,
+                listeners,
+                reply,
+            } => {
+                let r = self.vote_skip(current, voter, &listeners).await;
+                let _ = reply.send(r);
             }
             Request::Back { reply } => {
                 let r = match self.queue.back() {
@@ -656,7 +449,7 @@ impl GuildPlayer {
                 let _ = reply.send(Ok(self.queue.clear_upcoming()));
             }
             Request::SetLoop { mode, reply } => {
-                self.queue.set_loop_mode(mode);
+                self.set_loop(mode);
                 let _ = reply.send(Ok(mode));
             }
             Request::SetVolume { percent, reply } => {
@@ -669,15 +462,7 @@ impl GuildPlayer {
                 };
                 let _ = reply.send(r);
             }
-            Request::Seek { to, reply } => {
-                let r = match self.current_title() {
-                    None => Err(QueueError::NothingPlaying.into()),
-                    // songbird only seeks a track whose connection is up: it would just wait.
-                    Some(_) if self.reconnect.is_some() => Err(PlayerError::Reconnecting),
-                    Some(t) => self.voice.seek(to).await.map(|()| t).map_err(Into::into),
-                };
-                let _ = reply.send(r);
-            }
+            Request::Seek { to, reply } => self.seek(to, reply).await,
             Request::Snapshot { reply } => {
                 let position = match self.queue.current() {
                     Some(_) => self.voice.position().await,
@@ -686,6 +471,7 @@ impl GuildPlayer {
                 let _ = reply.send(Snapshot {
                     current: self.queue.current().cloned(),
                     position,
+                    starting: self.starting.is_some(),
                     upcoming: self.queue.upcoming().iter().cloned().collect(),
                     loop_mode: self.queue.loop_mode(),
                     paused: self.paused,
@@ -696,6 +482,10 @@ impl GuildPlayer {
         }
         self.refresh_activity();
         Flow::Continue
+    }
+
+    fn set_loop(&mut self, mode: LoopMode) {
+        self.queue.set_loop_mode(mode);
     }
 
     fn current_title(&self) -> Option<String> {
@@ -779,34 +569,88 @@ impl GuildPlayer {
         })
     }
 
-    /// Plays the queue's current entry; a track that cannot start is reported and skipped,
-    /// so this ends either playing something or with an empty queue.
-    async fn start_current(&mut self) {
-        self.start_current_at(None).await;
+    /// Counts a vote against entry `current`; skips it when half of `listeners` voted.
+    async fn vote_skip(
+        &mut self,
+        current: u64,
+        voter: u64,
+        listeners: &[u64],
+    ) -> Result<Voted, PlayerError> {
+        self.queue.expect_current(current)?;
+        let tally = self.votes.vote(current, voter, listeners);
+        let skipped = match tally.passed() {
+            true => Some(self.skip(1, current).await?),
+            false => None,
+        };
+        Ok(Voted { tally, skipped })
     }
 
-    async fn start_current_at(&mut self, mut start_at: Option<Duration>) {
-        self.paused = false;
-        loop {
-            let Some(entry) = self.queue.current().cloned() else {
-                self.stop_voice().await;
-                return;
-            };
-            self.token += 1;
-            let opts = PlayOptions {
-                volume: gain(self.settings.volume),
-                start_at: start_at.take(),
-            };
-            match self.voice.play(&entry.track, opts, self.token).await {
-                Ok(()) => {
-                    tracing::info!(guild = self.guild, title = %entry.track.title, "now playing");
-                    self.tell(Notice::NowPlaying(entry)).await;
-                    return;
+    /// Starts the queue's current entry (see [`start_current_at`](Self::start_current_at)).
+    async fn start_current(&mut self) {
+        self.start_current_at(None, true).await;
+    }
+
+    /// Stops what plays and starts opening the queue's current entry in a task of its own;
+    /// it plays from `start_at` when [`Internal::Opened`] comes back. A track that cannot be
+    /// opened is reported and skipped then, so the queue never wedges.
+    pub(super) async fn start_current_at(&mut self, start_at: Option<Duration>, announce: bool) {
+        self.stop_voice().await;
+        self.votes.clear();
+        let Some(entry) = self.queue.current() else {
+            return;
+        };
+        let token = self.token;
+        let cancel = self.work.child_token();
+        let opening = self.voice.open(entry.track.clone());
+        let inbox = self.inbox_tx.clone();
+        let stop = cancel.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                result = opening => {
+                    let _ = inbox.send(Internal::Opened { token, result });
                 }
-                Err(e) => {
-                    self.track_failed(&entry.track.title, &e.to_string()).await;
-                    self.queue.advance(Advance::Failed);
+                _ = stop.cancelled() => {}
+            }
+        });
+        self.starting = Some(Starting {
+            token,
+            start_at,
+            announce,
+            _cancel: cancel.drop_guard(),
+        });
+    }
+
+    /// The current entry was opened (or not): play it, or report it and go on.
+    async fn on_opened(&mut self, token: u64, result: Result<Ready, VoiceError>) {
+        if self.starting.as_ref().map(|s| s.token) != Some(token) {
+            return; // opened for a track that was replaced or stopped meanwhile
+        }
+        let Some(starting) = self.starting.take() else {
+            return;
+        };
+        let Some(entry) = self.queue.current().cloned() else {
+            return;
+        };
+        let opts = PlayOptions {
+            volume: gain(self.settings.volume),
+            start_at: starting.start_at,
+            paused: self.paused,
+        };
+        let played = match result {
+            Ok(ready) => self.voice.play(ready, opts, token).await,
+            Err(e) => Err(e),
+        };
+        self.handed = played.is_ok();
+        match played {
+            Ok(()) => {
+                tracing::info!(guild = self.guild, title = %entry.track.title, "now playing");
+                if starting.announce {
+                    self.tell(Notice::NowPlaying(entry));
                 }
+            }
+            Err(e) => {
+                self.track_failed(&entry.track.title, &e.to_string());
+                self.next_after(Advance::Failed).await;
             }
         }
     }
@@ -819,19 +663,103 @@ impl GuildPlayer {
             TrackOutcome::Finished => Advance::Finished,
             TrackOutcome::Failed(reason) => {
                 let title = self.current_title().unwrap_or_default();
-                self.track_failed(&title, &reason).await;
+                self.track_failed(&title, &reason);
                 Advance::Failed
             }
         };
-        self.queue.advance(why);
-        self.start_current().await;
-        if self.queue.is_idle() {
-            self.tell(Notice::QueueFinished).await;
-        }
+        self.next_after(why).await;
         self.refresh_activity();
     }
 
-    async fn track_failed(&self, title: &str, reason: &str) {
+    /// Moves on from the current track (it ended or failed) and says so when the queue ran
+    /// out.
+    async fn next_after(&mut self, why: Advance) {
+        self.queue.advance(why);
+        self.start_current().await;
+        if self.queue.is_idle() {
+            self.tell(Notice::QueueFinished);
+        }
+    }
+
+    /// Starts a seek and answers once it lands; the wait runs in a task of its own.
+    async fn seek(&mut self, to: Duration, reply: oneshot::Sender<Result<String, PlayerError>>) {
+        let Some(title) = self.current_title() else {
+            let _ = reply.send(Err(QueueError::NothingPlaying.into()));
+            return;
+        };
+        if let Some(starting) = &mut self.starting {
+            // Not playing yet: it starts there.
+            starting.start_at = Some(to);
+            let _ = reply.send(Ok(title));
+            return;
+        }
+        // songbird only seeks a track whose connection is up: it would just wait.
+        if self.reconnect.is_some() {
+            let _ = reply.send(Err(PlayerError::Reconnecting));
+            return;
+        }
+        let before = self.voice.position().await;
+        let seeking = match self.voice.seek(to).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        let (token, inbox, stop) = (self.token, self.inbox_tx.clone(), self.work.clone());
+        self.tasks.spawn(async move {
+            tokio::select! {
+                outcome = seeking => {
+                    let _ = inbox.send(Internal::Seeked { token, to, before, outcome, reply });
+                }
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+
+    /// A seek ended: a dropped one re-opens the track at `to`, a failed one where it was.
+    async fn on_seeked(
+        &mut self,
+        token: u64,
+        to: Duration,
+        before: Option<Duration>,
+        outcome: SeekOutcome,
+    ) -> Result<String, PlayerError> {
+        if token != self.token {
+            return Err(QueueError::Changed.into());
+        }
+        let title = self.current_title().ok_or(QueueError::NothingPlaying)?;
+        let paused = self.paused;
+        let r = match outcome {
+            SeekOutcome::Done => {
+                self.voice.seek_settled().await;
+                return Ok(title);
+            }
+            SeekOutcome::Dropped => {
+                tracing::debug!(
+                    guild = self.guild,
+                    ?to,
+                    "seek dropped while the track opened; reopening there"
+                );
+                self.start_current_at(Some(to), false).await;
+                Ok(title)
+            }
+            SeekOutcome::Failed(why) => {
+                tracing::info!(
+                    guild = self.guild,
+                    ?to,
+                    why,
+                    "seek failed; restarting the track where it was"
+                );
+                self.start_current_at(before, false).await;
+                Err(VoiceError::Play(why).into())
+            }
+        };
+        self.paused = paused;
+        r
+    }
+
+    fn track_failed(&self, title: &str, reason: &str) {
         tracing::warn!(
             guild = self.guild,
             title,
@@ -841,20 +769,34 @@ impl GuildPlayer {
         self.tell(Notice::TrackFailed {
             title: title.to_string(),
             reason: reason.to_string(),
-        })
-        .await;
+        });
     }
 
+    /// Stops what plays (or is being opened): its end will not be reported.
     async fn stop_voice(&mut self) {
         self.token += 1;
         self.paused = false;
-        self.voice.stop().await;
+        self.starting = None;
+        if std::mem::take(&mut self.handed) {
+            self.voice.stop().await;
+        }
+    }
+
+    /// What of this player is saved.
+    fn shape(&self) -> Shape<'_> {
+        Shape {
+            queue: &self.queue,
+            voice_channel: self.voice_channel,
+            text_channel: self.text_channel,
+            paused: self.paused,
+            volume: self.settings.volume,
+        }
     }
 
     /// Hands the queue's state, with the playing track's position, to the store when it
     /// changed since the last time.
     async fn persist(&mut self) {
-        let fingerprint = self.fingerprint();
+        let fingerprint = self.shape().fingerprint();
         if fingerprint == self.saved {
             return;
         }
@@ -862,63 +804,14 @@ impl GuildPlayer {
             Some(_) => self.voice.position().await,
             None => None,
         };
-        self.store.save(self.guild, self.saved_state(position));
+        self.store.save(self.guild, self.shape().state(position));
         self.saved = fingerprint;
     }
 
-    /// The channels a saved queue names; `None` when there is nothing worth resuming.
-    fn saved_channels(&self) -> Option<(u64, u64)> {
-        let channels = (self.voice_channel?, self.text_channel?);
-        (!self.queue.is_idle()).then_some(channels)
-    }
-
-    /// A hash of what [`saved_state`](Self::saved_state) holds apart from the position,
-    /// computed without copying the tracks (this runs after every request).
-    fn fingerprint(&self) -> Option<u64> {
-        use std::hash::{Hash, Hasher};
-        let (voice_channel, text_channel) = self.saved_channels()?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (
-            voice_channel,
-            text_channel,
-            self.queue.loop_mode().label(),
-            self.paused,
-            self.settings.volume,
-        )
-            .hash(&mut h);
-        for e in self
-            .queue
-            .current()
-            .into_iter()
-            .chain(self.queue.upcoming())
-        {
-            e.id.hash(&mut h);
-        }
-        Some(h.finish())
-    }
-
-    /// The queue as the store keeps it; `None` when there is nothing worth resuming.
-    fn saved_state(&self, position: Option<Duration>) -> Option<SavedQueue> {
-        let (voice_channel, text_channel) = self.saved_channels()?;
-        Some(SavedQueue {
-            voice_channel,
-            text_channel,
-            loop_mode: self.queue.loop_mode(),
-            paused: self.paused,
-            volume: self.settings.volume,
-            position: position.unwrap_or_default(),
-            playing: self.queue.current().is_some(),
-            tracks: self
-                .queue
-                .current()
-                .into_iter()
-                .chain(self.queue.upcoming())
-                .map(|e| ((*e.track).clone(), e.requester.clone()))
-                .collect(),
-        })
-    }
-
-    async fn restore(&mut self, saved: SavedQueue) -> Result<(), PlayerError> {
+    async fn restore(
+        &mut self,
+        saved: crate::player::persist::SavedQueue,
+    ) -> Result<(), PlayerError> {
         if !self.queue.is_idle() || saved.tracks.is_empty() {
             return Ok(());
         }
@@ -948,11 +841,9 @@ impl GuildPlayer {
             ?resume_at,
             "restored a saved queue"
         );
-        self.start_current_at(resume_at).await;
-        if saved.paused && self.queue.current().is_some() {
-            self.voice.pause().await;
-            self.paused = true;
-        }
+        self.start_current_at(resume_at, true).await;
+        // It starts paused once opened.
+        self.paused = saved.paused && self.queue.current().is_some();
         self.refresh_activity();
         Ok(())
     }
@@ -962,8 +853,12 @@ impl GuildPlayer {
     /// instead of forgotten, so the next start resumes it.
     async fn leave(&mut self, reason: CleanupReason) {
         if reason == CleanupReason::Shutdown {
-            let position = self.voice.position().await;
-            if let Some(state) = self.saved_state(position) {
+            // A track still opening has not moved: it resumes where it was to start.
+            let position = match &self.starting {
+                Some(s) => s.start_at,
+                None => self.voice.position().await,
+            };
+            if let Some(state) = self.shape().state(position) {
                 self.store.save(self.guild, Some(state));
             }
         } else {
@@ -984,62 +879,34 @@ impl GuildPlayer {
             reason = reason.label(),
             "left voice"
         );
-        if let Some(note) = self.leave_note(reason, channel) {
-            self.tell(Notice::Left { reason: note }).await;
+        if let Some(after) = self.worth_telling(reason) {
+            self.tell(Notice::Left {
+                reason,
+                channel,
+                after,
+            });
         }
     }
 
-    fn leave_note(&self, reason: CleanupReason, channel: u64) -> Option<String> {
-        let fmt =
-            |d: Option<Duration>| humantime::format_duration(d.unwrap_or_default()).to_string();
+    /// Whether a leave for `reason` is worth a notice, and the timeout that ran out.
+    /// The user who asked already got a reply; a removed guild has no channel left; a
+    /// shutdown is the operator's business.
+    fn worth_telling(&self, reason: CleanupReason) -> Option<Option<Duration>> {
         let policy = self.settings.idle;
-        Some(match reason {
-            CleanupReason::Idle => format!(
-                "nothing played in <#{channel}> for {}",
-                fmt(policy.idle.or(policy.paused))
-            ),
-            CleanupReason::Alone => format!(
-                "nobody was listening in <#{channel}> for {}",
-                fmt(policy.alone)
-            ),
-            CleanupReason::BotDisconnected => "I was disconnected from the voice channel".into(),
-            CleanupReason::ChannelDeleted => "the voice channel was deleted".into(),
-            CleanupReason::Admin => "an administrator ran /cleanup".into(),
-            CleanupReason::Error => {
-                "the voice connection was lost and could not be restored".into()
-            }
-            CleanupReason::Leak => "the voice connection was in an inconsistent state".into(),
-            // The user who asked already got a reply; a removed guild has no channel left;
-            // a shutdown is the operator's business.
-            CleanupReason::User | CleanupReason::GuildRemoved | CleanupReason::Shutdown => {
-                return None
-            }
-        })
-    }
-
-    /// Posts a notice, waiting at most [`NOTICE_WAIT`]: a slow or rate-limited Discord
-    /// must not hold up the music or the commands queued behind it.
-    async fn tell(&self, notice: Notice) {
-        if let Some(channel) = self.text_channel {
-            let post = self.notifier.notify(channel, notice);
-            if tokio::time::timeout(NOTICE_WAIT, post).await.is_err() {
-                tracing::warn!(
-                    guild = self.guild,
-                    channel,
-                    "gave up posting a notice (too slow)"
-                );
-            }
+        match reason {
+            CleanupReason::Idle => Some(policy.idle.or(policy.paused)),
+            CleanupReason::Alone => Some(policy.alone),
+            CleanupReason::User | CleanupReason::GuildRemoved | CleanupReason::Shutdown => None,
+            _ => Some(None),
         }
     }
-}
 
-/// What the task does after handling one message.
-enum Flow {
-    Continue,
-    /// Leave the channel for this reason, then end.
-    Leave(CleanupReason),
-    /// Already left; end.
-    Done,
+    /// Hands a notice to the posting task (see `notices.rs`): never waits on Discord.
+    fn tell(&self, notice: Notice) {
+        if let Some(channel) = self.text_channel {
+            self.notices.post(channel, notice);
+        }
+    }
 }
 
 /// Percent to linear gain.

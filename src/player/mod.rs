@@ -1,10 +1,24 @@
-//! The queue service: one player task per guild (see `guild.rs`) over a voice call, and the
-//! registry that finds or starts it.
+//! The queue service: one player task per guild over a voice call, and the registry that
+//! finds or starts it.
+//!
+//! - `queue.rs`: the queue itself, a pure model (order, loop modes, skip, move, shuffle).
+//! - `handle.rs`: the messages ([`Request`]), their answers and errors, and
+//!   [`PlayerHandle`], the address callers send them to.
+//! - `guild.rs`: the actor loop that owns one guild's queue and call; it never waits on
+//!   the network. `reconnect.rs` (a dropped voice connection) and `persist.rs` (what
+//!   survives a restart) are parts of it; `notices.rs` posts what it tells the channel.
+//! - `voice.rs`: what the player needs of a voice connection and a text channel (traits,
+//!   implemented by `crate::voice` and `crate::discord`).
+//! - `votes.rs`: skip votes.
 
 pub mod guild;
+pub mod handle;
+mod notices;
 pub mod persist;
 pub mod queue;
+mod reconnect;
 pub mod voice;
+pub mod votes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,11 +30,14 @@ use tokio_util::task::TaskTracker;
 use crate::resources::sweeper::PlayerInventory;
 use crate::resources::{CleanupReason, Registry};
 
-pub use guild::{
-    Enqueued, GuildPlayer, PlayerError, PlayerHandle, PlayerSettings, Request, Skipped, Snapshot,
+pub use guild::{gain, GuildPlayer, PlayerParts};
+pub use handle::{
+    Enqueued, PlayerError, PlayerHandle, PlayerSettings, Request, Skipped, Snapshot, Voted,
+    ASK_WAIT, JOIN_WAIT,
 };
 pub use queue::{Entry, LoopMode, Requester};
 pub use voice::{Notice, Notifier, VoiceCall, VoiceFactory};
+pub use votes::Tally;
 
 /// Finds the player task of a guild or starts one. Tasks are tracked so shutdown can wait
 /// for every one of them to leave its channel.
@@ -70,7 +87,7 @@ impl Players {
             return false;
         };
         player
-            .ask(|reply| Request::Cleanup {
+            .ask_within(JOIN_WAIT, |reply| Request::Cleanup {
                 reason,
                 only_if_idle,
                 reply,
@@ -103,14 +120,15 @@ impl Players {
         if let Some(h) = live.get(&guild).filter(|h| !h.is_closed()) {
             return h.clone();
         }
-        let (player, handle, requests) = GuildPlayer::new(
+        let parts = PlayerParts {
             guild,
-            &self.voice,
-            self.notifier.clone(),
-            (self.settings)(guild),
-            self.registry.clone(),
-            self.store.clone(),
-        );
+            notifier: self.notifier.clone(),
+            settings: (self.settings)(guild),
+            registry: self.registry.clone(),
+            store: self.store.clone(),
+            tasks: self.tasks.clone(),
+        };
+        let (player, handle, requests) = GuildPlayer::new(&self.voice, parts);
         live.insert(guild, handle.clone());
         let this = Arc::downgrade(self);
         let shutdown = self.shutdown.child_token();

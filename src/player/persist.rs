@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::player::queue::{LoopMode, Requester};
+use crate::player::queue::{LoopMode, Queue, Requester};
 use crate::sources::Track;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,4 +39,68 @@ pub struct NoStore;
 impl QueueStore for NoStore {
     fn save(&self, _: u64, _: Option<SavedQueue>) {}
     fn checkpoint(&self, _: u64, _: Duration) {}
+}
+
+/// What of a player's state is saved, borrowed from it: enough to tell whether anything
+/// worth saving changed ([`fingerprint`](Self::fingerprint)) and to build the saved state.
+pub struct Shape<'a> {
+    pub queue: &'a Queue,
+    pub voice_channel: Option<u64>,
+    pub text_channel: Option<u64>,
+    pub paused: bool,
+    pub volume: u16,
+}
+
+impl Shape<'_> {
+    /// The channels a saved queue names; `None` when there is nothing worth resuming.
+    fn channels(&self) -> Option<(u64, u64)> {
+        let channels = (self.voice_channel?, self.text_channel?);
+        (!self.queue.is_idle()).then_some(channels)
+    }
+
+    /// A hash of what [`state`](Self::state) holds apart from the position, computed
+    /// without copying the tracks (the player asks after every request).
+    pub fn fingerprint(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let (voice_channel, text_channel) = self.channels()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            voice_channel,
+            text_channel,
+            self.queue.loop_mode().label(),
+            self.paused,
+            self.volume,
+        )
+            .hash(&mut h);
+        for e in self
+            .queue
+            .current()
+            .into_iter()
+            .chain(self.queue.upcoming())
+        {
+            e.id.hash(&mut h);
+        }
+        Some(h.finish())
+    }
+
+    /// The queue as the store keeps it; `None` when there is nothing worth resuming.
+    pub fn state(&self, position: Option<Duration>) -> Option<SavedQueue> {
+        let (voice_channel, text_channel) = self.channels()?;
+        Some(SavedQueue {
+            voice_channel,
+            text_channel,
+            loop_mode: self.queue.loop_mode(),
+            paused: self.paused,
+            volume: self.volume,
+            position: position.unwrap_or_default(),
+            playing: self.queue.current().is_some(),
+            tracks: self
+                .queue
+                .current()
+                .into_iter()
+                .chain(self.queue.upcoming())
+                .map(|e| ((*e.track).clone(), e.requester.clone()))
+                .collect(),
+        })
+    }
 }

@@ -8,7 +8,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::persist::{QueueStore, SavedQueue};
-use super::voice::{PlayOptions, TrackOutcome, VoiceError, VoiceEvent, VoiceEvents};
+use super::voice::{
+    Opening, PlayOptions, Ready, SeekOutcome, Seeking, TrackOutcome, VoiceError, VoiceEvent,
+    VoiceEvents,
+};
 use super::*;
 use crate::resources::{CleanupReason, IdlePolicy, Kind, Registry};
 use crate::sources::Track;
@@ -47,22 +50,36 @@ impl VoiceCall for FakeVoice {
         log.channel = Some(channel);
         Ok(())
     }
+    /// "bad…" tracks fail to open (a dead link); "hang…" tracks never finish opening (a
+    /// lookup or a media server that does not answer).
+    fn open(&self, track: Arc<Track>) -> Opening {
+        Box::pin(async move {
+            if track.title.starts_with("hang") {
+                std::future::pending::<()>().await;
+            }
+            if track.title.starts_with("bad") {
+                return Err(VoiceError::Play("no audio stream".into()));
+            }
+            Ok(Ready::new(track))
+        })
+    }
     async fn play(
         &mut self,
-        track: &Track,
+        ready: Ready,
         opts: PlayOptions,
         token: u64,
     ) -> Result<(), VoiceError> {
+        let track = ready.take::<Arc<Track>>().expect("opened by the fake");
         let mut log = self.0.lock().unwrap();
         let from = opts
             .start_at
             .map(|at| format!(" from {}", at.as_secs()))
             .unwrap_or_default();
-        log.calls
-            .push(format!("play {} @{}{from}", track.title, opts.volume));
-        if track.title.starts_with("bad") {
-            return Err(VoiceError::Play("no audio stream".into()));
-        }
+        let paused = if opts.paused { " paused" } else { "" };
+        log.calls.push(format!(
+            "play {} @{}{from}{paused}",
+            track.title, opts.volume
+        ));
         log.last = Some(token);
         Ok(())
     }
@@ -82,14 +99,15 @@ impl VoiceCall for FakeVoice {
             .calls
             .push(format!("volume {volume}"));
     }
-    async fn seek(&mut self, to: Duration) -> Result<(), VoiceError> {
+    async fn seek(&mut self, to: Duration) -> Result<Seeking, VoiceError> {
         self.0
             .lock()
             .unwrap()
             .calls
             .push(format!("seek {}", to.as_secs()));
-        Ok(())
+        Ok(Box::pin(async { SeekOutcome::Done }))
     }
+    async fn seek_settled(&mut self) {}
     async fn position(&mut self) -> Option<Duration> {
         Some(
             self.0
@@ -118,7 +136,14 @@ impl Notifier for FakeNotifier {
             Notice::NowPlaying(e) => format!("{channel} now playing {}", e.track.title),
             Notice::TrackFailed { title, reason } => format!("{channel} failed {title}: {reason}"),
             Notice::QueueFinished => format!("{channel} finished"),
-            Notice::Left { reason } => format!("{channel} left: {reason}"),
+            Notice::Left {
+                reason,
+                channel: voice,
+                after,
+            } => format!(
+                "{channel} left: {}",
+                crate::discord::notify::leave_reason(reason, voice, after)
+            ),
         };
         let stall = {
             let mut log = self.0.lock().unwrap();
@@ -238,7 +263,8 @@ impl Harness {
 
     async fn play_in(&self, title: &str, channel: u64) -> Result<Enqueued, PlayerError> {
         let track = Arc::new(crate::player::test_track(title));
-        self.player()
+        let r = self
+            .player()
             .call(|reply| Request::Enqueue {
                 tracks: vec![track],
                 requester: Requester {
@@ -250,7 +276,9 @@ impl Harness {
                 front: false,
                 reply,
             })
-            .await
+            .await;
+        self.settle().await;
+        r
     }
 
     /// Reports the end of the most recently started track, as the driver would.
@@ -260,9 +288,24 @@ impl Harness {
             .await;
     }
 
-    /// Lets the player task drain what it was sent (a snapshot is answered in order).
+    /// Lets the player task drain what it was sent (a snapshot is answered in order), the
+    /// track it is opening start (unless it hangs), and the notice task post what it was
+    /// handed. Bounded: a hanging track leaves it after a few rounds.
     async fn settle(&self) {
-        let _ = self.player().ask(|reply| Request::Snapshot { reply }).await;
+        for _ in 0..20 {
+            let starting = self
+                .player()
+                .ask(|reply| Request::Snapshot { reply })
+                .await
+                .map(|s| s.starting)
+                .unwrap_or(false);
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            if !starting {
+                return;
+            }
+        }
     }
 
     async fn snapshot(&self) -> Snapshot {
@@ -873,6 +916,8 @@ async fn a_hanging_discord_does_not_hold_up_the_player() {
     .await
     .expect("the player keeps answering");
     assert_eq!(answered.current.unwrap().track.title, "b");
+    // The notices are posted in order, each given up after its bound (virtual time).
+    tokio::time::sleep(super::notices::NOTICE_WAIT * 2).await;
     assert_eq!(h.notices(), ["20 now playing a", "20 now playing b"]);
 }
 

@@ -2,13 +2,16 @@
 //! songbird and serenity implement these at the edge (`crate::discord`); unit tests
 //! implement them with recorders, so the queue service runs without a gateway.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use crate::player::queue::Entry;
+use crate::resources::CleanupReason;
 use crate::sources::Track;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -50,26 +53,72 @@ pub struct PlayOptions {
     /// 1.0 is unity gain (and keeps Opus passthrough).
     pub volume: f32,
     pub start_at: Option<Duration>,
+    /// Start paused (a restored queue that was paused, or a `/pause` sent while the track
+    /// was still being opened).
+    pub paused: bool,
 }
+
+/// A track made ready by [`VoiceCall::open`]: resolved, its media opened. Opaque to the
+/// player, which only hands it back to [`VoiceCall::play`] of the same call; dropping it
+/// closes what was opened.
+pub struct Ready(Box<dyn Any + Send>);
+
+impl Ready {
+    pub fn new<T: Any + Send>(inner: T) -> Self {
+        Self(Box::new(inner))
+    }
+
+    /// What the implementation put in, if it is a `T`.
+    pub fn take<T: Any>(self) -> Option<T> {
+        self.0.downcast().ok().map(|b| *b)
+    }
+}
+
+/// Opening a track: borrows nothing from the call, so the player runs it in a task of its
+/// own and keeps answering meanwhile (a yt-dlp lookup can take 20 s, a media server 30 s).
+pub type Opening = BoxFuture<'static, Result<Ready, VoiceError>>;
+
+/// How a seek ended, as the voice driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeekOutcome {
+    /// Done (or still going after the wait: it lands by itself).
+    Done,
+    /// The driver dropped the seek (it arrived while the track was still opening): open the
+    /// track again at the wanted position.
+    Dropped,
+    /// The driver could not seek there; the track was killed by it. The text says why, for
+    /// the user.
+    Failed(String),
+}
+
+/// A seek under way: waits on the driver (which may wait on the media server), borrowing
+/// nothing, so the player awaits it in a task of its own.
+pub type Seeking = BoxFuture<'static, SeekOutcome>;
 
 /// One guild's voice connection.
 #[async_trait]
 pub trait VoiceCall: Send + Sync {
     /// Joins `channel`, or moves there if connected elsewhere.
     async fn join(&mut self, channel: u64) -> Result<(), VoiceError>;
-    /// Replaces whatever plays with `track`; its end is reported as `TrackEnded { token }`.
-    async fn play(
-        &mut self,
-        track: &Track,
-        opts: PlayOptions,
-        token: u64,
-    ) -> Result<(), VoiceError>;
+    /// Makes `track` ready to play: resolves it again if its media URL expired, picks the
+    /// cached file or the stream, and opens it, so a dead link fails here. All the network
+    /// work of starting a track happens in the returned future, never in `play`.
+    fn open(&self, track: Arc<Track>) -> Opening;
+    /// Replaces whatever plays with what [`open`](Self::open) made ready; its end is
+    /// reported as `TrackEnded { token }`. Quick: hands the input to the driver.
+    async fn play(&mut self, ready: Ready, opts: PlayOptions, token: u64)
+        -> Result<(), VoiceError>;
     async fn pause(&mut self);
     async fn resume(&mut self);
     /// Stops the current track without reporting it as ended.
     async fn stop(&mut self);
     async fn set_volume(&mut self, volume: f32);
-    async fn seek(&mut self, to: Duration) -> Result<(), VoiceError>;
+    /// Starts a seek of the current track; the end of that track is not reported until
+    /// [`seek_settled`](Self::seek_settled). Refuses at once what cannot seek.
+    async fn seek(&mut self, to: Duration) -> Result<Seeking, VoiceError>;
+    /// After a seek that ended [`SeekOutcome::Done`]: report the track's end again (now,
+    /// if it ended meanwhile).
+    async fn seek_settled(&mut self);
     /// Playback position of the current track, if the driver knows it.
     async fn position(&mut self) -> Option<Duration>;
     /// The channel the voice layer believes it is in (None once disconnected by anyone).
@@ -85,9 +134,18 @@ pub type VoiceFactory = Arc<dyn Fn(u64, VoiceEvents) -> Box<dyn VoiceCall> + Sen
 #[derive(Debug, Clone)]
 pub enum Notice {
     NowPlaying(Entry),
-    TrackFailed { title: String, reason: String },
+    TrackFailed {
+        title: String,
+        reason: String,
+    },
     QueueFinished,
-    Left { reason: String },
+    /// Left `channel` for `reason`; `after` is the timeout that ran out (idle, paused or
+    /// alone), for the reasons that have one.
+    Left {
+        reason: CleanupReason,
+        channel: u64,
+        after: Option<Duration>,
+    },
 }
 
 #[async_trait]

@@ -11,7 +11,10 @@ use super::{
 use crate::discord::format::{self, bold, escape};
 use crate::player::queue::QueueError;
 use crate::player::voice::VoiceError;
-use crate::player::{LoopMode, PlayerError, Request};
+use crate::player::{LoopMode, PlayerError, Request, Skipped};
+
+/// How long `/seek` waits for the player's answer (a seek waits on the media server).
+const SEEK_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Skip the track that is playing (or several); without DJ rights, vote to skip it
 #[poise::command(slash_command, guild_only)]
@@ -31,10 +34,10 @@ pub async fn skip(
     if !dj::standing(ctx, Some(&l.snapshot)).may_control() {
         return vote_skip(ctx, &l).await;
     }
-    skip_now(ctx, &l, n, "").await
+    skip_now(ctx, &l, n).await
 }
 
-async fn skip_now(ctx: Context<'_>, l: &Listening, n: usize, prefix: &str) -> Result<(), Error> {
+async fn skip_now(ctx: Context<'_>, l: &Listening, n: usize) -> Result<(), Error> {
     // The track the caller saw (and was allowed to skip, or voted on): if it ended in
     // between, the player refuses rather than skip the next one.
     let current = l
@@ -45,22 +48,7 @@ async fn skip_now(ctx: Context<'_>, l: &Listening, n: usize, prefix: &str) -> Re
         .id;
     let skip = |reply| Request::Skip { n, current, reply };
     match l.player.call(skip).await {
-        Ok(s) => {
-            ctx.data().skip_votes.clear(l.guild);
-            let what = match s.skipped {
-                1 => format!("Skipped {}", bold(&s.skipped_title, 80)),
-                n => format!(
-                    "Skipped {n} tracks ({} and {} more)",
-                    bold(&s.skipped_title, 60),
-                    n - 1
-                ),
-            };
-            let next = match s.next {
-                Some(t) => format!("; now playing {}", bold(&t, 80)),
-                None => "; the queue is empty".into(),
-            };
-            reply::ok(ctx, format!("{prefix}{what}{next}.")).await
-        }
+        Ok(s) => reply::ok(ctx, skipped_line(&s)).await,
         Err(PlayerError::Queue(QueueError::Changed)) => {
             let title = l.current_title().unwrap_or_default();
             reply::error(ctx, format!("{title} already ended; nothing was skipped.")).await
@@ -69,18 +57,46 @@ async fn skip_now(ctx: Context<'_>, l: &Listening, n: usize, prefix: &str) -> Re
     }
 }
 
+/// "Skipped X; now playing Y."
+fn skipped_line(s: &Skipped) -> String {
+    let what = match s.skipped {
+        1 => format!("Skipped {}", bold(&s.skipped_title, 80)),
+        n => format!(
+            "Skipped {n} tracks ({} and {} more)",
+            bold(&s.skipped_title, 60),
+            n - 1
+        ),
+    };
+    let next = match &s.next {
+        Some(t) => format!("; now playing {}", bold(t, 80)),
+        None => "; the queue is empty".into(),
+    };
+    format!("{what}{next}.")
+}
+
 /// A listener without DJ rights: one vote; half of the listeners skip.
 async fn vote_skip(ctx: Context<'_>, l: &Listening) -> Result<(), Error> {
     let current = l.snapshot.current.as_ref().expect("checked by the caller");
     let title = bold(&current.track.title, 80);
-    let here = listeners(ctx, l.channel);
-    let tally = ctx
-        .data()
-        .skip_votes
-        .vote(l.guild, current.id, ctx.author().id.get(), &here);
-    if tally.passed() {
-        let prefix = format!("Vote passed ({}/{}): ", tally.votes, here.len());
-        return skip_now(ctx, l, 1, &prefix).await;
+    let listeners = listeners(ctx, l.channel);
+    let here = listeners.len();
+    let vote = |reply| Request::VoteSkip {
+        current: current.id,
+        voter: ctx.author().id.get(),
+        listeners,
+        reply,
+    };
+    let voted = match l.player.call(vote).await {
+        Ok(v) => v,
+        Err(PlayerError::Queue(QueueError::Changed)) => {
+            return reply::error(ctx, format!("{title} already ended; nothing was skipped.")).await
+        }
+        Err(e) => return reply::error(ctx, sentence(&e)).await,
+    };
+    let tally = voted.tally;
+    if let Some(s) = voted.skipped {
+        let prefix = format!("Vote passed ({}/{here}): ", tally.votes);
+        return reply::ok(ctx, format!("{prefix}{}", skipped_line(&s))).await;
     }
     if !tally.new {
         return reply::error(
@@ -115,10 +131,7 @@ pub async fn back(ctx: Context<'_>) -> Result<(), Error> {
         return Ok(());
     }
     match l.player.call(|reply| Request::Back { reply }).await {
-        Ok(t) => {
-            ctx.data().skip_votes.clear(l.guild);
-            reply::ok(ctx, format!("Back to {}.", bold(&t, 80))).await
-        }
+        Ok(t) => reply::ok(ctx, format!("Back to {}.", bold(&t, 80))).await,
         Err(e) => reply::error(ctx, sentence(&e)).await,
     }
 }
@@ -188,7 +201,6 @@ pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
     let title = l.current_title();
     match l.player.call(|reply| Request::Stop { reply }).await {
         Ok(n) => {
-            ctx.data().skip_votes.clear(l.guild);
             let text = match title {
                 Some(t) => format!(
                     "Stopped {t} and cleared the queue ({} removed).",
@@ -219,10 +231,7 @@ pub async fn leave(ctx: Context<'_>) -> Result<(), Error> {
         })
         .await
     {
-        Ok(()) => {
-            ctx.data().skip_votes.clear(l.guild);
-            reply::ok(ctx, format!("Left <#{}>. Bye!", l.channel)).await
-        }
+        Ok(()) => reply::ok(ctx, format!("Left <#{}>. Bye!", l.channel)).await,
         Err(e) => reply::error(ctx, sentence(&e)).await,
     }
 }
@@ -266,7 +275,9 @@ pub async fn seek(
     // Opening a stream at the new position can take a moment.
     ctx.defer().await?;
     let at = format::clock(to);
-    match l.player.call(|reply| Request::Seek { to, reply }).await {
+    // It answers once the seek landed: that waits on the media server.
+    let seek = |reply| Request::Seek { to, reply };
+    match l.player.call_within(SEEK_ANSWER_WAIT, seek).await {
         Ok(_) => {
             let of = cur
                 .track

@@ -4,10 +4,8 @@
 //! (Administrator or Manage Server, and the config's `admin` roles and users) and whoever
 //! asked for the current track may skip, stop, clear, move, remove others' tracks, seek,
 //! change the volume or the loop mode; everyone else can `/skip`, which counts a vote, and
-//! the track is skipped once half of the listeners voted.
-
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+//! the track is skipped once half of the listeners voted (the player counts the votes:
+//! `crate::player::votes`).
 
 use super::{reply, Context, Error};
 use crate::player::Snapshot;
@@ -105,57 +103,6 @@ pub async fn require(
     Ok(false)
 }
 
-/// Votes needed to skip with `listeners` humans in the channel: half of them, rounded up.
-pub fn votes_needed(listeners: usize) -> usize {
-    listeners.div_ceil(2).max(1)
-}
-
-/// Skip votes per guild, for the track (queue entry id) they were cast against.
-#[derive(Default)]
-pub struct SkipVotes {
-    inner: Mutex<HashMap<u64, (u64, HashSet<u64>)>>,
-}
-
-/// The state of a vote after one more was cast.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tally {
-    /// False when this user had already voted for this track.
-    pub new: bool,
-    /// Voters still listening.
-    pub votes: usize,
-    pub needed: usize,
-}
-
-impl Tally {
-    pub fn passed(&self) -> bool {
-        self.votes >= self.needed
-    }
-}
-
-impl SkipVotes {
-    /// Counts `user`'s vote against entry `entry` of `guild`; votes for an earlier track are
-    /// forgotten, and only voters in `listening` count.
-    pub fn vote(&self, guild: u64, entry: u64, user: u64, listening: &[u64]) -> Tally {
-        let mut all = self.inner.lock().expect("skip votes lock");
-        let slot = all.entry(guild).or_insert_with(|| (entry, HashSet::new()));
-        if slot.0 != entry {
-            *slot = (entry, HashSet::new());
-        }
-        let new = slot.1.insert(user);
-        let votes = slot.1.iter().filter(|u| listening.contains(u)).count();
-        Tally {
-            new,
-            votes,
-            needed: votes_needed(listening.len()),
-        }
-    }
-
-    /// Forgets a guild's votes (the track was skipped).
-    pub fn clear(&self, guild: u64) {
-        self.inner.lock().expect("skip votes lock").remove(&guild);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,34 +130,5 @@ mod tests {
         assert!(!Standing::Listener.may_control());
         assert!(Standing::Requester.may_control());
         assert!(refusal(Some(9), "stop the music").contains("<@&9>"));
-    }
-
-    #[test]
-    fn half_of_the_listeners_skip() {
-        assert_eq!(votes_needed(0), 1);
-        assert_eq!(votes_needed(1), 1);
-        assert_eq!(votes_needed(2), 1);
-        assert_eq!(votes_needed(3), 2);
-        assert_eq!(votes_needed(4), 2);
-        assert_eq!(votes_needed(5), 3);
-    }
-
-    #[test]
-    fn votes_count_once_per_track_and_only_listeners() {
-        let v = SkipVotes::default();
-        let here = [1, 2, 3];
-        let t = v.vote(7, 100, 1, &here);
-        assert_eq!((t.new, t.votes, t.needed, t.passed()), (true, 1, 2, false));
-        let t = v.vote(7, 100, 1, &here);
-        assert_eq!((t.new, t.votes), (false, 1), "a second vote does not count");
-        // a voter who left no longer counts
-        let t = v.vote(7, 100, 2, &[2, 3]);
-        assert_eq!((t.votes, t.needed, t.passed()), (1, 1, true));
-        // a new track starts a new vote; other guilds are separate
-        let t = v.vote(7, 101, 3, &here);
-        assert_eq!(t.votes, 1);
-        assert_eq!(v.vote(8, 100, 1, &here).votes, 1);
-        v.clear(7);
-        assert!(v.vote(7, 101, 1, &here).new);
     }
 }

@@ -14,8 +14,6 @@ use poise::serenity_prelude as serenity;
 use super::{reply, Context, Data, Error};
 use crate::player::{PlayerError, PlayerHandle, Snapshot};
 
-pub use dj::SkipVotes;
-
 pub fn all() -> Vec<poise::Command<Data, Error>> {
     vec![
         play::play(),
@@ -148,9 +146,15 @@ async fn listening_to_something(ctx: Context<'_>) -> Result<Option<Listening>, E
     Ok(Some(l))
 }
 
-/// The sentence a player refusal becomes, capitalised.
+/// The sentence a player refusal becomes, capitalised; the player's data becomes Discord
+/// markup here (a channel id becomes a mention).
 fn sentence(e: &PlayerError) -> String {
-    let s = e.to_string();
+    let s = match e {
+        PlayerError::OtherChannel(c) => {
+            format!("I'm already playing in <#{c}>; join that channel to control the music")
+        }
+        other => other.to_string(),
+    };
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str() + ".",

@@ -36,14 +36,6 @@ pub async fn play(
     let Some(voice_channel) = caller_channel(ctx) else {
         return reply::error(ctx, "Join a voice channel first, then use /play.").await;
     };
-    // Refuse bad input before spending a yt-dlp run on it.
-    let query = match sources::parse_query(&query, &bot.policy).await {
-        Ok(q) => q,
-        Err(e) => {
-            bot.registry.record_error(e.class());
-            return reply::error(ctx, e.to_string()).await;
-        }
-    };
     let max = bot.config.limits.max_calls;
     if !bot.registry.has_call(guild) && bot.registry.calls().len() >= max {
         return reply::error(ctx, sentence(&PlayerError::Busy(max))).await;
@@ -53,7 +45,11 @@ pub async fn play(
     // A bot idle in the channel stays while this is looked up.
     let _resolving = player.as_ref().map(|p| p.resolving());
     let snapshot = match &player {
-        Some(p) => p.ask(|reply| Request::Snapshot { reply }).await.ok(),
+        Some(p) => match p.ask(|reply| Request::Snapshot { reply }).await {
+            Ok(s) => Some(s),
+            Err(PlayerError::Slow) => return reply::error(ctx, sentence(&PlayerError::Slow)).await,
+            Err(_) => None,
+        },
         None => None,
     };
     if let Some(s) = &snapshot {
@@ -72,8 +68,17 @@ pub async fn play(
         )
         .await;
     }
-    // Resolving takes about a second: past Discord's three-second answer window.
+    // Checking a link resolves its host name, and resolving the query takes about a
+    // second: both past Discord's three-second answer window.
     ctx.defer().await?;
+    // Refuse bad input before spending a yt-dlp run on it.
+    let query = match sources::parse_query(&query, &bot.policy).await {
+        Ok(q) => q,
+        Err(e) => {
+            bot.registry.record_error(e.class());
+            return reply::error_after_defer(ctx, e.to_string()).await;
+        }
+    };
     let requester = Requester {
         id: ctx.author().id.get(),
         name: ctx.author().display_name().to_string(),
@@ -396,7 +401,7 @@ async fn enqueue(
     for _ in 0..2 {
         let player = players.get_or_start(target.guild);
         let r = player
-            .call(|reply| Request::Enqueue {
+            .call_within(crate::player::JOIN_WAIT, |reply| Request::Enqueue {
                 tracks: tracks.clone(),
                 requester: target.requester.clone(),
                 voice_channel: target.voice_channel,
@@ -507,6 +512,7 @@ mod tests {
         let mut s = Snapshot {
             current: None,
             position: None,
+            starting: false,
             upcoming: Vec::new(),
             loop_mode: crate::player::LoopMode::Off,
             paused: false,

@@ -372,6 +372,7 @@ mod tests {
         Snapshot {
             current: Some(entry(0, "now", Some(100))),
             position: Some(Duration::from_secs(40)),
+            starting: false,
             upcoming: (1..=upcoming as u64)
                 .map(|i| entry(i, &format!("t{i}"), Some(30)))
                 .collect(),

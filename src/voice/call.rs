@@ -1,0 +1,476 @@
+//! The player's voice call, implemented over songbird.
+//!
+//! Seeking: songbird can only seek what its input can seek, and a seek that fails *kills*
+//! the track (it ends as errored). So this adapter
+//! - streams over HTTP with [`http::RangeSource`], which seeks with `Range` requests when the
+//!   server supports them (songbird's own `HttpRequest` never seeks: it can only read
+//!   forward, which fails for WebM with cues, i.e. YouTube);
+//! - refuses a seek up front ([`VoiceError::NotSeekable`]) for live tracks and for streams
+//!   whose server does not serve byte ranges;
+//! - if songbird still fails a seek (a position past the end of a track of unknown length,
+//!   a broken container), hides that failure from the player's end events and says
+//!   [`SeekOutcome::Failed`], and the player opens the track again where it was, so a bad
+//!   `/seek` never skips the song.
+//!
+//! Opening (a lookup for an expired link, the first request to the media server) happens
+//! in the future [`VoiceCall::open`] returns, which the player runs apart from its loop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serenity::all::{ChannelId, GuildId};
+use songbird::events::{Event, EventContext, EventHandler, TrackEvent};
+use songbird::input::{AudioStream, Input, LiveInput};
+use songbird::tracks::{ControlError, PlayMode, TrackHandle, TrackResult, TrackState};
+use songbird::Songbird;
+
+use super::http;
+use crate::cache::{InUseGuard, Playable, Resolver};
+use crate::player::voice::{
+    Opening, PlayOptions, Ready, SeekOutcome, Seeking, TrackOutcome, VoiceCall, VoiceError,
+    VoiceEvent, VoiceEvents, VoiceFactory,
+};
+use crate::sources::Track;
+
+/// Longest a `/seek` waits for songbird before answering (it keeps going after that).
+const SEEK_WAIT: Duration = Duration::from_secs(15);
+/// Longest a track's state may take to arrive. songbird answers only from a live mixer:
+/// while the voice connection is down the mixer is parked and never answers, and an
+/// unbounded wait would stall the guild's player (and every command after it).
+const STATE_WAIT: Duration = Duration::from_millis(500);
+
+/// A track's state, or `None` when songbird did not answer in [`STATE_WAIT`].
+async fn track_state(handle: &TrackHandle) -> Option<TrackResult<TrackState>> {
+    tokio::time::timeout(STATE_WAIT, handle.get_info())
+        .await
+        .ok()
+}
+
+pub struct SongbirdCall {
+    manager: Arc<Songbird>,
+    guild: GuildId,
+    http: reqwest::Client,
+    playing: Option<Playing>,
+    events: VoiceEvents,
+    resolver: Resolver,
+}
+
+/// What [`VoiceCall::open`] makes ready (inside a [`Ready`]).
+struct Opened {
+    input: Input,
+    /// Whether the input can jump to any position (a file, or HTTP with byte ranges).
+    seekable: bool,
+    /// The track as it plays (re-resolved if its link had expired).
+    track: Track,
+    /// Keeps a cached file from eviction while it plays.
+    file: Option<InUseGuard>,
+}
+
+/// The track songbird is playing for us.
+struct Playing {
+    handle: TrackHandle,
+    token: u64,
+    track: Track,
+    volume: f32,
+    /// Whether the input can jump to any position (a file, or HTTP with byte ranges).
+    seekable: bool,
+    /// Cleared to keep this handle's end from being reported (while a seek is under way,
+    /// or once it has been replaced).
+    report: Arc<AtomicBool>,
+    /// The last position songbird reported (or where the track was asked to start): the
+    /// answer while songbird cannot say, since a parked track does not move either.
+    last_position: Duration,
+    /// Keeps the cached file being played from eviction.
+    _file: Option<InUseGuard>,
+}
+
+/// Makes a [`SongbirdCall`] per guild, all sharing one HTTP client for streaming.
+pub fn factory(manager: Arc<Songbird>, http: reqwest::Client, resolver: Resolver) -> VoiceFactory {
+    Arc::new(move |guild, events| {
+        Box::new(SongbirdCall {
+            manager: manager.clone(),
+            guild: GuildId::new(guild),
+            http: http.clone(),
+            playing: None,
+            events,
+            resolver: resolver.clone(),
+        }) as Box<dyn VoiceCall>
+    })
+}
+
+/// songbird calls this when a track ends or fails; it forwards that to the player task,
+/// once, unless `report` was cleared.
+struct ForwardEnd {
+    token: u64,
+    events: VoiceEvents,
+    report: Arc<AtomicBool>,
+}
+
+/// Forwards the driver's connect, reconnect and disconnect events to the player task.
+struct ForwardLink {
+    events: VoiceEvents,
+}
+
+#[async_trait]
+impl EventHandler for ForwardLink {
+    async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
+        let ev = match ctx {
+            EventContext::DriverConnect(_) | EventContext::DriverReconnect(_) => {
+                VoiceEvent::Connected
+            }
+            EventContext::DriverDisconnect(d) => {
+                let code = match &d.reason {
+                    Some(songbird::events::context_data::DisconnectReason::WsClosed(Some(c))) => {
+                        Some(close_code(c))
+                    }
+                    _ => None,
+                };
+                VoiceEvent::Disconnected {
+                    code,
+                    reason: format!("{:?}", d.reason),
+                }
+            }
+            _ => return None,
+        };
+        let _ = self.events.send(ev);
+        None
+    }
+}
+
+/// Discord's numeric close code for songbird's enum (its discriminants are the codes).
+fn close_code(c: &songbird::model::CloseCode) -> u16 {
+    *c as u16
+}
+
+#[async_trait]
+impl EventHandler for ForwardEnd {
+    async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
+        if let EventContext::Track(tracks) = ctx {
+            if self.report.swap(false, Ordering::SeqCst) {
+                let outcome = match tracks.first().map(|(state, _)| &state.playing) {
+                    Some(PlayMode::Errored(e)) => {
+                        TrackOutcome::Failed(short_play_error(&e.to_string()))
+                    }
+                    _ => TrackOutcome::Finished,
+                };
+                let _ = self.events.send(VoiceEvent::TrackEnded {
+                    token: self.token,
+                    outcome,
+                });
+            }
+        }
+        // One report per track: remove this handler.
+        Some(Event::Cancel)
+    }
+}
+
+/// songbird's errors can embed whole HTTP bodies; keep the first line, short.
+fn short_play_error(e: &str) -> String {
+    let line = e.lines().next().unwrap_or("playback failed");
+    let mut s: String = line.chars().take(160).collect();
+    if s.len() < line.len() {
+        s.push('…');
+    }
+    s
+}
+
+#[async_trait]
+impl VoiceCall for SongbirdCall {
+    async fn join(&mut self, channel: u64) -> Result<(), VoiceError> {
+        match self.manager.join(self.guild, ChannelId::new(channel)).await {
+            Ok(call) => {
+                let mut call = call.lock().await;
+                // One set of link handlers per call: a re-join must not add a second.
+                call.remove_all_global_events();
+                for ev in [
+                    songbird::CoreEvent::DriverConnect,
+                    songbird::CoreEvent::DriverReconnect,
+                    songbird::CoreEvent::DriverDisconnect,
+                ] {
+                    let forward = ForwardLink {
+                        events: self.events.clone(),
+                    };
+                    call.add_global_event(Event::Core(ev), forward);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(guild = %self.guild, channel, error = %e, "voice join failed");
+                // A failed join can leave a half-made call behind; drop it.
+                let _ = self.manager.remove(self.guild).await;
+                Err(VoiceError::Join(e.to_string()))
+            }
+        }
+    }
+
+    fn open(&self, track: Arc<Track>) -> Opening {
+        let (resolver, client) = (self.resolver.clone(), self.http.clone());
+        Box::pin(async move { open(&resolver, &client, &track).await.map(Ready::new) })
+    }
+
+    async fn play(
+        &mut self,
+        ready: Ready,
+        opts: PlayOptions,
+        token: u64,
+    ) -> Result<(), VoiceError> {
+        self.silence_current();
+        let opened = ready
+            .take::<Opened>()
+            .ok_or_else(|| VoiceError::Play("not opened by this call".into()))?;
+        self.start(opened, opts, token).await
+    }
+
+    async fn pause(&mut self) {
+        if let Some(p) = &self.playing {
+            let _ = p.handle.pause();
+        }
+    }
+
+    async fn resume(&mut self) {
+        if let Some(p) = &self.playing {
+            let _ = p.handle.play();
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(p) = self.playing.take() {
+            p.report.store(false, Ordering::SeqCst);
+            let _ = p.handle.stop();
+        }
+    }
+
+    async fn set_volume(&mut self, volume: f32) {
+        if let Some(p) = &mut self.playing {
+            p.volume = volume;
+            let _ = p.handle.set_volume(volume);
+        }
+    }
+
+    async fn seek(&mut self, to: Duration) -> Result<Seeking, VoiceError> {
+        let p = self.playing.as_ref().ok_or(VoiceError::NotConnected)?;
+        if p.track.is_live || !p.seekable {
+            return Err(VoiceError::NotSeekable);
+        }
+        // A failed seek ends the track as errored: keep that from the player until we know.
+        p.report.store(false, Ordering::SeqCst);
+        let handle = p.handle.clone();
+        Ok(Box::pin(async move {
+            match tokio::time::timeout(SEEK_WAIT, handle.seek_async(to)).await {
+                // Past the wait the seek still lands by itself.
+                Ok(Ok(_)) | Err(_) => SeekOutcome::Done,
+                // songbird 0.6.1 drops a seek that arrives while it is still opening the
+                // track: the player opens it again at the wanted position.
+                Ok(Err(ControlError::Dropped)) => SeekOutcome::Dropped,
+                Ok(Err(e)) => SeekOutcome::Failed(seek_failure(&e.to_string())),
+            }
+        }))
+    }
+
+    async fn seek_settled(&mut self) {
+        self.resume_reports().await;
+    }
+
+    async fn position(&mut self) -> Option<Duration> {
+        let p = self.playing.as_mut()?;
+        match track_state(&p.handle).await {
+            Some(Ok(state)) => {
+                p.last_position = state.position;
+                Some(state.position)
+            }
+            Some(Err(_)) => None,
+            None => Some(p.last_position),
+        }
+    }
+
+    async fn current_channel(&mut self) -> Option<u64> {
+        let call = self.manager.get(self.guild)?;
+        let call = call.lock().await;
+        call.current_channel().map(|c| c.0.get())
+    }
+
+    async fn leave(&mut self) {
+        self.silence_current();
+        self.playing = None;
+        if self.manager.get(self.guild).is_some() {
+            if let Err(e) = self.manager.remove(self.guild).await {
+                tracing::debug!(guild = %self.guild, error = %e, "leaving voice");
+            }
+        }
+    }
+}
+
+/// What a user reads when songbird could not seek (an out-of-range position is the usual
+/// cause when the length is unknown).
+fn seek_failure(e: &str) -> String {
+    let lower = e.to_ascii_lowercase();
+    if ["out-of-range", "out of range", "outofrange"]
+        .iter()
+        .any(|k| lower.contains(k))
+    {
+        "that position is past the end of the track".into()
+    } else {
+        "the source would not jump there".into()
+    }
+}
+
+impl SongbirdCall {
+    /// The track being replaced must not report its end: the player already moved on.
+    fn silence_current(&mut self) {
+        if let Some(p) = &self.playing {
+            p.report.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Hands `input` to songbird (replacing whatever played) and wires its end to the player.
+    async fn start(
+        &mut self,
+        opened: Opened,
+        opts: PlayOptions,
+        token: u64,
+    ) -> Result<(), VoiceError> {
+        let Opened {
+            input,
+            seekable,
+            track,
+            file,
+        } = opened;
+        let call = self
+            .manager
+            .get(self.guild)
+            .ok_or(VoiceError::NotConnected)?;
+        let start_at = opts.start_at.filter(|at| !at.is_zero());
+        let resume_at = match start_at {
+            Some(at) if seekable && !track.is_live => Some(at),
+            Some(_) => {
+                tracing::info!(guild = %self.guild, "the source cannot seek; starting from the beginning");
+                None
+            }
+            None => None,
+        };
+        let t = songbird::tracks::Track::new(input).volume(opts.volume);
+        let handle = match resume_at {
+            None if opts.paused => call.lock().await.play_only(t.pause()),
+            None => call.lock().await.play_only(t),
+            Some(at) => {
+                // Added paused, the track stays unopened until the seek arrives, so it is
+                // opened at `at`. A seek sent while songbird is still opening a track is
+                // dropped (songbird 0.6.1 takes the queued seek and loses it while it waits),
+                // and the track would play from its start.
+                let handle = call.lock().await.play_only(t.pause());
+                let _ = handle.seek(at);
+                if !opts.paused {
+                    let _ = handle.play();
+                }
+                handle
+            }
+        };
+        let report = Arc::new(AtomicBool::new(true));
+        for ev in [TrackEvent::End, TrackEvent::Error] {
+            let forward = ForwardEnd {
+                token,
+                events: self.events.clone(),
+                report: report.clone(),
+            };
+            handle
+                .add_event(Event::Track(ev), forward)
+                .map_err(|e| VoiceError::Play(e.to_string()))?;
+        }
+        self.playing = Some(Playing {
+            handle,
+            token,
+            track,
+            volume: opts.volume,
+            seekable,
+            report,
+            last_position: resume_at.unwrap_or_default(),
+            _file: file,
+        });
+        Ok(())
+    }
+
+    /// After a successful (or still running) seek: report this track's end again, and report
+    /// it now if it ended while we were not listening.
+    async fn resume_reports(&mut self) {
+        let Some(p) = &self.playing else { return };
+        p.report.store(true, Ordering::SeqCst);
+        let done = match track_state(&p.handle).await {
+            Some(Ok(state)) => state.playing.is_done().then_some(state.playing),
+            Some(Err(_)) => Some(PlayMode::End),
+            // No answer: the end event still fires when it ends.
+            None => None,
+        };
+        if let Some(mode) = done {
+            if p.report.swap(false, Ordering::SeqCst) {
+                let outcome = match mode {
+                    PlayMode::Errored(e) => TrackOutcome::Failed(short_play_error(&e.to_string())),
+                    _ => TrackOutcome::Finished,
+                };
+                let _ = self.events.send(VoiceEvent::TrackEnded {
+                    token: p.token,
+                    outcome,
+                });
+            }
+        }
+    }
+}
+
+/// Makes `track` ready: what the cache says plays ([`Resolver::playable`]), opened. A stream
+/// is requested here, so a dead link fails before the track is handed to songbird; it is
+/// seekable when the server serves byte ranges of a known length.
+async fn open(
+    resolver: &Resolver,
+    client: &reqwest::Client,
+    track: &Track,
+) -> Result<Opened, VoiceError> {
+    let playable = resolver
+        .playable(track)
+        .await
+        .map_err(|e| VoiceError::Play(e.to_string()))?;
+    match playable {
+        Playable::File(f) => Ok(Opened {
+            input: songbird::input::File::new(f.path.clone()).into(),
+            seekable: true,
+            track: track.clone(),
+            file: Some(f.guard),
+        }),
+        Playable::Stream(track) => {
+            let track = *track;
+            let source = http::RangeSource::new(client, &track);
+            let body = source
+                .open(0)
+                .await
+                .map_err(|e| VoiceError::Play(e.to_string()))?;
+            let seekable = body.is_seekable_stream();
+            let input = Input::Live(
+                LiveInput::Raw(AudioStream {
+                    input: Box::new(body),
+                }),
+                Some(Box::new(source)),
+            );
+            Ok(Opened {
+                input,
+                seekable,
+                track,
+                file: None,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seek_failures_read_well() {
+        assert_eq!(
+            super::seek_failure("seeking along input [seek error: requested seek timestamp is out-of-range for stream]"),
+            "that position is past the end of the track"
+        );
+        assert_eq!(
+            super::seek_failure("anything else"),
+            "the source would not jump there"
+        );
+    }
+}

@@ -1,0 +1,540 @@
+//! An HTTP media source that seeks with `Range` requests.
+//!
+//! songbird's `AsyncAdapterStream` is not used: it keeps the bytes it already read across a
+//! seek and hands them to the decoder after the jump. [`Body`] is a plain blocking
+//! `Read + Seek` for symphonia (songbird reads on its own threads, never on the runtime):
+//! a tokio task streams the response into a channel, and a seek opens a new range.
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+use async_trait::async_trait;
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, RANGE,
+};
+use songbird::input::core::io::MediaSource;
+use songbird::input::{AudioStream, AudioStreamError, Compose};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sources::Track;
+
+/// How many body chunks are read ahead of the decoder.
+const READ_AHEAD_CHUNKS: usize = 16;
+/// Re-opens after a dropped connection, in a row, before giving up.
+const RESUMES: u32 = 2;
+/// Longest a media server may keep us waiting for its answer or for the next bytes of
+/// the body: past it the connection counts as dropped (and is re-opened, or the track
+/// fails) instead of hanging the track, or the player starting it, for ever.
+const STALL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+type Chunks = mpsc::Receiver<io::Result<Vec<u8>>>;
+
+/// Where a track's media lives; opens a [`Body`] at any offset.
+#[derive(Clone)]
+pub struct RangeSource {
+    client: reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    stall: std::time::Duration,
+}
+
+impl RangeSource {
+    pub fn new(client: &reqwest::Client, track: &Track) -> Self {
+        let mut headers = HeaderMap::new();
+        for (k, v) in &track.http_headers {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                headers.insert(k, v);
+            }
+        }
+        Self {
+            client: client.clone(),
+            url: track.stream_url.clone(),
+            headers,
+            stall: STALL_WAIT,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn with_stall_wait(mut self, stall: std::time::Duration) -> Self {
+        self.stall = stall;
+        self
+    }
+
+    /// GETs the media from byte `offset` (with `Range` when not 0). Call it on the
+    /// runtime; the body is then read from any thread that may block.
+    pub async fn open(&self, offset: u64) -> io::Result<Body> {
+        let (rx, meta) = self.request(offset, None).await?;
+        Ok(Body {
+            rt: Handle::current(),
+            source: self.clone(),
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+            pos: offset,
+            len: meta.len,
+            ranges: meta.ranges,
+            resumes: 0,
+        })
+    }
+
+    async fn request(&self, offset: u64, len: Option<u64>) -> io::Result<(Chunks, Meta)> {
+        let mut req = self.client.get(&self.url).headers(self.headers.clone());
+        if offset > 0 {
+            // Some hosts (YouTube) want the end spelled out.
+            let range = match len {
+                Some(len) => format!("bytes={offset}-{}", len.saturating_sub(1)),
+                None => format!("bytes={offset}-"),
+            };
+            req = req.header(RANGE, range);
+        }
+        let resp = tokio::time::timeout(self.stall, req.send())
+            .await
+            .map_err(|_| stalled())?
+            .map_err(|e| io::Error::other(e.without_url()))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            // At or past the end: an empty body.
+            let (_, rx) = mpsc::channel(1);
+            return Ok((rx, Meta { len, ranges: true }));
+        }
+        if !status.is_success() {
+            return Err(io::Error::other(format!(
+                "the media server answered HTTP {}",
+                status.as_u16()
+            )));
+        }
+        if offset > 0 && status != reqwest::StatusCode::PARTIAL_CONTENT {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the media server ignored the byte range",
+            ));
+        }
+        let h = resp.headers();
+        let header = |name| h.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+        let total = if status == reqwest::StatusCode::PARTIAL_CONTENT {
+            header(CONTENT_RANGE)
+                .and_then(|r| r.rsplit('/').next())
+                .and_then(|t| t.trim().parse().ok())
+        } else {
+            header(CONTENT_LENGTH).and_then(|l| l.trim().parse().ok())
+        };
+        let ranges = status == reqwest::StatusCode::PARTIAL_CONTENT
+            || header(ACCEPT_RANGES).is_some_and(|a| a.trim().eq_ignore_ascii_case("bytes"));
+        let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
+        tokio::spawn(pump(resp, tx, self.stall));
+        Ok((
+            rx,
+            Meta {
+                len: total.or(len),
+                ranges,
+            },
+        ))
+    }
+}
+
+struct Meta {
+    len: Option<u64>,
+    ranges: bool,
+}
+
+fn stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the media server stopped answering",
+    )
+}
+
+/// Copies the response body into the channel until it ends or the reader goes away.
+async fn pump(
+    mut resp: reqwest::Response,
+    tx: mpsc::Sender<io::Result<Vec<u8>>>,
+    stall: std::time::Duration,
+) {
+    loop {
+        let next = tokio::select! {
+            c = tokio::time::timeout(stall, resp.chunk()) => c,
+            _ = tx.closed() => return,
+        };
+        let item = match next {
+            Ok(Ok(Some(c))) => Ok(c.to_vec()),
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => Err(io::Error::other(e.without_url())),
+            Err(_) => Err(stalled()),
+        };
+        let last = item.is_err();
+        if tx.send(item).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+#[async_trait]
+impl Compose for RangeSource {
+    fn create(&mut self) -> Result<AudioStream<Box<dyn MediaSource>>, AudioStreamError> {
+        Err(AudioStreamError::Unsupported)
+    }
+
+    async fn create_async(
+        &mut self,
+    ) -> Result<AudioStream<Box<dyn MediaSource>>, AudioStreamError> {
+        let body = self
+            .open(0)
+            .await
+            .map_err(|e| AudioStreamError::Fail(Box::new(e)))?;
+        Ok(AudioStream {
+            input: Box::new(body) as Box<dyn MediaSource>,
+        })
+    }
+
+    fn should_create_async(&self) -> bool {
+        true
+    }
+}
+
+/// One response body being read, positioned at `pos`. Blocking: read it off the runtime.
+pub struct Body {
+    rt: Handle,
+    source: RangeSource,
+    rx: Chunks,
+    chunk: Vec<u8>,
+    at: usize,
+    pos: u64,
+    len: Option<u64>,
+    ranges: bool,
+    /// Re-opens since the last good read.
+    resumes: u32,
+}
+
+impl Body {
+    /// True when any position can be reached (byte ranges of a known length).
+    pub fn is_seekable_stream(&self) -> bool {
+        self.ranges && self.len.is_some()
+    }
+
+    /// Makes the body start at byte `at`: a new request, unless it is where we are, a
+    /// hop inside the chunk in hand, or past the end.
+    fn reposition(&mut self, at: u64) -> io::Result<()> {
+        if at == self.pos {
+            return Ok(());
+        }
+        let ahead = (self.chunk.len() - self.at) as u64;
+        if at > self.pos && at - self.pos <= ahead {
+            self.at += (at - self.pos) as usize;
+            self.pos = at;
+            return Ok(());
+        }
+        if self.len.is_some_and(|len| at >= len) {
+            let (_, rx) = mpsc::channel(1);
+            self.rx = rx;
+        } else {
+            self.rx = self.reopen(at)?;
+        }
+        self.chunk.clear();
+        self.at = 0;
+        self.pos = at;
+        Ok(())
+    }
+
+    /// A new request from `at`, waited for on this (blocking) thread.
+    fn reopen(&mut self, at: u64) -> io::Result<Chunks> {
+        let (tx, rx) = oneshot::channel();
+        let source = self.source.clone();
+        let len = self.len;
+        self.rt.spawn(async move {
+            let _ = tx.send(source.request(at, len).await);
+        });
+        let (chunks, meta) = rx
+            .blocking_recv()
+            .map_err(|_| io::Error::other("the runtime stopped"))??;
+        if self.len.is_none() {
+            self.len = meta.len;
+        }
+        Ok(chunks)
+    }
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at >= self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                Some(Err(e)) => {
+                    // A dropped connection: pick up where we are, if the server lets us.
+                    if !self.ranges || self.resumes >= RESUMES {
+                        return Err(e);
+                    }
+                    self.resumes += 1;
+                    tracing::info!(error = %e, at = self.pos, "media stream broke; resuming");
+                    self.rx = self.reopen(self.pos)?;
+                }
+                None => return Ok(0), // end of body
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        self.pos += n as u64;
+        self.resumes = 0;
+        Ok(n)
+    }
+}
+
+impl Seek for Body {
+    fn seek(&mut self, position: SeekFrom) -> io::Result<u64> {
+        let target = match position {
+            SeekFrom::Start(n) => Some(n as i128),
+            SeekFrom::Current(d) => Some(self.pos as i128 + d as i128),
+            SeekFrom::End(d) => self.len.map(|len| len as i128 + d as i128),
+        };
+        if target == Some(self.pos as i128) {
+            return Ok(self.pos);
+        }
+        if !self.is_seekable_stream() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the media server only streams from the start",
+            ));
+        }
+        let target = match target {
+            Some(t) if t >= 0 => t as u64,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "seek before the start",
+                ))
+            }
+        };
+        self.reposition(target)?;
+        Ok(self.pos)
+    }
+}
+
+impl MediaSource for Body {
+    fn is_seekable(&self) -> bool {
+        self.is_seekable_stream()
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, SeekFrom};
+
+    use super::RangeSource;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A tiny HTTP server over `data` that honours `Range: bytes=a-b` when `ranges`.
+    async fn serve(data: Vec<u8>, ranges: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let data = data.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    let range = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("range: bytes="))
+                        .and_then(|r| {
+                            let (a, b) = r.trim().split_once('-')?;
+                            let a: usize = a.parse().ok()?;
+                            let b: usize = b.parse().unwrap_or(data.len() - 1);
+                            Some((a, b.min(data.len() - 1)))
+                        });
+                    let (head, body) = match range.filter(|_| ranges) {
+                        Some((a, b)) => (
+                            format!(
+                                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n",
+                                data.len(),
+                                b + 1 - a
+                            ),
+                            data[a..=b].to_vec(),
+                        ),
+                        None => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}",
+                                data.len(),
+                                if ranges { "Accept-Ranges: bytes\r\n" } else { "" }
+                            ),
+                            data.clone(),
+                        ),
+                    };
+                    let _ = sock
+                        .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+                        .await;
+                    let _ = sock.write_all(&body).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        format!("http://{addr}/media")
+    }
+
+    fn track(url: &str) -> crate::sources::Track {
+        crate::sources::Track {
+            stream_url: url.into(),
+            ..crate::player::test_track("t")
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn range_source_reads_and_seeks_both_ways() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let url = serve(data.clone(), true).await;
+        let client = reqwest::Client::new();
+        let mut body = RangeSource::new(&client, &track(&url))
+            .open(0)
+            .await
+            .unwrap();
+        assert!(body.is_seekable_stream());
+        // songbird reads on its own threads: so do we
+        tokio::task::spawn_blocking(move || {
+            let mut head = [0u8; 10];
+            body.read_exact(&mut head).unwrap();
+            assert_eq!(&head[..], &data[..10]);
+            // forward, far
+            assert_eq!(body.seek(SeekFrom::Start(150_000)).unwrap(), 150_000);
+            body.read_exact(&mut head).unwrap();
+            assert_eq!(&head[..], &data[150_000..150_010]);
+            // backward: nothing read before the seek leaks after it
+            assert_eq!(body.seek(SeekFrom::Current(-100_010)).unwrap(), 50_000);
+            body.read_exact(&mut head).unwrap();
+            assert_eq!(&head[..], &data[50_000..50_010]);
+            // a short hop forward
+            assert_eq!(body.seek(SeekFrom::Current(3)).unwrap(), 50_013);
+            body.read_exact(&mut head).unwrap();
+            assert_eq!(&head[..], &data[50_013..50_023]);
+            // from the end, and past it
+            assert_eq!(body.seek(SeekFrom::End(-5)).unwrap(), 199_995);
+            let mut rest = Vec::new();
+            body.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, &data[199_995..]);
+            body.seek(SeekFrom::Start(500_000)).unwrap();
+            assert_eq!(body.read(&mut head).unwrap(), 0);
+            assert!(body.seek(SeekFrom::Current(-600_000)).is_err());
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_without_ranges_is_read_only_forward() {
+        let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let url = serve(data.clone(), false).await;
+        let client = reqwest::Client::new();
+        let mut body = RangeSource::new(&client, &track(&url))
+            .open(0)
+            .await
+            .unwrap();
+        assert!(!body.is_seekable_stream());
+        tokio::task::spawn_blocking(move || {
+            assert!(body.seek(SeekFrom::Start(10)).is_err());
+            assert_eq!(body.stream_position().unwrap(), 0);
+            let mut all = Vec::new();
+            body.read_to_end(&mut all).unwrap();
+            assert_eq!(all, data);
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dead_link_fails_to_open() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let client = reqwest::Client::new();
+        let err = RangeSource::new(&client, &track(&format!("http://{addr}/x")))
+            .open(0)
+            .await
+            .err()
+            .expect("404 fails");
+        assert!(err.to_string().contains("404"), "{err}");
+    }
+
+    /// A server that answers only the first request, with headers and `sent` of its
+    /// 100 000 bytes, then goes silent with the connection open; later requests get
+    /// nothing at all.
+    async fn stalling_server(sent: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            let mut first = true;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b).await;
+                if std::mem::take(&mut first) && sent > 0 {
+                    let head =
+                        "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nAccept-Ranges: bytes\r\n\r\n";
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(&vec![7u8; sent]).await;
+                }
+                open.push(s); // never closed, never answered
+            }
+        });
+        format!("http://{addr}/x")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_stops_answering_fails_the_track_instead_of_hanging_it() {
+        let stall = std::time::Duration::from_millis(300);
+        let client = reqwest::Client::new();
+        let silent = stalling_server(0).await;
+        let err = RangeSource::new(&client, &track(&silent))
+            .with_stall_wait(stall)
+            .open(0)
+            .await
+            .err()
+            .expect("no answer is an error");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+
+        // Mid-body: the bytes sent are read, then the stall is an error (after the
+        // re-opens, which get no answer either), not a read that blocks for ever.
+        let url = stalling_server(1000).await;
+        let mut body = RangeSource::new(&client, &track(&url))
+            .with_stall_wait(stall)
+            .open(0)
+            .await
+            .unwrap();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut all = Vec::new();
+            let r = body.read_to_end(&mut all);
+            (all.len(), r.map_err(|e| e.kind()))
+        });
+        let (n, r) = tokio::time::timeout(std::time::Duration::from_secs(20), read)
+            .await
+            .expect("the read ends")
+            .unwrap();
+        assert_eq!(n, 1000);
+        assert_eq!(r, Err(std::io::ErrorKind::TimedOut));
+    }
+}
