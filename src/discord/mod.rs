@@ -6,6 +6,7 @@ pub mod commands;
 pub mod events;
 pub mod format;
 pub mod notify;
+pub mod presence;
 pub mod reply;
 pub mod restore;
 pub mod voice;
