@@ -6,7 +6,7 @@ use poise::serenity_prelude as serenity;
 use super::dj;
 use super::parse;
 use super::{
-    listeners, listening, listening_to_something, reply, sentence, Context, Error, Listening,
+    humans_in, listening, listening_to_something, reply, sentence, Context, Error, Listening,
 };
 use crate::discord::format::{self, bold, escape};
 use crate::player::queue::QueueError;
@@ -73,7 +73,7 @@ async fn skip_now(ctx: Context<'_>, l: &Listening, n: usize, prefix: &str) -> Re
 async fn vote_skip(ctx: Context<'_>, l: &Listening) -> Result<(), Error> {
     let current = l.snapshot.current.as_ref().expect("checked by the caller");
     let title = bold(&current.track.title, 80);
-    let here = listeners(ctx, l.channel);
+    let here = humans_in(ctx.serenity_context(), l.guild.into(), l.channel.into());
     let tally = ctx
         .data()
         .skip_votes
