@@ -2,7 +2,7 @@
 //! watches, one `TaskTracker` that shutdown waits on. Nothing is spawned untracked.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use poise::serenity_prelude as serenity;
@@ -156,6 +156,11 @@ impl App {
             processes: ytdlp.stats(),
             cache: Some(Arc::new(crate::cache::Expiry(resolver.clone()))),
         });
+        let status = Arc::new(crate::status::Status::new(
+            scheduler,
+            ytdlp.clone(),
+            managed.clone(),
+        ));
         let bot = Arc::new(Bot {
             ytdlp,
             resolver,
@@ -170,13 +175,10 @@ impl App {
             config: config.clone(),
             players,
             db,
-            started: Instant::now(),
-            scheduler,
+            status,
             ready: tokio::sync::watch::Sender::new(false),
             shutdown: shutdown.clone(),
             sweeper: sweeper.clone(),
-            ytdlp_version: tokio::sync::OnceCell::new(),
-            started_cpu: (Instant::now(), crate::resources::system::usage().cpu_time),
         });
         let intents =
             serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_VOICE_STATES;

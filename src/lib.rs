@@ -15,5 +15,7 @@ pub mod player;
 pub mod resources;
 pub mod settings;
 pub mod sources;
+/// What the bot says about itself in `/resources`: uptime, CPU, mixer load, yt-dlp.
+pub mod status;
 pub mod systemd;
 pub mod voice;

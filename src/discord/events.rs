@@ -3,6 +3,7 @@
 
 use poise::serenity_prelude as serenity;
 
+use super::presence::humans_in;
 use super::{Data, Error};
 use crate::player::Request;
 use crate::resources::CleanupReason;
@@ -37,7 +38,7 @@ pub async fn on_event(
                     })
                     .await;
                 if let Some(c) = new.channel_id {
-                    let humans = humans_in(ctx, guild, c);
+                    let humans = humans_in(ctx, guild, c).len();
                     player
                         .send(Request::Presence {
                             channel: c.get(),
@@ -50,7 +51,7 @@ pub async fn on_event(
             // Someone else: only the channels they left and joined matter.
             let left = old.as_ref().and_then(|o| o.channel_id);
             for channel in [left, new.channel_id].into_iter().flatten() {
-                let humans = humans_in(ctx, guild, channel);
+                let humans = humans_in(ctx, guild, channel).len();
                 player
                     .send(Request::Presence {
                         channel: channel.get(),
@@ -79,28 +80,4 @@ pub async fn on_event(
         _ => {}
     }
     Ok(())
-}
-
-/// Humans (not bots) in a voice channel, from the gateway cache.
-pub fn humans_in(
-    ctx: &serenity::Context,
-    guild: serenity::GuildId,
-    channel: serenity::ChannelId,
-) -> usize {
-    let Some(g) = ctx.cache.guild(guild) else {
-        return 0;
-    };
-    g.voice_states
-        .values()
-        .filter(|vs| vs.channel_id == Some(channel))
-        .filter(|vs| {
-            let is_bot = vs
-                .member
-                .as_ref()
-                .map(|m| m.user.bot)
-                .or_else(|| g.members.get(&vs.user_id).map(|m| m.user.bot))
-                .unwrap_or(false);
-            !is_bot
-        })
-        .count()
 }

@@ -6,11 +6,11 @@ pub mod commands;
 pub mod events;
 pub mod format;
 pub mod notify;
+pub mod presence;
 pub mod reply;
 pub mod restore;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use poise::serenity_prelude as serenity;
 use sqlx::SqlitePool;
@@ -40,19 +40,14 @@ pub struct Bot {
     pub resolver: crate::cache::Resolver,
     pub policy: UrlPolicy,
     pub db: SqlitePool,
-    pub started: Instant,
-    /// songbird's mixer scheduler: its task counts feed `/resources`.
-    pub scheduler: songbird::driver::Scheduler,
+    /// Uptime, CPU, mixer load and yt-dlp figures for `/resources`.
+    pub status: Arc<crate::status::Status>,
     /// Becomes true once the gateway is ready and commands are registered (systemd's
     /// READY=1 waits on it).
     pub ready: tokio::sync::watch::Sender<bool>,
     /// The app's shutdown signal: long-running commands stop when it fires.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub sweeper: Arc<crate::resources::sweeper::Sweeper>,
-    /// Asked once, on the first `/resources`.
-    pub ytdlp_version: tokio::sync::OnceCell<String>,
-    /// (wall clock, CPU time) at start, the first baseline for CPU%.
-    pub started_cpu: (Instant, std::time::Duration),
 }
 
 pub type Data = Arc<Bot>;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use poise::serenity_prelude as serenity;
 
-use super::events::humans_in;
+use super::presence::humans_in;
 use super::Bot;
 use crate::player::persist::QueueStore;
 use crate::player::Request;
@@ -37,7 +37,7 @@ async fn restore(ctx: &serenity::Context, bot: &Bot) {
             .cache
             .guild(g)
             .is_some_and(|gd| gd.channels.contains_key(&channel));
-        if !queue.playing || !exists || humans_in(ctx, g, channel) == 0 {
+        if !queue.playing || !exists || humans_in(ctx, g, channel).is_empty() {
             tracing::info!(
                 guild,
                 "dropping a saved queue: nothing to resume or nobody to hear it"

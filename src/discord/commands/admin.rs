@@ -10,7 +10,8 @@ use super::{reply, Context, Error};
 use crate::discord::Bot;
 use crate::player::Request;
 use crate::resources::report::{CacheFigures, ResourceReport};
-use crate::resources::{system, CleanupReason, Kind};
+use crate::resources::{CleanupReason, Kind};
+use crate::status::ProcessMeter;
 
 /// How long `/resources` keeps its message live, and how often it refreshes.
 const LIVE_FOR: Duration = Duration::from_secs(60);
@@ -62,8 +63,8 @@ pub async fn resources(ctx: Context<'_>) -> Result<(), Error> {
             .style(serenity::ButtonStyle::Secondary)]),
         ])
     };
-    let mut cpu = bot.started_cpu;
-    let report = gather(&bot, &mut cpu).await;
+    let mut meter = bot.status.process_meter();
+    let report = gather(&bot, &mut meter).await;
     let handle = ctx.send(render(&report)).await?;
     let until = Instant::now() + LIVE_FOR;
     // Refresh in place every few seconds (or on the button) for about a minute.
@@ -75,7 +76,7 @@ pub async fn resources(ctx: Context<'_>) -> Result<(), Error> {
             p = press => p,
             _ = bot.shutdown.cancelled() => break,
         };
-        let report = gather(&bot, &mut cpu).await;
+        let report = gather(&bot, &mut meter).await;
         match pressed {
             Some(press) if press.user.id == ctx.author().id => {
                 let msg = serenity::CreateInteractionResponseMessage::new().embed(embed(&report));
@@ -95,7 +96,7 @@ pub async fn resources(ctx: Context<'_>) -> Result<(), Error> {
         }
     }
     // Leave the last figures without a button that no longer works.
-    let report = gather(&bot, &mut cpu).await;
+    let report = gather(&bot, &mut meter).await;
     handle
         .edit(
             ctx,
@@ -119,11 +120,12 @@ fn embed(report: &ResourceReport) -> serenity::CreateEmbed {
     ))
 }
 
-/// Collects the figures. `cpu` is the previous (time, cpu time) reading; CPU% is the use
-/// since then.
-pub async fn gather(bot: &Bot, cpu: &mut (Instant, Duration)) -> ResourceReport {
+/// Collects the figures. `meter` belongs to one live message: its CPU% is the use since
+/// that message's previous refresh.
+pub async fn gather(bot: &Bot, meter: &mut ProcessMeter) -> ResourceReport {
+    let status = &bot.status;
     let mut r = ResourceReport {
-        uptime: bot.started.elapsed(),
+        uptime: status.uptime(),
         ..Default::default()
     };
     // Asked all at once: one slow actor (a track starting) must not hold up the rest.
@@ -147,44 +149,23 @@ pub async fn gather(bot: &Bot, cpu: &mut (Instant, Duration)) -> ResourceReport 
         .iter()
         .map(|k| (*k, bot.registry.stats(*k)))
         .collect::<BTreeMap<_, _>>();
-    let y = bot.ytdlp.stats();
-    r.ytdlp_running = y.live_count();
-    r.ytdlp_spawned = y.spawned.load(std::sync::atomic::Ordering::SeqCst);
-    r.ytdlp_timed_out = y.timed_out.load(std::sync::atomic::Ordering::SeqCst);
-    r.ytdlp_version = match bot.managed.as_ref().and_then(|m| m.version()) {
-        Some(v) => format!("{v} (managed)"),
-        None => bot
-            .ytdlp_version
-            .get_or_init(|| async {
-                bot.ytdlp
-                    .version()
-                    .await
-                    .unwrap_or_else(|e| format!("unavailable ({e})"))
-            })
-            .await
-            .clone(),
-    };
+    let y = status.ytdlp_processes();
+    r.ytdlp_running = y.running;
+    r.ytdlp_spawned = y.spawned;
+    r.ytdlp_timed_out = y.timed_out;
+    r.ytdlp_version = status.ytdlp_version().await;
     r.tokio_tasks = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
-    r.mixer_tasks_live = bot.scheduler.live_tasks();
-    r.mixer_threads = bot.scheduler.worker_threads();
-    if let Ok(stats) = bot.scheduler.worker_thread_stats().await {
-        let costs: Vec<f64> = stats
-            .iter()
-            .map(|s| s.last_compute_cost_ns() as f64 / 1000.0)
-            .collect();
-        if !costs.is_empty() {
-            r.mixer_cost_us = costs.iter().sum::<f64>() / costs.len() as f64;
-        }
-    }
-    let usage = system::usage();
-    let now = (Instant::now(), usage.cpu_time);
-    r.cpu_percent = system::cpu_percent(*cpu, now);
-    *cpu = now;
-    r.rss_bytes = usage.rss_bytes;
-    r.threads = usage.threads;
-    r.open_fds = usage.open_fds;
+    let mixer = status.mixer().await;
+    r.mixer_tasks_live = mixer.live;
+    r.mixer_threads = mixer.threads;
+    r.mixer_cost_us = mixer.cost_us;
+    let p = meter.read();
+    r.cpu_percent = p.cpu_percent;
+    r.rss_bytes = p.rss_bytes;
+    r.threads = p.threads;
+    r.open_fds = p.open_fds;
     r.cache = cache_figures(bot).await;
     r.cleanups = bot.registry.cleanups();
     r.leaks = bot.registry.leaks();

@@ -6,7 +6,7 @@ use poise::serenity_prelude as serenity;
 use super::dj;
 use super::parse;
 use super::{
-    listeners, listening, listening_to_something, reply, sentence, Context, Error, Listening,
+    humans_in, listening, listening_to_something, reply, sentence, Context, Error, Listening,
 };
 use crate::discord::format::{self, bold, escape};
 use crate::player::queue::QueueError;
@@ -78,7 +78,7 @@ fn skipped_line(s: &Skipped) -> String {
 async fn vote_skip(ctx: Context<'_>, l: &Listening) -> Result<(), Error> {
     let current = l.snapshot.current.as_ref().expect("checked by the caller");
     let title = bold(&current.track.title, 80);
-    let listeners = listeners(ctx, l.channel);
+    let listeners = humans_in(ctx.serenity_context(), l.guild.into(), l.channel.into());
     let here = listeners.len();
     let vote = |reply| Request::VoteSkip {
         current: current.id,

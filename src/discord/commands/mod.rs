@@ -11,6 +11,7 @@ mod queue;
 
 use poise::serenity_prelude as serenity;
 
+use super::presence::humans_in;
 use super::{reply, Context, Data, Error};
 use crate::player::{PlayerError, PlayerHandle, Snapshot};
 
@@ -46,30 +47,6 @@ fn caller_channel(ctx: Context<'_>) -> Option<u64> {
         .get(&ctx.author().id)
         .and_then(|vs| vs.channel_id)
         .map(serenity::ChannelId::get)
-}
-
-/// Humans (not bots) in `channel` of the caller's guild, by user id, from the gateway cache.
-fn listeners(ctx: Context<'_>, channel: u64) -> Vec<u64> {
-    let Some(guild) = ctx.guild() else {
-        return Vec::new();
-    };
-    let me = ctx.serenity_context().cache.current_user().id;
-    guild
-        .voice_states
-        .values()
-        .filter(|vs| vs.channel_id.map(serenity::ChannelId::get) == Some(channel))
-        .filter(|vs| vs.user_id != me)
-        .filter(|vs| {
-            let is_bot = vs
-                .member
-                .as_ref()
-                .map(|m| m.user.bot)
-                .or_else(|| guild.members.get(&vs.user_id).map(|m| m.user.bot))
-                .unwrap_or(false);
-            !is_bot
-        })
-        .map(|vs| vs.user_id.get())
-        .collect()
 }
 
 /// A caller who listens in the bot's channel, with the player and its state.
