@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub mod audio;
 pub mod metadata;
+pub mod playlist;
 pub mod resolver;
 pub mod size;
 
@@ -42,6 +43,7 @@ pub use metadata::{
     alias_for, normalise_search, normalise_url, Counter, Counters, Lookup, MetadataCache,
     UNKNOWN_EXPIRY_TRUST,
 };
+pub use playlist::{PlaylistLimits, PlaylistOutcome, PlaylistReport};
 pub use resolver::{CacheOutcome, CacheStats, ExpireReport, Playable, Resolved, Resolver};
 
 /// A stream URL expiring within this margin counts as expired (the track may wait in a

@@ -89,6 +89,8 @@ struct Inner {
     meta: MetadataCache,
     audio: AudioCache,
     clock: Arc<dyn Clock>,
+    /// The app's shutdown: long lookups (a playlist's entries) stop when it fires.
+    cancel: CancellationToken,
 }
 
 /// The caching resolver. Cheap to clone.
@@ -135,7 +137,7 @@ impl Resolver {
             settings.clone(),
             clock.clone(),
             tasks,
-            cancel,
+            cancel.clone(),
         );
         Resolver {
             inner: Arc::new(Inner {
@@ -144,6 +146,7 @@ impl Resolver {
                 meta,
                 audio,
                 clock,
+                cancel,
             }),
         }
     }
@@ -162,6 +165,11 @@ impl Resolver {
 
     pub fn audio(&self) -> &AudioCache {
         &self.inner.audio
+    }
+
+    /// Resolves once the app shuts down.
+    pub(super) async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
     }
 
     /// Resolves `q`, from the cache when it can. See the module docs for the order.

@@ -24,7 +24,7 @@ use crate::player::handle::{
 use crate::player::notices::Notices;
 use crate::player::persist::{QueueStore, Shape};
 use crate::player::queue::{Advance, LoopMode, Queue, QueueError, Requester};
-use crate::player::reconnect::Reconnect;
+use crate::player::reconnect::{Reconnect, Step};
 use crate::player::voice::{
     Notice, Notifier, PlayOptions, Ready, SeekOutcome, TrackOutcome, VoiceCall, VoiceError,
     VoiceEvent, VoiceFactory,
@@ -62,21 +62,21 @@ struct Starting {
 }
 
 pub struct GuildPlayer {
-    pub(super) guild: u64,
-    pub(super) queue: Queue,
-    pub(super) voice: Box<dyn VoiceCall>,
+    guild: u64,
+    queue: Queue,
+    voice: Box<dyn VoiceCall>,
     notices: Notices,
     settings: PlayerSettings,
-    pub(super) registry: Arc<Registry>,
-    pub(super) voice_channel: Option<u64>,
+    registry: Arc<Registry>,
+    voice_channel: Option<u64>,
     text_channel: Option<u64>,
-    pub(super) paused: bool,
+    paused: bool,
     /// Token of the track the voice call is playing (or opening); bumped on every start
     /// and stop.
     token: u64,
     starting: Option<Starting>,
     /// The voice call holds a track of ours (playing or paused), which a new start stops.
-    pub(super) handed: bool,
+    handed: bool,
     events: mpsc::UnboundedReceiver<VoiceEvent>,
     inbox: mpsc::UnboundedReceiver<Internal>,
     inbox_tx: mpsc::UnboundedSender<Internal>,
@@ -86,7 +86,7 @@ pub struct GuildPlayer {
     work: CancellationToken,
     activity: Activity,
     /// Set while the voice connection is down: when to act and how often we tried.
-    pub(super) reconnect: Option<Reconnect>,
+    reconnect: Option<Reconnect>,
     /// Registered while connected; dropping it unregisters the call.
     call: Option<CallGuard>,
     store: Arc<dyn QueueStore>,
@@ -101,7 +101,7 @@ pub struct GuildPlayer {
 }
 
 /// What the task does after handling one message.
-pub(super) enum Flow {
+enum Flow {
     Continue,
     /// Leave the channel for this reason, then end.
     Leave(CleanupReason),
@@ -264,8 +264,73 @@ impl GuildPlayer {
     async fn on_voice_event(&mut self, ev: VoiceEvent) -> Flow {
         match ev {
             VoiceEvent::TrackEnded { token, outcome } => self.on_track_ended(token, outcome).await,
-            VoiceEvent::Connected => self.on_connected(),
-            VoiceEvent::Disconnected { code, reason } => self.on_disconnected(code, reason),
+            VoiceEvent::Connected => {
+                if self.reconnect.take().is_some() {
+                    tracing::info!(guild = self.guild, "voice connection restored");
+                }
+            }
+            VoiceEvent::Disconnected { code, reason } => {
+                if self.voice_channel.is_none() {
+                    return Flow::Continue; // our own leave
+                }
+                tracing::warn!(
+                    guild = self.guild,
+                    ?code,
+                    reason,
+                    "voice connection dropped"
+                );
+                self.registry.record_error("voice disconnect");
+                if self.reconnect.is_none() {
+                    self.reconnect = Some(Reconnect::after_drop(code, Instant::now()));
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The connection did not come back by itself: act on what `reconnect.rs` says (re-join
+    /// the same channel, or give up and clean up so a later `/play` starts fresh).
+    async fn try_rejoin(&mut self, r: Reconnect) -> Flow {
+        let Some(channel) = self.voice_channel else {
+            self.reconnect = None;
+            return Flow::Continue;
+        };
+        let seen = match r.needs_view() {
+            true => self.voice.current_channel().await,
+            false => Some(channel),
+        };
+        let attempt = match r.next(channel, seen) {
+            Step::Moved => {
+                self.reconnect = None;
+                return Flow::Continue;
+            }
+            Step::Leave(reason) => {
+                if reason == CleanupReason::Error {
+                    tracing::warn!(guild = self.guild, "voice connection lost for good");
+                }
+                return Flow::Leave(reason);
+            }
+            Step::Rejoin(attempt) => attempt,
+        };
+        let position = self.voice.position().await;
+        tracing::info!(guild = self.guild, attempt, "re-joining voice");
+        // songbird treats a join of the channel it thinks it is in as done: drop the dead
+        // session first so the join opens a new one.
+        self.voice.leave().await;
+        self.handed = false;
+        match self.voice.join(channel).await {
+            Ok(()) => {
+                self.reconnect = None;
+                if self.queue.current().is_some() {
+                    let paused = self.paused;
+                    self.start_current_at(position, true).await;
+                    self.paused = paused;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(guild = self.guild, error = %e, "re-join failed");
+                self.reconnect = Some(r.retry(Instant::now()));
+            }
         }
         Flow::Continue
     }
@@ -593,7 +658,7 @@ impl GuildPlayer {
     /// Stops what plays and starts opening the queue's current entry in a task of its own;
     /// it plays from `start_at` when [`Internal::Opened`] comes back. A track that cannot be
     /// opened is reported and skipped then, so the queue never wedges.
-    pub(super) async fn start_current_at(&mut self, start_at: Option<Duration>, announce: bool) {
+    async fn start_current_at(&mut self, start_at: Option<Duration>, announce: bool) {
         self.stop_voice().await;
         self.votes.clear();
         let Some(entry) = self.queue.current() else {

@@ -1,13 +1,13 @@
-//! What the player does when its voice connection drops: wait a grace period (songbird
-//! resumes a 4015 itself, and a move arrives as a new voice state), then re-join the same
-//! channel with exponential backoff, or give up and clean up so a later `/play` starts
-//! fresh. A 4014 (kicked, channel gone) is never undone by a re-join.
+//! What the player does when its voice connection drops, as a pure state machine that
+//! `guild.rs` drives: wait a grace period (songbird resumes a 4015 itself, and a move
+//! arrives as a new voice state), then re-join the same channel with exponential backoff,
+//! or give up and clean up so a later `/play` starts fresh. A 4014 (kicked, channel gone)
+//! is never undone by a re-join.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::guild::{Flow, GuildPlayer};
 use crate::resources::CleanupReason;
 
 /// How often a lost voice connection is re-joined before giving up, and the first wait.
@@ -16,8 +16,10 @@ const REJOIN_BASE: Duration = Duration::from_secs(1);
 /// How long a dropped connection may take to come back on its own before the player acts.
 const RECONNECT_GRACE: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Reconnect {
+/// A dropped voice connection the player is waiting on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// When to act next.
     pub at: Instant,
     attempts: u32,
     /// Discord closed with 4014 (kicked, channel gone, or moved): unless a move arrives
@@ -25,93 +27,91 @@ pub(super) struct Reconnect {
     kicked: bool,
 }
 
-impl GuildPlayer {
-    /// The driver reports the connection is up again (first connect or a resume).
-    pub(super) fn on_connected(&mut self) {
-        if self.reconnect.take().is_some() {
-            tracing::info!(guild = self.guild, "voice connection restored");
+/// What to do once a [`Reconnect`] is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Moved to another channel meanwhile: songbird connects there itself; stop waiting.
+    Moved,
+    /// Leave and clean up for this reason.
+    Leave(CleanupReason),
+    /// Drop the dead session and join the channel again (attempt number, from 1).
+    Rejoin(u32),
+}
+
+impl Reconnect {
+    /// The connection dropped now, with Discord's close `code` if it sent one.
+    pub fn after_drop(code: Option<u16>, now: Instant) -> Self {
+        Self {
+            at: now + RECONNECT_GRACE,
+            attempts: 0,
+            kicked: code == Some(4014),
         }
     }
 
-    /// The driver reports the connection dropped, with Discord's close `code` if any.
-    pub(super) fn on_disconnected(&mut self, code: Option<u16>, reason: String) {
-        if self.voice_channel.is_none() {
-            return; // our own leave
-        }
-        tracing::warn!(
-            guild = self.guild,
-            ?code,
-            reason,
-            "voice connection dropped"
-        );
-        self.registry.record_error("voice disconnect");
-        if self.reconnect.is_none() {
-            self.reconnect = Some(Reconnect {
-                at: Instant::now() + RECONNECT_GRACE,
-                attempts: 0,
-                kicked: code == Some(4014),
-            });
-        }
+    /// Whether [`next`](Self::next) needs the voice layer's view of its channel: only
+    /// before the first attempt (after one, we disconnected it ourselves).
+    pub fn needs_view(&self) -> bool {
+        self.attempts == 0
     }
 
-    /// The connection did not come back by itself: re-join the same channel with
-    /// exponential backoff, or give up and clean up so a later `/play` starts fresh.
-    pub(super) async fn try_rejoin(&mut self, r: Reconnect) -> Flow {
-        let Some(channel) = self.voice_channel else {
-            self.reconnect = None;
-            return Flow::Continue;
-        };
-        // After a failed attempt we are disconnected by our own hand; before the first,
-        // the voice layer's view says what happened meanwhile.
-        let seen = if r.attempts == 0 {
-            self.voice.current_channel().await
-        } else {
-            Some(channel)
-        };
+    /// The step for a player in `channel`, given the channel the voice layer says it is in
+    /// (`seen`; pass `Some(channel)` when [`needs_view`](Self::needs_view) is false).
+    pub fn next(&self, channel: u64, seen: Option<u64>) -> Step {
         match seen {
             // Disconnected by someone (kick, channel gone): nothing to re-join.
-            None => return Flow::Leave(CleanupReason::BotDisconnected),
-            // Moved: a new voice state will follow; songbird connects there itself.
-            Some(c) if c != channel => {
-                self.reconnect = None;
-                return Flow::Continue;
-            }
+            None => Step::Leave(CleanupReason::BotDisconnected),
+            Some(c) if c != channel => Step::Moved,
             // 4014 without a move: Discord ended this session (kicked, channel gone).
-            Some(_) if r.kicked => return Flow::Leave(CleanupReason::BotDisconnected),
-            Some(_) => {}
+            Some(_) if self.kicked => Step::Leave(CleanupReason::BotDisconnected),
+            Some(_) if self.attempts >= REJOIN_ATTEMPTS => Step::Leave(CleanupReason::Error),
+            Some(_) => Step::Rejoin(self.attempts + 1),
         }
-        if r.attempts >= REJOIN_ATTEMPTS {
-            tracing::warn!(guild = self.guild, "voice connection lost for good");
-            return Flow::Leave(CleanupReason::Error);
+    }
+
+    /// After a failed re-join: wait twice as long as the last time.
+    pub fn retry(&self, now: Instant) -> Self {
+        Self {
+            at: now + REJOIN_BASE * 2u32.pow(self.attempts),
+            attempts: self.attempts + 1,
+            kicked: false,
         }
-        let position = self.voice.position().await;
-        tracing::info!(
-            guild = self.guild,
-            attempt = r.attempts + 1,
-            "re-joining voice"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drop_waits_then_rejoins_with_backoff_and_gives_up() {
+        let t0 = Instant::now();
+        let r = Reconnect::after_drop(Some(4006), t0);
+        assert_eq!(r.at, t0 + RECONNECT_GRACE);
+        assert!(r.needs_view());
+        assert_eq!(r.next(10, Some(10)), Step::Rejoin(1));
+        let r1 = r.retry(t0);
+        assert!(!r1.needs_view());
+        assert_eq!(r1.at, t0 + Duration::from_secs(1));
+        let r2 = r1.retry(t0);
+        assert_eq!(r2.at, t0 + Duration::from_secs(2));
+        let r3 = r2.retry(t0);
+        assert_eq!(r3.at, t0 + Duration::from_secs(4));
+        assert_eq!(r3.next(10, Some(10)), Step::Leave(CleanupReason::Error));
+    }
+
+    #[test]
+    fn a_kick_a_disconnect_and_a_move_are_not_undone() {
+        let t0 = Instant::now();
+        let kicked = Reconnect::after_drop(Some(4014), t0);
+        assert_eq!(
+            kicked.next(10, Some(10)),
+            Step::Leave(CleanupReason::BotDisconnected)
         );
-        // songbird treats a join of the channel it thinks it is in as done: drop the dead
-        // session first so the join opens a new one.
-        self.voice.leave().await;
-        self.handed = false;
-        match self.voice.join(channel).await {
-            Ok(()) => {
-                self.reconnect = None;
-                if self.queue.current().is_some() {
-                    let paused = self.paused;
-                    self.start_current_at(position, true).await;
-                    self.paused = paused;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(guild = self.guild, error = %e, "re-join failed");
-                self.reconnect = Some(Reconnect {
-                    at: Instant::now() + REJOIN_BASE * 2u32.pow(r.attempts),
-                    attempts: r.attempts + 1,
-                    kicked: false,
-                });
-            }
-        }
-        Flow::Continue
+        assert_eq!(kicked.next(10, Some(11)), Step::Moved);
+        let dropped = Reconnect::after_drop(None, t0);
+        assert_eq!(
+            dropped.next(10, None),
+            Step::Leave(CleanupReason::BotDisconnected)
+        );
     }
 }

@@ -2,23 +2,15 @@
 //! end of the queue or, with `next`, at the front.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use url::Url;
 
 use super::{caller_channel, dj, reply, sentence, Context, Error};
-use crate::cache::CacheOutcome;
+use crate::cache::{CacheOutcome, PlaylistLimits, PlaylistOutcome, PlaylistReport};
 use crate::discord::format::{self, bold};
 use crate::player::{Enqueued, PlayerError, Request, Requester, Snapshot};
 use crate::settings::GuildSettings;
-use crate::sources::{self, Query, ResolveError, Track};
-
-/// Playlist entries resolved at once.
-const PLAYLIST_CONCURRENCY: usize = 4;
-/// How long `/play` spends resolving a playlist's entries up front; the rest are queued as
-/// listed and resolved when their turn comes.
-const PLAYLIST_BUDGET: Duration = Duration::from_secs(60);
+use crate::sources::{self, Query, Track};
 
 /// Play a song or a playlist from a link, or search for a song by name
 #[poise::command(slash_command, guild_only)]
@@ -214,73 +206,49 @@ async fn play_playlist(
     room: usize,
 ) -> Result<(), Error> {
     let bot = ctx.data();
-    let cap = bot.config.player.max_playlist;
-    // One more than the cap, to know whether the cap cut anything.
-    let (title, mut entries) = match bot.ytdlp.resolve_playlist(url, cap + 1).await {
-        Ok(r) => r,
+    let fits = |t: &Track| too_long(t, settings).is_none();
+    let limits = PlaylistLimits {
+        max: bot.config.player.max_playlist,
+        room,
+        fits: &fits,
+    };
+    let (title, tracks, mut report) = match bot.resolver.resolve_playlist(url, limits).await {
+        Ok(PlaylistOutcome::List {
+            title,
+            tracks,
+            report,
+        }) => (title, tracks, report),
+        // Not a playlist after all: one resolved track.
+        Ok(PlaylistOutcome::Single(track)) => {
+            if let Some(why) = too_long(&track, settings) {
+                return reply::error_after_defer(ctx, why).await;
+            }
+            let track = Arc::new(track);
+            return match enqueue(ctx, target, vec![track.clone()]).await {
+                Ok(done) => {
+                    record(ctx, target, std::slice::from_ref(&track)).await;
+                    reply::ok(ctx, added_line(&track, &done, target.front)).await
+                }
+                Err(e) => reply::error_after_defer(ctx, refusal(&e, settings)).await,
+            };
+        }
         Err(e) => {
             tracing::info!(guild = target.guild, error = %e, "could not list a playlist");
             return reply::error_after_defer(ctx, e.to_string()).await;
         }
     };
-    // Not a playlist after all: one resolved track.
-    if entries.len() == 1 && entries[0].is_resolved() {
-        let track = entries.into_iter().next().expect("one");
-        bot.resolver
-            .remember(Some(&Query::Url(url.clone())), &track)
-            .await;
-        if let Some(why) = too_long(&track, settings) {
-            return reply::error_after_defer(ctx, why).await;
-        }
-        let track = Arc::new(track);
-        return match enqueue(ctx, target, vec![track.clone()]).await {
-            Ok(done) => {
-                record(ctx, target, std::slice::from_ref(&track)).await;
-                reply::ok(ctx, added_line(&track, &done, target.front)).await
-            }
-            Err(e) => reply::error_after_defer(ctx, refusal(&e, settings)).await,
-        };
-    }
-    let capped = entries.len() > cap;
-    entries.truncate(cap);
-    let mut report = Report {
-        listed: entries.len(),
-        capped,
-        ..Report::default()
-    };
-    let mut wanted = Vec::new();
-    for e in entries {
-        if too_long(&e, settings).is_some() {
-            report.too_long += 1;
-        } else {
-            wanted.push(e);
-        }
-    }
-    if wanted.len() > room {
-        report.no_room = wanted.len() - room;
-        wanted.truncate(room);
-    }
-    let (resolved, failed) = resolve_entries(ctx, wanted).await;
-    report.failed = failed;
-    let mut tracks = Vec::new();
-    for t in resolved {
-        if too_long(&t, settings).is_some() {
-            report.too_long += 1;
-        } else {
-            tracks.push(Arc::new(t));
-        }
-    }
     if tracks.is_empty() {
         let why = if report.no_room > 0 && room == 0 {
             full(settings.max_queue)
         } else {
             format!(
                 "Nothing from that playlist could be queued{}.",
-                report.skipped_note()
+                skipped_note(&report)
             )
         };
         return reply::error_after_defer(ctx, why).await;
     }
+    let tracks: Vec<Arc<Track>> = tracks.into_iter().map(Arc::new).collect();
     let wanted = tracks.len();
     match enqueue(ctx, target, tracks.clone()).await {
         Ok(done) => {
@@ -297,7 +265,7 @@ async fn play_playlist(
                 format!(
                     "Queued {} from {name}{start}{}.",
                     format::tracks(done.added),
-                    report.skipped_note()
+                    skipped_note(&report)
                 ),
             )
             .await
@@ -306,77 +274,22 @@ async fn play_playlist(
     }
 }
 
-/// What happened to a playlist's entries besides being queued.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Report {
-    listed: usize,
-    /// The listing stopped at `player.max_playlist`.
-    capped: bool,
-    failed: usize,
-    too_long: usize,
-    no_room: usize,
-}
-
-impl Report {
-    /// ` · 2 skipped (could not be loaded) · ...`, empty when nothing was left out.
-    fn skipped_note(&self) -> String {
-        let mut out = String::new();
-        if self.failed > 0 {
-            out.push_str(&format!(" · {} skipped (could not be loaded)", self.failed));
-        }
-        if self.too_long > 0 {
-            out.push_str(&format!(" · {} skipped (too long or live)", self.too_long));
-        }
-        if self.no_room > 0 {
-            out.push_str(&format!(" · {} left out (the queue is full)", self.no_room));
-        }
-        if self.capped {
-            out.push_str(&format!(" · only the first {} are taken", self.listed));
-        }
-        out
+/// ` · 2 skipped (could not be loaded) · ...`, empty when nothing was left out.
+fn skipped_note(r: &PlaylistReport) -> String {
+    let mut out = String::new();
+    if r.failed > 0 {
+        out.push_str(&format!(" · {} skipped (could not be loaded)", r.failed));
     }
-}
-
-/// Resolves playlist entries a few at a time, in order, within [`PLAYLIST_BUDGET`]; entries
-/// not reached in time are returned as listed (the player resolves them when they play).
-/// Returns the tracks and how many failed.
-async fn resolve_entries(ctx: Context<'_>, entries: Vec<Track>) -> (Vec<Track>, usize) {
-    let bot = ctx.data().clone();
-    let deadline = tokio::time::Instant::now() + PLAYLIST_BUDGET;
-    let mut stream = futures::stream::iter(entries.clone().into_iter().map(|e| {
-        let resolver = bot.resolver.clone();
-        async move {
-            let url = Url::parse(&e.page_url).map_err(|_| ResolveError::InvalidUrl)?;
-            resolver.resolve(&Query::Url(url)).await.map(|r| r.track)
-        }
-    }))
-    .buffered(PLAYLIST_CONCURRENCY);
-    let (mut out, mut failed, mut done) = (Vec::new(), 0, 0);
-    loop {
-        // `None`: out of time (or shutting down).
-        let next = tokio::select! {
-            n = tokio::time::timeout_at(deadline, stream.next()) => n.ok(),
-            _ = bot.shutdown.cancelled() => None,
-        };
-        match next {
-            Some(Some(Ok(track))) => out.push(track),
-            Some(Some(Err(e))) => {
-                tracing::info!(url = %entries[done].page_url, error = %e, "playlist entry skipped");
-                failed += 1;
-            }
-            Some(None) => break,
-            None => {
-                tracing::info!(
-                    left = entries.len() - done,
-                    "playlist entries queued unresolved (out of time)"
-                );
-                out.extend(entries[done..].iter().cloned());
-                break;
-            }
-        }
-        done += 1;
+    if r.too_long > 0 {
+        out.push_str(&format!(" · {} skipped (too long or live)", r.too_long));
     }
-    (out, failed)
+    if r.no_room > 0 {
+        out.push_str(&format!(" · {} left out (the queue is full)", r.no_room));
+    }
+    if r.capped {
+        out.push_str(&format!(" · only the first {} are taken", r.listed));
+    }
+    out
 }
 
 /// Records what was queued in the guild's history (autocomplete suggests from it).
@@ -441,6 +354,8 @@ fn added_line(track: &Track, done: &Enqueued, front: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn url(s: &str) -> Url {
@@ -492,15 +407,15 @@ mod tests {
 
     #[test]
     fn playlist_reports_say_what_was_left_out() {
-        assert_eq!(Report::default().skipped_note(), "");
-        let r = Report {
+        assert_eq!(skipped_note(&PlaylistReport::default()), "");
+        let r = PlaylistReport {
             listed: 100,
             capped: true,
             failed: 2,
             too_long: 1,
             no_room: 3,
         };
-        let n = r.skipped_note();
+        let n = skipped_note(&r);
         assert!(n.contains("2 skipped (could not be loaded)"), "{n}");
         assert!(n.contains("1 skipped (too long or live)"), "{n}");
         assert!(n.contains("3 left out"), "{n}");

@@ -1,0 +1,148 @@
+//! [`Resolver::resolve_playlist`]: a playlist link becomes the tracks to queue, every
+//! entry looked up through the cache like any other `/play`.
+//!
+//! The listing (one yt-dlp run) is capped; entries are then resolved a few at a time, in
+//! order, within a time budget, so a long playlist answers in bounded time: entries not
+//! reached in time are queued as listed and resolved when their turn comes (see
+//! [`Resolver::playable`]). What was left out, and why, is counted for the reply.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use url::Url;
+
+use super::resolver::Resolver;
+use crate::sources::{Query, ResolveError, Track};
+
+/// Playlist entries resolved at once.
+const CONCURRENCY: usize = 4;
+/// How long the entries are resolved up front; the rest are queued as listed.
+pub const PLAYLIST_BUDGET: Duration = Duration::from_secs(60);
+
+/// What a guild takes from a playlist.
+pub struct PlaylistLimits<'a> {
+    /// Most entries listed (`player.max_playlist`).
+    pub max: usize,
+    /// Free places in the queue.
+    pub room: usize,
+    /// Whether the guild takes a track (its length limit); checked on the listing and again
+    /// once an entry is resolved (a listing may not know the length).
+    pub fits: &'a (dyn Fn(&Track) -> bool + Sync),
+}
+
+/// What happened to a playlist's entries besides being queued.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PlaylistReport {
+    pub listed: usize,
+    /// The listing stopped at [`PlaylistLimits::max`].
+    pub capped: bool,
+    /// Could not be looked up.
+    pub failed: usize,
+    /// Too long for the guild, or live.
+    pub too_long: usize,
+    /// Left out because the queue had no room.
+    pub no_room: usize,
+}
+
+/// A resolved playlist link.
+#[derive(Debug)]
+pub enum PlaylistOutcome {
+    /// The link was one track after all (already checked against the limits by the caller).
+    Single(Track),
+    List {
+        title: String,
+        tracks: Vec<Track>,
+        report: PlaylistReport,
+    },
+}
+
+impl Resolver {
+    /// Lists `url` and resolves its entries within `limits` (see the module docs).
+    pub async fn resolve_playlist(
+        &self,
+        url: &Url,
+        limits: PlaylistLimits<'_>,
+    ) -> Result<PlaylistOutcome, ResolveError> {
+        // One more than the cap, to know whether the cap cut anything.
+        let (title, mut entries) = self.ytdlp().resolve_playlist(url, limits.max + 1).await?;
+        if entries.len() == 1 && entries[0].is_resolved() {
+            let track = entries.pop().expect("one");
+            self.remember(Some(&Query::Url(url.clone())), &track).await;
+            return Ok(PlaylistOutcome::Single(track));
+        }
+        let mut report = PlaylistReport {
+            capped: entries.len() > limits.max,
+            ..PlaylistReport::default()
+        };
+        entries.truncate(limits.max);
+        report.listed = entries.len();
+        let mut wanted: Vec<Track> = Vec::new();
+        for e in entries {
+            match (limits.fits)(&e) {
+                true => wanted.push(e),
+                false => report.too_long += 1,
+            }
+        }
+        if wanted.len() > limits.room {
+            report.no_room = wanted.len() - limits.room;
+            wanted.truncate(limits.room);
+        }
+        let (resolved, failed) = self.resolve_entries(wanted, PLAYLIST_BUDGET).await;
+        report.failed = failed;
+        let mut tracks = Vec::new();
+        for t in resolved {
+            match (limits.fits)(&t) {
+                true => tracks.push(t),
+                false => report.too_long += 1,
+            }
+        }
+        Ok(PlaylistOutcome::List {
+            title,
+            tracks,
+            report,
+        })
+    }
+
+    /// Resolves entries [`CONCURRENCY`] at a time, in order, within `budget`; entries not
+    /// reached in time (or when the app shuts down) are returned as listed. Returns the
+    /// tracks and how many failed.
+    async fn resolve_entries(&self, entries: Vec<Track>, budget: Duration) -> (Vec<Track>, usize) {
+        let deadline = tokio::time::Instant::now() + budget;
+        // Each lookup owns what it needs: a stream of futures borrowing `self` is not `Send`
+        // for every lifetime, which poise's command futures require.
+        let lookups = entries.clone().into_iter().map(|e| {
+            let resolver = self.clone();
+            async move {
+                let url = Url::parse(&e.page_url).map_err(|_| ResolveError::InvalidUrl)?;
+                resolver.resolve(&Query::Url(url)).await.map(|r| r.track)
+            }
+        });
+        let mut stream = futures::stream::iter(lookups).buffered(CONCURRENCY);
+        let (mut out, mut failed, mut done) = (Vec::new(), 0, 0);
+        loop {
+            // `None`: out of time (or shutting down).
+            let next = tokio::select! {
+                n = tokio::time::timeout_at(deadline, stream.next()) => n.ok(),
+                _ = self.cancelled() => None,
+            };
+            match next {
+                Some(Some(Ok(track))) => out.push(track),
+                Some(Some(Err(e))) => {
+                    tracing::info!(url = %entries[done].page_url, error = %e, "playlist entry skipped");
+                    failed += 1;
+                }
+                Some(None) => break,
+                None => {
+                    tracing::info!(
+                        left = entries.len() - done,
+                        "playlist entries queued unresolved (out of time)"
+                    );
+                    out.extend(entries[done..].iter().cloned());
+                    break;
+                }
+            }
+            done += 1;
+        }
+        (out, failed)
+    }
+}
