@@ -5,16 +5,21 @@
 //! - `handle.rs`: the messages ([`Request`]), their answers and errors, and
 //!   [`PlayerHandle`], the address callers send them to.
 //! - `guild.rs`: the actor loop that owns one guild's queue and call; it never waits on
-//!   the network. `reconnect.rs` (a dropped voice connection) and `persist.rs` (what
-//!   survives a restart) are parts of it; `notices.rs` posts what it tells the channel.
+//!   the network. Its parts: `playback.rs` (starting, ending, skipping and seeking
+//!   tracks), `channel.rs` (joining, restoring, leaving), `inbox.rs` (what its own tasks
+//!   report back), `reconnect.rs` (a dropped voice connection), `persist.rs` (what
+//!   survives a restart); `notices.rs` posts what it tells the channel.
 //! - `voice.rs`: what the player needs of a voice connection and a text channel (traits,
 //!   implemented by `crate::voice` and `crate::discord`).
 //! - `votes.rs`: skip votes.
 
+mod channel;
 pub mod guild;
 pub mod handle;
+mod inbox;
 mod notices;
 pub mod persist;
+mod playback;
 pub mod queue;
 mod reconnect;
 pub mod voice;
