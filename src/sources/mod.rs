@@ -31,13 +31,15 @@
 //!   mapped from stderr (table on `map_stderr` in `ytdlp.rs`), with a short, path-free
 //!   reason for anything unrecognised.
 
+mod error;
 pub mod managed;
 mod process;
 pub mod query;
 pub mod track;
 pub mod ytdlp;
 
-pub use process::kill_group;
+pub use error::{fmt_hms, ResolveError};
+pub use process::{kill_group, LiveProcess, ProcessStats};
 pub use query::{parse_query, Query, UrlPolicy};
 pub use track::Track;
-pub use ytdlp::{LiveProcess, ProcessStats, ResolveError, YtDlp, YtDlpConfig};
+pub use ytdlp::{YtDlp, YtDlpConfig};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +13,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
-use super::process::{self, RunError, RunOutput};
+use super::error::ResolveError;
+use super::process::{self, ProcessStats, RunError, RunOutput};
 use super::query::{check_url, check_url_static, parse_query, Query, UrlPolicy};
 use super::track::{parse_stream_expiry, Track};
+
+/// Still reachable at this path because `src/discord/format.rs` calls
+/// `crate::sources::ytdlp::fmt_hms`; new code should name `crate::sources::fmt_hms`.
+pub use super::error::fmt_hms;
 
 /// Format selector: Opus audio (passthrough-friendly), else any audio-only, else the best
 /// combined format (needed for direct files whose codecs yt-dlp cannot tell).
@@ -36,136 +41,6 @@ const PRE_TEMPLATE: &str = "pre_process:encore-pre %(.{duration,is_live,live_sta
 
 /// Longest `Failed` reason shown to users, in characters.
 const MAX_REASON_CHARS: usize = 150;
-
-/// Why a track could not be resolved. `Display` is a short sentence fit for users.
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum ResolveError {
-    #[error("Give me a link or something to search for.")]
-    EmptyQuery,
-    #[error("That is too long; keep it under 500 characters.")]
-    QueryTooLong,
-    #[error("`{0}:` links are not supported. Use an http(s) link, or put a space after the colon to search for the text.")]
-    UnsupportedScheme(String),
-    #[error("That link is not valid (links with a user name or password are not accepted).")]
-    InvalidUrl,
-    #[error("Links to local or private network addresses are not allowed.")]
-    PrivateHost,
-    #[error("Nothing was found for that (it may have been removed or made private).")]
-    NotFound,
-    #[error("That link is not supported: no playable audio was found there.")]
-    Unsupported,
-    #[error("Looking that up took too long (gave up after {}).", humantime::format_duration(*.0))]
-    TimedOut(Duration),
-    #[error("yt-dlp is not installed (looked for `{0}`).")]
-    Missing(String),
-    #[error("That track is {} long; the limit is {}.", fmt_hms(*.actual), fmt_hms(*.limit))]
-    TooLong { limit: Duration, actual: Duration },
-    #[error("Live streams can't be played here.")]
-    Live,
-    #[error("The source refused the request (the host may need cookies or a proxy).")]
-    Blocked,
-    #[error("Couldn't get that track: {0}")]
-    Failed(String),
-}
-
-impl ResolveError {
-    /// A short name for counting errors by class in `/resources`.
-    pub fn class(&self) -> &'static str {
-        match self {
-            ResolveError::EmptyQuery
-            | ResolveError::QueryTooLong
-            | ResolveError::UnsupportedScheme(_)
-            | ResolveError::InvalidUrl
-            | ResolveError::PrivateHost => "refused input",
-            ResolveError::NotFound => "not found",
-            ResolveError::Unsupported => "unsupported",
-            ResolveError::TimedOut(_) => "yt-dlp timeout",
-            ResolveError::Missing(_) => "yt-dlp missing",
-            ResolveError::TooLong { .. } | ResolveError::Live => "over limits",
-            ResolveError::Blocked => "blocked by source",
-            ResolveError::Failed(_) => "yt-dlp failed",
-        }
-    }
-
-    /// True when the problem lies in what the user asked for (show it, don't alert the
-    /// operator); false for host-side problems (timeouts, a missing or blocked yt-dlp,
-    /// unexpected failures), which deserve a log line at warn level.
-    pub fn is_user_error(&self) -> bool {
-        match self {
-            ResolveError::EmptyQuery
-            | ResolveError::QueryTooLong
-            | ResolveError::UnsupportedScheme(_)
-            | ResolveError::InvalidUrl
-            | ResolveError::PrivateHost
-            | ResolveError::NotFound
-            | ResolveError::Unsupported
-            | ResolveError::TooLong { .. }
-            | ResolveError::Live => true,
-            ResolveError::TimedOut(_)
-            | ResolveError::Missing(_)
-            | ResolveError::Blocked
-            | ResolveError::Failed(_) => false,
-        }
-    }
-}
-
-/// `3:05`, `1:02:03`: how lengths are written everywhere the bot shows one.
-pub fn fmt_hms(d: Duration) -> String {
-    let s = d.as_secs();
-    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
-}
-
-/// Counters over all yt-dlp invocations of one [`YtDlp`] (and its clones).
-#[derive(Default, Debug)]
-pub struct ProcessStats {
-    /// Processes started.
-    pub spawned: AtomicU64,
-    /// Processes started and not yet finished (or killed).
-    pub running: AtomicU64,
-    /// Calls that hit the timeout (their process group was killed).
-    pub timed_out: AtomicU64,
-    /// Calls that ended in an error other than a timeout: spawn failures, non-zero exits,
-    /// unusable output (user errors such as "not found" included).
-    pub failed: AtomicU64,
-    /// Every process running now, by pid: what `/resources` lists and the sweeper checks.
-    pub live: std::sync::Mutex<std::collections::HashMap<u32, LiveProcess>>,
-    /// Process group ids of the most recent runs (newest last), so a check can ask the OS
-    /// whether any of them is still alive.
-    pub recent: std::sync::Mutex<std::collections::VecDeque<u32>>,
-}
-
-/// How many recent process group ids [`ProcessStats::recent`] keeps.
-pub const RECENT_PROCESSES: usize = 64;
-
-/// One running yt-dlp process.
-#[derive(Clone, Copy, Debug)]
-pub struct LiveProcess {
-    /// Its process group (the pid of the leader).
-    pub pgid: u32,
-    pub started: std::time::Instant,
-    /// When its call times out; a process still alive well past this is a stray.
-    pub deadline: std::time::Instant,
-}
-
-impl ProcessStats {
-    /// Processes alive past their deadline by more than `grace`.
-    pub fn overdue(&self, now: std::time::Instant, grace: Duration) -> Vec<LiveProcess> {
-        let live = self.live.lock().expect("process table");
-        live.values()
-            .filter(|p| now > p.deadline + grace)
-            .copied()
-            .collect()
-    }
-
-    pub fn live_count(&self) -> usize {
-        self.live.lock().expect("process table").len()
-    }
-}
 
 /// Operator configuration for yt-dlp.
 #[derive(Clone, Debug)]
@@ -1490,30 +1365,5 @@ mod tests {
         assert_send(&parse_query("x", &policy));
         fn assert_sync<T: Send + Sync + Clone>(_: &T) {}
         assert_sync(&y);
-    }
-
-    #[test]
-    fn display_and_user_errors() {
-        assert_eq!(
-            ResolveError::Missing("/opt/yt-dlp".into()).to_string(),
-            "yt-dlp is not installed (looked for `/opt/yt-dlp`)."
-        );
-        assert_eq!(
-            ResolveError::TooLong {
-                limit: Duration::from_secs(3600),
-                actual: Duration::from_secs(3 * 3600 + 62)
-            }
-            .to_string(),
-            "That track is 3:01:02 long; the limit is 1:00:00."
-        );
-        assert_eq!(
-            ResolveError::TimedOut(Duration::from_secs(20)).to_string(),
-            "Looking that up took too long (gave up after 20s)."
-        );
-        assert!(ResolveError::NotFound.is_user_error());
-        assert!(ResolveError::PrivateHost.is_user_error());
-        assert!(!ResolveError::Blocked.is_user_error());
-        assert!(!ResolveError::TimedOut(Duration::from_secs(1)).is_user_error());
-        assert!(!ResolveError::Failed("x".into()).is_user_error());
     }
 }
