@@ -28,7 +28,7 @@
 //!   future is dropped, the whole process group gets `SIGKILL`. stdout is capped (2 MiB for
 //!   `-j`, 8 MiB for `-J`), stderr keeps its last 64 KiB and is only logged.
 //! * **Output**: the returned stream URL is re-checked with the same policy; errors are
-//!   mapped from stderr (table on `map_stderr` in `ytdlp.rs`), with a short, path-free
+//!   mapped from stderr (table on `map_stderr` in `ytdlp/run.rs`), with a short, path-free
 //!   reason for anything unrecognised.
 
 mod error;
