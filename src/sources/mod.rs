@@ -1,6 +1,6 @@
 //! Track resolution: user input → checked [`Query`] → yt-dlp → [`Track`].
 //!
-//! Follows `/work/shared/notes/ytdlp.md`. In short:
+//! The rules, and why, are in `docs/ytdlp.md`. In short:
 //!
 //! * **Input** ([`parse_query`]): http(s) URLs only; other schemes, credentials in URLs and
 //!   (unless [`UrlPolicy::allow_private_hosts`]) private / loopback / link-local hosts are

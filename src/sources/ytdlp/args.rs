@@ -6,7 +6,7 @@
 //! loaded), and network waits and retries are bounded. User
 //! text only ever reaches yt-dlp as the single last argument, right after `--`, so a search
 //! such as `--exec=…` or `-a/etc/passwd` can never be read as an option. Cookies and proxy
-//! come from the operator's configuration, never from users.
+//! come from the operator's configuration, never from users. See `docs/ytdlp.md`.
 
 use std::ffi::OsString;
 use std::path::Path;

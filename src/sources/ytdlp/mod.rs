@@ -1,5 +1,5 @@
-//! The yt-dlp wrapper. See `/work/shared/notes/ytdlp.md` and the module docs in
-//! `sources/mod.rs` for the reasoning.
+//! The yt-dlp wrapper. The rules it follows, and why, are in `docs/ytdlp.md`; the module
+//! docs of `sources/mod.rs` sum them up.
 //!
 //! * `args.rs`: the argument lists (hardening options first, user text last after `--`);
 //! * `run.rs`: running yt-dlp (working directory, cookies copy, deadlines, counters) and
