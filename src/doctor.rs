@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, Token, TokenError};
 use crate::invite::error_chain;
@@ -544,22 +544,17 @@ async fn version_of(program: &Path) -> Result<String, String> {
 }
 
 /// Days since a yt-dlp version like `2026.10.26` (or `2026.10.26.1`) was released.
+/// A release date in the future (a clock that is behind) counts as 0 days.
 pub fn version_age_days(version: &str, now: SystemTime) -> Option<u64> {
-    let mut parts = version.split('.').map(|p| p.parse::<i64>().ok());
+    let mut parts = version.split('.').map(|p| p.parse::<u16>().ok());
     let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    if !(2000..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if !(2000..=9999).contains(&y) {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let today = now.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64 / 86_400;
-    Some(today.saturating_sub(days).max(0) as u64)
+    // humantime checks the month and the day against the calendar (no 30 February).
+    let released = humantime::parse_rfc3339(&format!("{y:04}-{m:02}-{d:02}T00:00:00Z")).ok()?;
+    let age = now.duration_since(released).unwrap_or_default();
+    Some(age.as_secs() / 86_400)
 }
 
 fn find_on_path(name: &str, env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
@@ -734,6 +729,8 @@ async fn check_ytdlp(config: &Config, env: &impl Fn(&str) -> Option<String>) -> 
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]
@@ -746,6 +743,10 @@ mod tests {
         assert_eq!(version_age_days("2025.10.22.1", now), Some(71));
         assert_eq!(version_age_days("nightly", now), None);
         assert_eq!(version_age_days("2030.1.1", now), Some(0));
+        assert_eq!(version_age_days("2024.02.29", now), Some(672));
+        assert_eq!(version_age_days("2025.02.29", now), None);
+        assert_eq!(version_age_days("2025.13.01", now), None);
+        assert_eq!(version_age_days("1999.12.31", now), None);
     }
 
     #[test]

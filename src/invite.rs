@@ -8,6 +8,9 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
 use poise::serenity_prelude::Permissions;
 
 use crate::config::Token;
@@ -107,30 +110,15 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s.replace('\n', " ")
 }
 
+/// Discord writes the token's first segment without padding; accept it either way.
+const PADDING_OPTIONAL: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, PADDING_OPTIONAL);
+const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, PADDING_OPTIONAL);
+
 /// Base64 with either alphabet (standard or URL-safe), padding optional.
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    STANDARD.decode(s).or_else(|_| URL_SAFE.decode(s)).ok()
 }
 
 #[cfg(test)]
@@ -173,6 +161,9 @@ mod tests {
         assert_eq!(decode_base64("aGk=").unwrap(), b"hi");
         assert_eq!(decode_base64("aGk").unwrap(), b"hi");
         assert!(decode_base64("a.b").is_none());
+        // Both alphabets: 0xfb 0xff is `+/8` in the standard one, `-_8` in the URL-safe one.
+        assert_eq!(decode_base64("+/8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(decode_base64("-_8=").unwrap(), [0xfb, 0xff]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Cleanups, Kind, KindStats};
+use crate::cache::size::format_bytes;
 
 #[derive(Debug, Clone, Default)]
 pub struct ResourceReport {
@@ -44,22 +45,6 @@ pub struct CacheFigures {
     pub audio_bytes: u64,
     pub hits: u64,
     pub misses: u64,
-}
-
-/// `12.3 MiB`
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 /// Uptime to the second, the humantime way (`1h 2m 3s`).
@@ -133,7 +118,7 @@ impl ResourceReport {
                 "Process".to_string(),
                 format!(
                     "RSS {} · CPU {:.1}% · {} threads · {} fds\nup {}",
-                    bytes(self.rss_bytes),
+                    format_bytes(self.rss_bytes),
                     self.cpu_percent,
                     self.threads,
                     self.open_fds,
@@ -152,7 +137,7 @@ impl ResourceReport {
                     "{} tracks · {} files, {} · {rate} ({} hits, {} misses)",
                     c.entries,
                     c.audio_files,
-                    bytes(c.audio_bytes),
+                    format_bytes(c.audio_bytes),
                     c.hits,
                     c.misses
                 ),
@@ -193,10 +178,7 @@ mod tests {
     use crate::resources::CleanupReason;
 
     #[test]
-    fn sizes_and_uptime() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    fn uptime_to_the_second() {
         assert_eq!(uptime(Duration::from_millis(3_723_400)), "1h 2m 3s");
     }
 
@@ -207,11 +189,13 @@ mod tests {
             calls_playing: 1,
             calls_idle: 1,
             ytdlp_version: "2026.10.26".into(),
+            rss_bytes: 3 << 30,
             cache: Some(CacheFigures {
                 entries: 10,
+                audio_files: 2,
+                audio_bytes: 1536,
                 hits: 3,
                 misses: 1,
-                ..Default::default()
             }),
             ..Default::default()
         };
@@ -231,6 +215,9 @@ mod tests {
         assert!(text.contains("alone 2"), "{text}");
         assert!(text.contains("orphan call 1"), "{text}");
         assert!(text.contains("version 2026.10.26"), "{text}");
+        // Sizes as `format_bytes` writes them.
+        assert!(text.contains("RSS 3 GiB"), "{text}");
+        assert!(text.contains("2 files, 1.5 KiB"), "{text}");
         assert!(r.fields().len() <= 25, "Discord allows 25 fields");
     }
 }

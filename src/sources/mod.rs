@@ -1,6 +1,6 @@
 //! Track resolution: user input → checked [`Query`] → yt-dlp → [`Track`].
 //!
-//! Follows `/work/shared/notes/ytdlp.md`. In short:
+//! The rules, and why, are in `docs/ytdlp.md`. In short:
 //!
 //! * **Input** ([`parse_query`]): http(s) URLs only; other schemes, credentials in URLs and
 //!   (unless [`UrlPolicy::allow_private_hosts`]) private / loopback / link-local hosts are
@@ -28,16 +28,18 @@
 //!   future is dropped, the whole process group gets `SIGKILL`. stdout is capped (2 MiB for
 //!   `-j`, 8 MiB for `-J`), stderr keeps its last 64 KiB and is only logged.
 //! * **Output**: the returned stream URL is re-checked with the same policy; errors are
-//!   mapped from stderr (table on `map_stderr` in `ytdlp.rs`), with a short, path-free
+//!   mapped from stderr (table on `map_stderr` in `ytdlp/run.rs`), with a short, path-free
 //!   reason for anything unrecognised.
 
+mod error;
 pub mod managed;
 mod process;
 pub mod query;
 pub mod track;
 pub mod ytdlp;
 
-pub use process::kill_group;
+pub use error::{fmt_hms, ResolveError};
+pub use process::{kill_group, LiveProcess, ProcessStats};
 pub use query::{parse_query, Query, UrlPolicy};
 pub use track::Track;
-pub use ytdlp::{LiveProcess, ProcessStats, ResolveError, YtDlp, YtDlpConfig};
+pub use ytdlp::{YtDlp, YtDlpConfig};

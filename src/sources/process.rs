@@ -1,19 +1,68 @@
 //! Running a child process safely: own process group, no stdin, capped output, a whole-call
 //! timeout, and a guard that kills the whole group on every exit path that did not finish
 //! cleanly (timeout, output too large, I/O error, or the future being dropped).
+//!
+//! The counters of those runs ([`ProcessStats`]) live here as well: [`run`] is what keeps
+//! them right on every path, and the yt-dlp wrapper, the managed installer and `/resources`
+//! only read or share them.
 
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use super::ytdlp::ProcessStats;
+/// Counters over all yt-dlp invocations of one [`YtDlp`](super::YtDlp) (and its clones).
+#[derive(Default, Debug)]
+pub struct ProcessStats {
+    /// Processes started.
+    pub spawned: AtomicU64,
+    /// Processes started and not yet finished (or killed).
+    pub running: AtomicU64,
+    /// Calls that hit the timeout (their process group was killed).
+    pub timed_out: AtomicU64,
+    /// Calls that ended in an error other than a timeout: spawn failures, non-zero exits,
+    /// unusable output (user errors such as "not found" included).
+    pub failed: AtomicU64,
+    /// Every process running now, by pid: what `/resources` lists and the sweeper checks.
+    pub live: std::sync::Mutex<std::collections::HashMap<u32, LiveProcess>>,
+    /// Process group ids of the most recent runs (newest last), so a check can ask the OS
+    /// whether any of them is still alive.
+    pub recent: std::sync::Mutex<std::collections::VecDeque<u32>>,
+}
+
+/// How many recent process group ids [`ProcessStats::recent`] keeps.
+pub const RECENT_PROCESSES: usize = 64;
+
+/// One running yt-dlp process.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveProcess {
+    /// Its process group (the pid of the leader).
+    pub pgid: u32,
+    pub started: std::time::Instant,
+    /// When its call times out; a process still alive well past this is a stray.
+    pub deadline: std::time::Instant,
+}
+
+impl ProcessStats {
+    /// Processes alive past their deadline by more than `grace`.
+    pub fn overdue(&self, now: std::time::Instant, grace: Duration) -> Vec<LiveProcess> {
+        let live = self.live.lock().expect("process table");
+        live.values()
+            .filter(|p| now > p.deadline + grace)
+            .copied()
+            .collect()
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.lock().expect("process table").len()
+    }
+}
 
 /// How much of stderr is kept (the tail: yt-dlp's `ERROR:` line comes last).
 pub(crate) const STDERR_CAP: usize = 64 * 1024;
@@ -111,7 +160,7 @@ pub(crate) async fn run(
     };
     if guard.pgid > 0 {
         let started = std::time::Instant::now();
-        let entry = super::ytdlp::LiveProcess {
+        let entry = LiveProcess {
             pgid: guard.pgid as u32,
             started,
             deadline: started + timeout,
@@ -122,7 +171,7 @@ pub(crate) async fn run(
             .expect("process table")
             .insert(guard.pgid as u32, entry);
         let mut recent = stats.recent.lock().expect("process table");
-        if recent.len() == super::ytdlp::RECENT_PROCESSES {
+        if recent.len() == RECENT_PROCESSES {
             recent.pop_front();
         }
         recent.push_back(guard.pgid as u32);

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use url::{Host, Url};
 
-use super::ytdlp::ResolveError;
+use super::error::ResolveError;
 
 /// Longest accepted query, in characters (after trimming).
 pub const MAX_QUERY_CHARS: usize = 500;

@@ -1,0 +1,239 @@
+//! The yt-dlp wrapper. The rules it follows, and why, are in `docs/ytdlp.md`; the module
+//! docs of `sources/mod.rs` sum them up.
+//!
+//! * `args.rs`: the argument lists (hardening options first, user text last after `--`);
+//! * `run.rs`: running yt-dlp (working directory, cookies copy, deadlines, counters) and
+//!   mapping a failed run's stderr to a [`ResolveError`];
+//! * `info.rs`: yt-dlp's JSON info to [`Track`]s and playlist entries;
+//! * `download.rs`: [`YtDlp::download`], audio files for the cache.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use super::error::ResolveError;
+use super::process::ProcessStats;
+use super::query::{check_url, Query, UrlPolicy};
+use super::track::Track;
+
+mod args;
+mod download;
+mod info;
+mod run;
+
+use args::Mode;
+pub use args::FORMAT;
+use run::{map_failure, STDOUT_CAP_PLAYLIST, STDOUT_CAP_SINGLE, STDOUT_CAP_SMALL};
+
+/// Still reachable at this path because `src/discord/format.rs` calls
+/// `crate::sources::ytdlp::fmt_hms`; new code should name `crate::sources::fmt_hms`.
+pub use super::error::fmt_hms;
+
+/// The most playlist entries ever requested.
+pub const MAX_PLAYLIST_ITEMS: usize = 1000;
+
+/// Operator configuration for yt-dlp.
+#[derive(Clone, Debug)]
+pub struct YtDlpConfig {
+    /// The yt-dlp executable (a bare name is looked up on `PATH`).
+    pub path: PathBuf,
+    /// Whole-call timeout of one metadata call (about 20 s is sensible). Downloads get
+    /// `max(6 × timeout, 60 s)`.
+    pub timeout: Duration,
+    /// Longest accepted track. When set, live streams are refused too ([`ResolveError::Live`]),
+    /// since they have no end; when `None`, live streams are accepted and marked `is_live`.
+    pub max_duration: Option<Duration>,
+    /// A Netscape cookies file. yt-dlp rewrites its cookie file on exit, so each call gets a
+    /// private copy (0600, in `work_dir`, removed afterwards); the original is only read.
+    pub cookies: Option<PathBuf>,
+    /// `--proxy` URL.
+    pub proxy: Option<String>,
+    /// Working directory of every yt-dlp process (created if missing).
+    pub work_dir: PathBuf,
+}
+
+impl Default for YtDlpConfig {
+    fn default() -> Self {
+        YtDlpConfig {
+            path: PathBuf::from("yt-dlp"),
+            timeout: Duration::from_secs(20),
+            max_duration: None,
+            cookies: None,
+            proxy: None,
+            work_dir: std::env::temp_dir().join("encore-ytdlp"),
+        }
+    }
+}
+
+struct Inner {
+    cfg: YtDlpConfig,
+    policy: UrlPolicy,
+    stats: Arc<ProcessStats>,
+}
+
+/// Resolves queries with yt-dlp. Cheap to clone.
+#[derive(Clone)]
+pub struct YtDlp {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for YtDlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("YtDlp")
+            .field("cfg", &self.inner.cfg)
+            .field("policy", &self.inner.policy)
+            .finish()
+    }
+}
+
+impl YtDlp {
+    pub fn new(cfg: YtDlpConfig, policy: UrlPolicy) -> Self {
+        YtDlp {
+            inner: Arc::new(Inner {
+                cfg,
+                policy,
+                stats: Arc::new(ProcessStats::default()),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<ProcessStats> {
+        self.inner.stats.clone()
+    }
+
+    pub fn config(&self) -> &YtDlpConfig {
+        &self.inner.cfg
+    }
+
+    pub fn policy(&self) -> &UrlPolicy {
+        &self.inner.policy
+    }
+
+    /// The argv (without the program) used by [`resolve`](Self::resolve). Pure.
+    /// The query is always the single last element, right after `--`.
+    pub fn build_args(&self, q: &Query) -> Vec<OsString> {
+        self.args_for(Mode::Single(q), self.inner.cfg.cookies.as_deref())
+    }
+
+    /// Resolves one track (`--no-playlist`). URLs are re-checked against the policy (a
+    /// `Query` may have been built without [`parse_query`](super::parse_query)), and so is
+    /// the stream URL yt-dlp returns.
+    pub async fn resolve(&self, q: &Query) -> Result<Track, ResolveError> {
+        self.resolve_full(q).await.map(|(t, _)| t)
+    }
+
+    async fn resolve_full(&self, q: &Query) -> Result<(Track, serde_json::Value), ResolveError> {
+        let input_url = match q {
+            Query::Url(u) => {
+                check_url(u, &self.inner.policy).await?;
+                Some(u)
+            }
+            Query::Search(s) if s.trim().is_empty() => return Err(ResolveError::EmptyQuery),
+            Query::Search(_) => None,
+        };
+        let cookies = self.private_cookies().await?;
+        let args = self.args_for(Mode::Single(q), cookies.as_ref().map(|c| c.path()));
+        let out = self
+            .run(&args, self.inner.cfg.timeout, STDOUT_CAP_SINGLE)
+            .await?;
+        drop(cookies);
+        let result = self.single_from_output(&out, input_url).await;
+        self.note_outcome(&out, &result, &q.to_string());
+        result
+    }
+
+    /// Lists a playlist, bounded to its first `limit` entries (clamped to
+    /// 1..=[`MAX_PLAYLIST_ITEMS`]).
+    ///
+    /// Uses `--flat-playlist -J --playlist-items 1:<limit>`: one fast call that does not
+    /// extract each entry. The returned entries are therefore **unresolved**
+    /// (`stream_url` empty, `Track::is_resolved() == false`): resolve
+    /// `Query::Url(track.page_url)` just before playing each one (stream URLs expire anyway,
+    /// YouTube's after ~6 h, so resolving a whole playlist up front would be wasted work).
+    /// Entries whose URL is not http(s), has credentials, or is a private IP literal (unless
+    /// allowed) are dropped; so are entries known to be too long or live when
+    /// `max_duration` is set.
+    ///
+    /// If the URL is not a playlist, the single resolved track is returned (with its
+    /// title as the playlist title). No usable entries → [`ResolveError::NotFound`].
+    pub async fn resolve_playlist(
+        &self,
+        url: &Url,
+        limit: usize,
+    ) -> Result<(String, Vec<Track>), ResolveError> {
+        check_url(url, &self.inner.policy).await?;
+        let limit = limit.clamp(1, MAX_PLAYLIST_ITEMS);
+        let cookies = self.private_cookies().await?;
+        let args = self.args_for(
+            Mode::Playlist(url, limit),
+            cookies.as_ref().map(|c| c.path()),
+        );
+        let out = self
+            .run(&args, self.inner.cfg.timeout, STDOUT_CAP_PLAYLIST)
+            .await?;
+        drop(cookies);
+        let result = self.playlist_from_output(&out, url, limit).await;
+        self.note_outcome(&out, &result, url.as_str());
+        result
+    }
+
+    /// `yt-dlp --version`, trimmed.
+    pub async fn version(&self) -> Result<String, ResolveError> {
+        let args: Vec<OsString> = vec!["--ignore-config".into(), "--version".into()];
+        let out = self
+            .run(&args, self.inner.cfg.timeout, STDOUT_CAP_SMALL)
+            .await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = text.lines().next().unwrap_or("").trim().to_owned();
+        if !out.status.success() || v.is_empty() {
+            self.inner.stats.failed.fetch_add(1, Ordering::SeqCst);
+            let err = map_failure(&out);
+            tracing::warn!(stderr = %String::from_utf8_lossy(&out.stderr), "yt-dlp --version failed");
+            return Err(err);
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::query::parse_query;
+
+    /// A wrapper for unit tests. Nothing here runs it, so the program and the working
+    /// directory need not exist.
+    pub(super) fn ytdlp(max: Option<Duration>) -> YtDlp {
+        YtDlp::new(
+            YtDlpConfig {
+                path: "/usr/bin/yt-dlp".into(),
+                timeout: Duration::from_secs(20),
+                max_duration: max,
+                cookies: None,
+                proxy: None,
+                work_dir: "/tmp/encore-test".into(),
+            },
+            UrlPolicy::default(),
+        )
+    }
+
+    #[test]
+    fn futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let y = ytdlp(None);
+        let q = Query::Search("x".into());
+        let u = Url::parse("https://example.com/").unwrap();
+        let dest = PathBuf::from("/tmp/x");
+        let policy = UrlPolicy::default();
+        assert_send(&y.resolve(&q));
+        assert_send(&y.resolve_playlist(&u, 5));
+        assert_send(&y.download("https://example.com/", &dest));
+        assert_send(&y.version());
+        assert_send(&parse_query("x", &policy));
+        fn assert_sync<T: Send + Sync + Clone>(_: &T) {}
+        assert_sync(&y);
+    }
+}
