@@ -6,7 +6,7 @@ use crate::sources::Track;
 
 /// `3:05`, `1:02:03`; live or unknown is `?:??` handled by callers.
 pub fn clock(d: Duration) -> String {
-    crate::sources::ytdlp::fmt_hms(d)
+    crate::sources::fmt_hms(d)
 }
 
 /// The track's length as shown next to its title.

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use url::Url;
 
-use super::YtDlp;
+use super::client::YtDlp;
 use crate::sources::query::Query;
 
 /// Format selector: Opus audio (passthrough-friendly), else any audio-only, else the best

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::client::YtDlp;
 use super::run::{io_failed, log_stderr, map_failure, TempFile, STDOUT_CAP_SMALL};
-use super::YtDlp;
 use crate::sources::error::ResolveError;
 use crate::sources::query::{parse_query, Query};
 

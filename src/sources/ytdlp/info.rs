@@ -13,8 +13,8 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 use super::args::PRE_MARK;
+use super::client::YtDlp;
 use super::run::map_failure;
-use super::YtDlp;
 use crate::sources::error::ResolveError;
 use crate::sources::process::RunOutput;
 use crate::sources::query::{check_url, check_url_static};

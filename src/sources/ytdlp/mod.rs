@@ -8,10 +8,8 @@
 //! * `download.rs`: [`YtDlp::download`], audio files for the cache.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use url::Url;
 
@@ -21,74 +19,19 @@ use super::query::{check_url, Query, UrlPolicy};
 use super::track::Track;
 
 mod args;
+mod client;
 mod download;
 mod info;
 mod run;
 
 use args::Mode;
 pub use args::FORMAT;
+use client::Inner;
+pub use client::{YtDlp, YtDlpConfig};
 use run::{map_failure, STDOUT_CAP_PLAYLIST, STDOUT_CAP_SINGLE, STDOUT_CAP_SMALL};
-
-/// Still reachable at this path because `src/discord/format.rs` calls
-/// `crate::sources::ytdlp::fmt_hms`; new code should name `crate::sources::fmt_hms`.
-pub use super::error::fmt_hms;
 
 /// The most playlist entries ever requested.
 pub const MAX_PLAYLIST_ITEMS: usize = 1000;
-
-/// Operator configuration for yt-dlp.
-#[derive(Clone, Debug)]
-pub struct YtDlpConfig {
-    /// The yt-dlp executable (a bare name is looked up on `PATH`).
-    pub path: PathBuf,
-    /// Whole-call timeout of one metadata call (about 20 s is sensible). Downloads get
-    /// `max(6 × timeout, 60 s)`.
-    pub timeout: Duration,
-    /// Longest accepted track. When set, live streams are refused too ([`ResolveError::Live`]),
-    /// since they have no end; when `None`, live streams are accepted and marked `is_live`.
-    pub max_duration: Option<Duration>,
-    /// A Netscape cookies file. yt-dlp rewrites its cookie file on exit, so each call gets a
-    /// private copy (0600, in `work_dir`, removed afterwards); the original is only read.
-    pub cookies: Option<PathBuf>,
-    /// `--proxy` URL.
-    pub proxy: Option<String>,
-    /// Working directory of every yt-dlp process (created if missing).
-    pub work_dir: PathBuf,
-}
-
-impl Default for YtDlpConfig {
-    fn default() -> Self {
-        YtDlpConfig {
-            path: PathBuf::from("yt-dlp"),
-            timeout: Duration::from_secs(20),
-            max_duration: None,
-            cookies: None,
-            proxy: None,
-            work_dir: std::env::temp_dir().join("encore-ytdlp"),
-        }
-    }
-}
-
-struct Inner {
-    cfg: YtDlpConfig,
-    policy: UrlPolicy,
-    stats: Arc<ProcessStats>,
-}
-
-/// Resolves queries with yt-dlp. Cheap to clone.
-#[derive(Clone)]
-pub struct YtDlp {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for YtDlp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("YtDlp")
-            .field("cfg", &self.inner.cfg)
-            .field("policy", &self.inner.policy)
-            .finish()
-    }
-}
 
 impl YtDlp {
     pub fn new(cfg: YtDlpConfig, policy: UrlPolicy) -> Self {
@@ -201,6 +144,9 @@ impl YtDlp {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::*;
     use crate::sources::query::parse_query;
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::YtDlp;
+use super::client::YtDlp;
 use crate::sources::error::ResolveError;
 use crate::sources::process::{self, RunError, RunOutput};
 
