@@ -1,0 +1,238 @@
+//! `encore doctor`'s yt-dlp checks: the configured (or managed) yt-dlp runs, and its
+//! release is not so old that sites have broken it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::check::Check;
+use crate::config::Config;
+use crate::sources::managed::{self, ManagedYtDlp};
+
+/// yt-dlp releases older than this get a warning: YouTube breaks old versions.
+const OLD_YTDLP_DAYS: u64 = 90;
+
+/// `program --ignore-config --version`, bounded, from `/` (so no `yt-dlp.conf` nearby
+/// matters and nothing is written).
+async fn version_of(program: &Path) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(["--ignore-config", "--version"])
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = match tokio::time::timeout(Duration::from_secs(30), cmd.output()).await {
+        Err(_) => return Err("`--version` took longer than 30s".into()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("not found (looked for `{}`)", program.display()))
+        }
+        Ok(Err(e)) => return Err(format!("cannot start `{}`: {e}", program.display())),
+        Ok(Ok(o)) => o,
+    };
+    let v = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if !out.status.success() || v.is_empty() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(format!(
+            "`{} --version` failed ({}): {}",
+            program.display(),
+            out.status,
+            last.trim()
+        ));
+    }
+    Ok(v)
+}
+
+/// Days since a yt-dlp version like `2026.10.26` (or `2026.10.26.1`) was released.
+/// A release date in the future (a clock that is behind) counts as 0 days.
+pub fn version_age_days(version: &str, now: SystemTime) -> Option<u64> {
+    let mut parts = version.split('.').map(|p| p.parse::<u16>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    if !(2000..=9999).contains(&y) {
+        return None;
+    }
+    // humantime checks the month and the day against the calendar (no 30 February).
+    let released = humantime::parse_rfc3339(&format!("{y:04}-{m:02}-{d:02}T00:00:00Z")).ok()?;
+    let age = now.duration_since(released).unwrap_or_default();
+    Some(age.as_secs() / 86_400)
+}
+
+fn find_on_path(name: &str, env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let path = env("PATH")?;
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+pub(super) async fn check_ytdlp(
+    config: &Config,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Vec<Check> {
+    const NAME: &str = "yt-dlp";
+    let y = &config.ytdlp;
+    let mut checks = Vec::new();
+    let program: PathBuf;
+    if y.managed {
+        let m = ManagedYtDlp::new(config);
+        program = m.executable();
+        if !program.exists() {
+            let probe = tokio::process::Command::new("python3")
+                .args(["-c", "import venv, ensurepip"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .status();
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(30), probe).await,
+                Ok(Ok(s)) if s.success()
+            );
+            checks.push(if ok {
+                Check::ok(
+                    NAME,
+                    format!(
+                        "managed, not installed yet: pip installs {} into {} at first start (needs access to the package index)",
+                        y.packages.join(" "),
+                        m.root().display()
+                    ),
+                )
+            } else {
+                Check::fail(
+                    NAME,
+                    "ytdlp.managed needs python3 with the venv module, and it is missing",
+                    "Debian: apt install python3 python3-venv",
+                )
+            });
+            return checks;
+        }
+    } else {
+        program = y.path.clone();
+    }
+    let version = match version_of(&program).await {
+        Ok(v) => v,
+        Err(e) => {
+            checks.push(Check::fail(
+                NAME,
+                e,
+                if y.managed {
+                    "the managed environment is broken: stop the bot, delete its venv directory, start it again".to_string()
+                } else {
+                    "install it (scripts/deps; or python3 -m venv DIR && DIR/bin/pip install 'yt-dlp[default]' deno, then \
+                     set ytdlp.path = DIR/bin/yt-dlp), or set ytdlp.managed = true"
+                        .to_string()
+                },
+            ));
+            return checks;
+        }
+    };
+    let how = if y.managed {
+        let every = if y.update_interval.is_zero() {
+            "never updated automatically".to_string()
+        } else {
+            format!(
+                "updated every {}",
+                humantime::format_duration(y.update_interval)
+            )
+        };
+        format!(
+            "managed in {}, {every}",
+            managed::venv_root(config).display()
+        )
+    } else {
+        format!("`{}`", program.display())
+    };
+    let age = version_age_days(&version, SystemTime::now());
+    checks.push(match age {
+        Some(days) if days > OLD_YTDLP_DAYS => Check::warn(
+            NAME,
+            format!("{version} ({how}) is {days} days old"),
+            "YouTube breaks old versions often: update it (or set ytdlp.managed = true)",
+        ),
+        _ => Check::ok(NAME, format!("{version} ({how})")),
+    });
+
+    // yt-dlp looks for deno next to its own Python scripts first, then on PATH.
+    let resolved = if program.components().count() == 1 {
+        find_on_path(&program.to_string_lossy(), env)
+    } else {
+        Some(program.clone())
+    };
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(p) = &resolved {
+        if let Some(d) = p.parent() {
+            dirs.push(d.to_path_buf());
+        }
+        if let Some(d) = std::fs::canonicalize(p)
+            .ok()
+            .and_then(|c| c.parent().map(Path::to_path_buf))
+        {
+            dirs.push(d);
+        }
+    }
+    let deno = dirs
+        .iter()
+        .map(|d| d.join("deno"))
+        .find(|p| p.is_file())
+        .or_else(|| find_on_path("deno", env));
+    checks.push(match deno {
+        Some(p) => Check::ok(
+            "deno",
+            format!("JavaScript runtime for YouTube: {}", p.display()),
+        ),
+        None => Check::warn(
+            "deno",
+            "no deno found: since yt-dlp 2025.11 YouTube needs a JavaScript runtime",
+            "pip install deno into yt-dlp's environment, or set ytdlp.managed = true",
+        ),
+    });
+
+    if let Some(c) = &y.cookies {
+        checks.push(match std::fs::read(c) {
+            Ok(bytes) => {
+                let head = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+                if head.starts_with("# Netscape HTTP Cookie File")
+                    || head.starts_with("# HTTP Cookie File")
+                {
+                    Check::ok("cookies", format!("{} is readable", c.display()))
+                } else {
+                    Check::warn(
+                        "cookies",
+                        format!("{} does not look like a cookies.txt file", c.display()),
+                        "export it in the Netscape format (first line: # Netscape HTTP Cookie File)",
+                    )
+                }
+            }
+            Err(e) => Check::fail(
+                "cookies",
+                format!("cannot read ytdlp.cookies {}: {e}", c.display()),
+                "fix the path, and let the bot's user read the file",
+            ),
+        });
+    }
+    if let Some(p) = &y.proxy {
+        let ok = url::Url::parse(p).ok().is_some_and(|u| {
+            matches!(
+                u.scheme(),
+                "http" | "https" | "socks4" | "socks4a" | "socks5" | "socks5h"
+            ) && u.host().is_some()
+        });
+        checks.push(if ok {
+            Check::ok("proxy", "ytdlp.proxy is a valid proxy URL")
+        } else {
+            Check::fail(
+                "proxy",
+                "ytdlp.proxy is not a proxy URL",
+                "write it as scheme://host:port with scheme http, https or socks5",
+            )
+        });
+    }
+    checks
+}
