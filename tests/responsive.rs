@@ -166,6 +166,7 @@ async fn commands_answer_while_the_next_lookup_hangs_and_skip_skips_it() {
     assert!(queue.text().contains("after"), "{}", queue.text());
     let np = answered(&w, "nowplaying", json!([])).await;
     assert!(np.text().contains("hangs"), "{}", np.text());
+    assert!(np.text().contains("starting"), "{}", np.text());
     let paused = answered(&w, "pause", json!([])).await;
     assert!(paused.text().contains("Paused"), "{}", paused.text());
     let skipped = answered(&w, "skip", json!([])).await;

@@ -236,7 +236,7 @@ pub fn queue_embed(s: &Snapshot, page: usize, per_page: usize) -> serenity::Crea
         format::link(&cur.track, 60),
         format::clock(pos),
         format::length(&cur.track),
-        if s.paused { " (paused)" } else { "" },
+        state_note(s),
         format::escape(&format::trim(&cur.requester.name, 32))
     );
     let p = page_of(s.upcoming.len(), page, per_page);
@@ -298,6 +298,17 @@ pub async fn nowplaying(ctx: Context<'_>) -> Result<(), Error> {
     reply::embed(ctx, nowplaying_embed(&s)).await
 }
 
+/// What the current track is doing besides playing: still being looked up or opened
+/// (it has not started; a slow site or media server), or paused.
+fn state_note(s: &Snapshot) -> &'static str {
+    match (s.starting, s.paused) {
+        (true, true) => " (starting, then paused)",
+        (true, false) => " (starting…)",
+        (false, true) => " (paused)",
+        (false, false) => "",
+    }
+}
+
 /// `/nowplaying`: the title (linked), a progress bar with elapsed / total, who asked, the
 /// source link.
 pub fn nowplaying_embed(s: &Snapshot) -> serenity::CreateEmbed {
@@ -323,7 +334,7 @@ pub fn nowplaying_embed(s: &Snapshot) -> serenity::CreateEmbed {
         .description(format!(
             "{}{}\n{bar}\nRequested by {} · {source}",
             format::link(&cur.track, 80),
-            if s.paused { " (paused)" } else { "" },
+            state_note(s),
             format::escape(&format::trim(&cur.requester.name, 32))
         ))
         .footer(serenity::CreateEmbedFooter::new(format!(
@@ -447,6 +458,17 @@ mod tests {
         }
         let e = serde_json::to_value(queue_embed(&s, 1, 25)).unwrap();
         assert!(e["description"].as_str().unwrap().chars().count() <= 4096);
+    }
+
+    #[test]
+    fn a_track_still_opening_says_so() {
+        let mut s = snap(1);
+        assert!(!text(&nowplaying_embed(&s)).contains("starting"));
+        s.starting = true;
+        assert!(text(&nowplaying_embed(&s)).contains("(starting…)"));
+        assert!(text(&queue_embed(&s, 1, 5)).contains("(starting…)"));
+        s.paused = true;
+        assert!(text(&queue_embed(&s, 1, 5)).contains("(starting, then paused)"));
     }
 
     #[test]
