@@ -1,7 +1,42 @@
 //! encore: a self-hosted Discord music bot.
 //!
 //! The binary (`main.rs`) is a thin CLI over this library so that tests and benchmarks run
-//! exactly the code the bot runs. See `app` for how the parts are wired.
+//! exactly the code the bot runs.
+//!
+//! # Module map
+//!
+//! Imports point down this list, never up, and no file imports a file that imports it
+//! back (`tests/layout.rs` checks both, and that no file passes 700 lines):
+//!
+//! ```text
+//! main.rs      the CLI: run (default) | doctor | invite | migrate
+//! app          wires everything and owns shutdown: one CancellationToken, one TaskTracker
+//! ── edges: Discord, songbird, the operator ───────────────────────────────────────────
+//! discord/     the poise edge only: commands/ (one file per group, shared checks apart),
+//!              gateway events, who is in a channel (presence), replies and notices. The
+//!              only place Discord markup (<#channel>, **bold**) is written.
+//! voice/       songbird behind the player's VoiceCall trait: the call, the HTTP range
+//!              reader, songbird's call inventory for the sweeper
+//! status       the figures /resources shows about the bot itself (uptime, CPU, mixers)
+//! doctor/      `encore doctor`;  invite: `encore invite`;  systemd: sd_notify, watchdog
+//! ── core: plain Rust that unit tests drive without a gateway ──────────────────────────
+//! player/      one actor per guild that owns its queue and call; it never waits on the
+//!              network (opening a track, a seek, a notice run in tasks that report back)
+//! cache/       metadata and audio cache; the Resolver looks queries up (cache first,
+//!              yt-dlp on a miss) and decides once what plays (`Resolver::playable`)
+//! sources/     what a query means and where it comes from: query parsing and URL policy,
+//!              yt-dlp (args, run, info, download), child processes, the managed yt-dlp
+//! resources/   the registry of what the bot holds (with drop guards), the idle policy,
+//!              the sweeper, /resources figures
+//! db/          SQLite: play history and saved queues;  settings: per-guild /settings
+//! config       typed configuration, validated once;  logging: tracing setup
+//! ```
+//!
+//! The path of a `/play`: `discord::commands::play` parses the query at the edge and
+//! defers; `cache::Resolver` resolves it (cache first, yt-dlp on a miss); the guild's
+//! `player` queues it and asks `voice` to open what `Resolver::playable` says (a cached
+//! file or a stream) in a task of its own; songbird's end event comes back to the player
+//! through the `VoiceCall` trait. Nothing in that path climbs back up.
 
 pub mod app;
 pub mod cache;
