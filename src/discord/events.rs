@@ -3,8 +3,8 @@
 
 use poise::serenity_prelude as serenity;
 
+use super::bot::{Data, Error};
 use super::presence::humans_in;
-use super::{Data, Error};
 use crate::player::Request;
 use crate::resources::CleanupReason;
 

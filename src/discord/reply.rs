@@ -3,7 +3,7 @@
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use super::{Context, Error};
+use super::bot::{Context, Error};
 
 pub const OK: u32 = 0x5865F2;
 pub const WARN: u32 = 0xED4245;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use poise::serenity_prelude as serenity;
 
+use super::bot::Bot;
 use super::presence::humans_in;
-use super::Bot;
 use crate::player::persist::QueueStore;
 use crate::player::Request;
 

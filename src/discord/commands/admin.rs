@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use super::{reply, Context, Error};
-use crate::discord::Bot;
+use crate::discord::bot::{Bot, Context, Error};
+use crate::discord::reply;
 use crate::player::Request;
 use crate::resources::report::{CacheFigures, ResourceReport};
 use crate::resources::{CleanupReason, Kind};

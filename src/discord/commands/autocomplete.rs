@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use poise::serenity_prelude as serenity;
 
-use super::Context;
+use crate::discord::bot::Context;
 use crate::discord::format;
 
 /// Most suggestions shown (Discord allows 25).

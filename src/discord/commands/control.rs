@@ -3,12 +3,13 @@
 
 use poise::serenity_prelude as serenity;
 
+use super::checks::{listening, listening_to_something, sentence, Listening};
 use super::dj;
 use super::parse;
-use super::{
-    humans_in, listening, listening_to_something, reply, sentence, Context, Error, Listening,
-};
+use crate::discord::bot::{Context, Error};
 use crate::discord::format::{self, bold, escape};
+use crate::discord::presence::humans_in;
+use crate::discord::reply;
 use crate::player::queue::QueueError;
 use crate::player::voice::VoiceError;
 use crate::player::{LoopMode, PlayerError, Request, Skipped};

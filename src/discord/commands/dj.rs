@@ -7,7 +7,8 @@
 //! the track is skipped once half of the listeners voted (the player counts the votes:
 //! `crate::player::votes`).
 
-use super::{reply, Context, Error};
+use crate::discord::bot::{Context, Error};
+use crate::discord::reply;
 use crate::player::Snapshot;
 
 /// Why a member may control playback (or not).

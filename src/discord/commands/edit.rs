@@ -1,9 +1,11 @@
 //! Editing what waits in the queue: remove, move, shuffle, clear.
 
+use super::checks::{listening, sentence};
 use super::dj;
 use super::parse::{check_position, parse_positions};
-use super::{listening, reply, sentence, Context, Error};
+use crate::discord::bot::{Context, Error};
 use crate::discord::format::{self, bold};
+use crate::discord::reply;
 use crate::player::queue::QueueError;
 use crate::player::{PlayerError, Request};
 

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use url::Url;
 
-use super::{caller_channel, dj, reply, sentence, Context, Error};
+use super::checks::{caller_channel, sentence};
+use super::dj;
 use crate::cache::{CacheOutcome, PlaylistLimits, PlaylistOutcome, PlaylistReport};
+use crate::discord::bot::{Context, Error};
 use crate::discord::format::{self, bold};
+use crate::discord::reply;
 use crate::player::{Enqueued, PlayerError, Request, Requester, Snapshot};
 use crate::settings::GuildSettings;
 use crate::sources::{self, Query, Track};

@@ -6,8 +6,9 @@ use futures::StreamExt;
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use super::{reply, Context, Error};
+use crate::discord::bot::{Context, Error};
 use crate::discord::format;
+use crate::discord::reply;
 use crate::discord::reply::OK;
 use crate::player::queue::{durations, page_of};
 use crate::player::{Request, Snapshot};

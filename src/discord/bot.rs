@@ -1,0 +1,44 @@
+//! The bot's state and poise types; apart so no file imports the mod.rs that builds the framework.
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+
+use crate::config::Config;
+use crate::player::Players;
+use crate::sources::{UrlPolicy, YtDlp};
+
+/// The state every command sees.
+pub struct Bot {
+    pub config: Arc<Config>,
+    pub players: Arc<Players>,
+    pub registry: Arc<crate::resources::Registry>,
+    /// Saved queues are written through this (and flushed at shutdown).
+    pub queue_writer: crate::db::queues::QueueWriter,
+    /// The app's task tracker, for work a command or event starts and shutdown awaits.
+    pub tasks: tokio_util::task::TaskTracker,
+    /// The bot's own yt-dlp install, when `ytdlp.managed` (updated by `/cleanup update_ytdlp`).
+    pub managed: Option<crate::sources::managed::ManagedYtDlp>,
+    /// Set once saved queues were restored (on the first cache-ready after start).
+    pub restored: std::sync::atomic::AtomicBool,
+    /// Per-guild settings (`/settings`) over the config's defaults.
+    pub settings: Arc<crate::settings::Settings>,
+    pub songbird: Arc<songbird::Songbird>,
+    pub ytdlp: YtDlp,
+    /// Cache first, yt-dlp on a miss: what `/play` resolves through.
+    pub resolver: crate::cache::Resolver,
+    pub policy: UrlPolicy,
+    pub db: SqlitePool,
+    /// Uptime, CPU, mixer load and yt-dlp figures for `/resources`.
+    pub status: Arc<crate::status::Status>,
+    /// Becomes true once the gateway is ready and commands are registered (systemd's
+    /// READY=1 waits on it).
+    pub ready: tokio::sync::watch::Sender<bool>,
+    /// The app's shutdown signal: long-running commands stop when it fires.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub sweeper: Arc<crate::resources::sweeper::Sweeper>,
+}
+
+pub type Data = Arc<Bot>;
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Context<'a> = poise::Context<'a, Data, Error>;
