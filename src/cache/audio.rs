@@ -22,8 +22,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::clock::{unix_secs, Clock};
+use super::error::CacheError;
 use super::metadata::{Counter, MetadataCache};
-use super::{unix_secs, CacheError, CacheSettings, Clock};
+use super::settings::CacheSettings;
 use crate::sources::{ResolveError, Track, YtDlp};
 
 /// What [`AudioCache::prefetch`] did.
@@ -719,8 +721,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::cache::clock::SystemClock;
     use crate::cache::testutil::{pool, track, ytdlp};
-    use crate::cache::SystemClock;
 
     struct Fixture {
         _tmp: tempfile::TempDir,

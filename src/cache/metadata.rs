@@ -20,12 +20,18 @@ use std::time::{Duration, SystemTime};
 use sqlx::{Row, SqlitePool};
 use url::Url;
 
-use super::{from_unix_secs, secs, unix_secs, CacheError, CacheSettings, Clock, STREAM_MARGIN};
+use super::clock::{from_unix_secs, secs, unix_secs, Clock};
+use super::error::CacheError;
+use super::settings::CacheSettings;
 use crate::sources::{Query, Track};
 
 /// `expires_at` of URL aliases: a URL keeps naming the same item, so its alias lives as
 /// long as the entry it points to (entries expire after `metadata_ttl`).
 const URL_ALIAS_EXPIRY: i64 = i64::MAX;
+
+/// A stream URL expiring within this margin counts as expired (the track may wait in a
+/// queue for a while before it plays).
+pub const STREAM_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// How long the stream URL of a non-generic extractor without a readable expiry is used
 /// (an audio file, when cached, is used regardless).
@@ -511,8 +517,8 @@ async fn evict_past(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::clock::{ManualClock, SystemClock};
     use crate::cache::testutil::{pool, track};
-    use crate::cache::ManualClock;
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
@@ -646,11 +652,7 @@ mod tests {
     #[tokio::test]
     async fn live_and_unresolved_tracks_are_not_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let m = MetadataCache::new(
-            pool(dir.path()).await,
-            settings(100),
-            Arc::new(crate::cache::SystemClock),
-        );
+        let m = MetadataCache::new(pool(dir.path()).await, settings(100), Arc::new(SystemClock));
         let mut live = track("l");
         live.is_live = true;
         assert!(!m.store(None, &live).await.unwrap());
@@ -705,14 +707,14 @@ mod tests {
     async fn counters_survive_reopening_the_database() {
         let dir = tempfile::tempdir().unwrap();
         let p = pool(dir.path()).await;
-        let m = MetadataCache::new(p.clone(), settings(10), Arc::new(crate::cache::SystemClock));
+        let m = MetadataCache::new(p.clone(), settings(10), Arc::new(SystemClock));
         m.count(Counter::Hits).await;
         m.count(Counter::Hits).await;
         m.count(Counter::Misses).await;
         m.bump(Counter::Evictions, 5).await.unwrap();
         p.close().await;
         let p = pool(dir.path()).await;
-        let m = MetadataCache::new(p, settings(10), Arc::new(crate::cache::SystemClock));
+        let m = MetadataCache::new(p, settings(10), Arc::new(SystemClock));
         let c = m.counters().await.unwrap();
         assert_eq!((c.hits, c.misses, c.evictions, c.downloads), (2, 1, 5, 0));
     }
@@ -721,11 +723,7 @@ mod tests {
     async fn search_titles_by_text_and_guild() {
         let dir = tempfile::tempdir().unwrap();
         let p = pool(dir.path()).await;
-        let m = MetadataCache::new(
-            p.clone(),
-            settings(100),
-            Arc::new(crate::cache::SystemClock),
-        );
+        let m = MetadataCache::new(p.clone(), settings(100), Arc::new(SystemClock));
         let mut t1 = track("1");
         t1.title = "Blue Monday".into();
         let mut t2 = track("2");

@@ -20,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::audio::{AudioCache, CachedFile, PrefetchStatus, ScanReport};
-use super::metadata::{Counter, Counters, Lookup, MetadataCache};
-use super::{CacheError, CacheSettings, Clock, SystemClock, STREAM_MARGIN};
+use super::clock::{Clock, SystemClock};
+use super::error::CacheError;
+use super::metadata::{Counter, Counters, Lookup, MetadataCache, STREAM_MARGIN};
+use super::settings::CacheSettings;
 use crate::sources::{Query, ResolveError, Track, YtDlp};
 
 /// What to play for a track, decided in one place ([`Resolver::playable`]).
@@ -381,8 +383,9 @@ mod tests {
     use url::Url;
 
     use super::*;
+    use crate::cache::clock::ManualClock;
+    use crate::cache::metadata::STREAM_MARGIN;
     use crate::cache::testutil::{pool, ytdlp};
-    use crate::cache::{ManualClock, STREAM_MARGIN};
 
     /// A fake yt-dlp answering `-j` for any query: id = the query with non-alphanumerics
     /// as `_` (for its own page URLs `https://example.com/watch/<id>`: that id); the stream URL carries `<dir>/expire` (e.g. `?expire=123`) when present;
