@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::CleanupReason;
+use super::registry::CleanupReason;
 
 /// Timeouts; `None` disables one (24/7 mode).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Cleanups, Kind, KindStats};
+use super::registry::{Cleanups, Kind, KindStats};
 use crate::cache::size::format_bytes;
 
 #[derive(Debug, Clone, Default)]
@@ -175,7 +175,7 @@ impl ResourceReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::CleanupReason;
+    use crate::resources::registry::CleanupReason;
 
     #[test]
     fn uptime_to_the_second() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{CleanupReason, Registry};
+use super::registry::{CleanupReason, Registry};
 use crate::sources::ProcessStats;
 
 /// The voice layer as the sweeper sees it: which guilds it holds a call for, and how to
