@@ -34,6 +34,7 @@ pub mod clock;
 pub mod error;
 pub mod expiry;
 pub mod metadata;
+pub mod names;
 pub mod playlist;
 pub mod resolver;
 pub mod settings;
