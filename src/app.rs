@@ -21,6 +21,8 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 pub struct App {
     pub bot: Arc<Bot>,
+    /// songbird's voice manager (the calls the players hold through `crate::voice`).
+    pub songbird: Arc<songbird::Songbird>,
     /// The bot's own yt-dlp (`ytdlp.managed`): installed by `build`, updated by `run`.
     pub managed: Option<crate::sources::managed::ManagedYtDlp>,
     client: serenity::Client,
@@ -162,7 +164,6 @@ impl App {
             managed.clone(),
         ));
         let bot = Arc::new(Bot {
-            ytdlp,
             resolver,
             registry: registry.clone(),
             settings,
@@ -170,8 +171,6 @@ impl App {
             tasks: tasks.clone(),
             restored: Default::default(),
             managed: managed.clone(),
-            songbird: songbird.clone(),
-            policy: policy(&config),
             config: config.clone(),
             players,
             db,
@@ -184,7 +183,7 @@ impl App {
             serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_VOICE_STATES;
         let client = serenity::ClientBuilder::new_with_http(http_client(&token, &config), intents)
             .framework(discord::framework(bot.clone()))
-            .voice_manager_arc(songbird)
+            .voice_manager_arc(songbird.clone())
             .await
             .context("cannot create the Discord client")?;
         {
@@ -198,6 +197,7 @@ impl App {
         }
         Ok(App {
             bot,
+            songbird,
             managed,
             client,
             tasks,

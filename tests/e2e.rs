@@ -82,7 +82,7 @@ async fn refusals_are_clear_private_and_silent() {
     );
 
     // a file: URL never reaches yt-dlp
-    let stats = w.bot.ytdlp.stats();
+    let stats = w.bot.resolver.ytdlp().stats();
     let spawned = stats.spawned.load(Ordering::SeqCst);
     let r = w.play(ANN, "file:///etc/passwd").await;
     assert_eq!(
@@ -131,7 +131,7 @@ async fn a_repeat_play_comes_from_the_cache_without_ytdlp() {
     let first = w.play(ANN, &url).await;
     assert!(!first.text().contains("from cache"), "{}", first.text());
     assert!(near(w.hear(25).await, 880.0));
-    let stats = w.bot.ytdlp.stats();
+    let stats = w.bot.resolver.ytdlp().stats();
     let spawned = stats.spawned.load(Ordering::SeqCst);
 
     w.cmd(ANN, "stop", json!([])).await;

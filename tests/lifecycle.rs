@@ -68,7 +68,7 @@ trait AsStats {
 }
 impl AsStats for World {
     fn stats(&self) -> std::sync::Arc<encore::sources::ProcessStats> {
-        self.bot.ytdlp.stats()
+        self.bot.resolver.ytdlp().stats()
     }
 }
 impl AsStats for std::sync::Arc<encore::sources::ProcessStats> {
@@ -161,7 +161,6 @@ async fn a_moderator_disconnect_cleans_up_and_a_later_play_works() {
     wait_released(&w).await;
     assert_eq!(cleanups(&w, CleanupReason::BotDisconnected), 1);
     assert!(w
-        .bot
         .songbird
         .get(songbird::id::GuildId::from(
             std::num::NonZeroU64::new(GUILD).unwrap()
@@ -382,7 +381,7 @@ async fn shutdown_while_playing_leaves_the_call() {
     let w = World::start().await;
     playing(&w, "long.wav").await;
     let emu = w.emu.clone();
-    let w_stats = w.bot.ytdlp.stats();
+    let w_stats = w.bot.resolver.ytdlp().stats();
     w.stop().await;
     assert_eq!(
         emu.voice_state_updates(GUILD).last(),

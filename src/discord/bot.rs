@@ -6,7 +6,6 @@ use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::player::Players;
-use crate::sources::{UrlPolicy, YtDlp};
 
 /// The state every command sees.
 pub struct Bot {
@@ -23,11 +22,8 @@ pub struct Bot {
     pub restored: std::sync::atomic::AtomicBool,
     /// Per-guild settings (`/settings`) over the config's defaults.
     pub settings: Arc<crate::settings::Settings>,
-    pub songbird: Arc<songbird::Songbird>,
-    pub ytdlp: YtDlp,
     /// Cache first, yt-dlp on a miss: what `/play` resolves through.
     pub resolver: crate::cache::Resolver,
-    pub policy: UrlPolicy,
     pub db: SqlitePool,
     /// Uptime, CPU, mixer load and yt-dlp figures for `/resources`.
     pub status: Arc<crate::status::Status>,

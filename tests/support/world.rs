@@ -65,6 +65,8 @@ pub struct World {
     pub emu: Emulator,
     pub files: FileServer,
     pub bot: Arc<Bot>,
+    /// The bot's voice manager, to see which calls songbird holds.
+    pub songbird: Arc<songbird::Songbird>,
     pub shutdown: CancellationToken,
     pub run: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// The bot's config, reused by [`World::restart`].
@@ -109,12 +111,14 @@ impl World {
             .await
             .unwrap();
         let bot = app.bot.clone();
+        let songbird = app.songbird.clone();
         let run = tokio::spawn(app.run());
         emu.wait_ready(T).await;
         World {
             emu,
             files,
             bot,
+            songbird,
             shutdown,
             run,
             config,
@@ -168,6 +172,7 @@ impl World {
             .await
             .unwrap();
         self.bot = app.bot.clone();
+        self.songbird = app.songbird.clone();
         self.run = tokio::spawn(app.run());
         self.emu
             .wait_for("the restarted bot to register its commands", T, move |e| {

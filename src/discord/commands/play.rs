@@ -67,7 +67,7 @@ pub async fn play(
     // second: both past Discord's three-second answer window.
     ctx.defer().await?;
     // Refuse bad input before spending a yt-dlp run on it.
-    let query = match sources::parse_query(&query, &bot.policy).await {
+    let query = match sources::parse_query(&query, bot.resolver.ytdlp().policy()).await {
         Ok(q) => q,
         Err(e) => {
             bot.registry.record_error(e.class());
