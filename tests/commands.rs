@@ -11,7 +11,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use encore::player::{Request, Requester, Snapshot};
+use encore::player::{Requester, Snapshot};
 use encore::settings::Change;
 use encore::sources::Track;
 use serde_json::{json, Value};
@@ -52,30 +52,9 @@ fn opts(pairs: &[(&str, Value)]) -> Value {
     )
 }
 
-/// A `freq` Hz tone of `secs` seconds served as `<name>.wav`, as a queue-ready track with a
-/// known length.
+/// A `freq` Hz tone of `secs` seconds, as a queue-ready track (see [`World::tone`]).
 fn tone(w: &World, name: &str, freq: f32, secs: f32) -> Arc<Track> {
-    let file = format!("{name}.wav");
-    let path = w.media_dir().join(&file);
-    if !path.exists() {
-        write_tone_wav(&path, freq, secs, 0.5);
-    }
-    let url = w.files.url(&file);
-    Arc::new(Track {
-        title: name.into(),
-        page_url: url.clone(),
-        stream_url: url,
-        http_headers: Vec::new(),
-        duration: Some(Duration::from_secs_f32(secs)),
-        extractor: "generic".into(),
-        id: name.into(),
-        is_live: false,
-        uploader: None,
-        thumbnail: None,
-        ext: Some("wav".into()),
-        acodec: None,
-        stream_expires: None,
-    })
+    w.tone(name, freq, secs)
 }
 
 fn who(id: u64) -> Requester {
@@ -93,28 +72,11 @@ fn who(id: u64) -> Requester {
 
 /// Queues `tracks` for `user` straight into the player (as `/play` would after a lookup).
 async fn enqueue(w: &World, user: u64, tracks: Vec<Arc<Track>>) {
-    let player = w.bot.players.get_or_start(GUILD);
-    player
-        .call(|reply| Request::Enqueue {
-            tracks,
-            requester: who(user),
-            voice_channel: MUSIC,
-            text_channel: TEXT,
-            front: false,
-            reply,
-        })
-        .await
-        .expect("enqueue");
+    w.enqueue(who(user), tracks).await;
 }
 
 async fn snapshot(w: &World) -> Snapshot {
-    w.bot
-        .players
-        .get(GUILD)
-        .expect("a player")
-        .ask(|reply| Request::Snapshot { reply })
-        .await
-        .expect("snapshot")
+    w.snapshot().await
 }
 
 fn titles(s: &Snapshot) -> Vec<String> {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use encore::player::{Request, Requester, Snapshot};
+use encore::player::{Requester, Snapshot};
 use encore::sources::Track;
 use serde_json::json;
 use support::world::*;
@@ -36,30 +36,9 @@ fn hanging_ytdlp(dir: &Path) -> std::path::PathBuf {
     script
 }
 
-fn tone(w: &World, name: &str, freq: f32, secs: f32) -> Arc<Track> {
-    let file = format!("{name}.wav");
-    write_tone_wav(&w.media_dir().join(&file), freq, secs, 0.5);
-    let url = w.files.url(&file);
-    Arc::new(Track {
-        title: name.into(),
-        page_url: url.clone(),
-        stream_url: url,
-        http_headers: Vec::new(),
-        duration: Some(Duration::from_secs_f32(secs)),
-        extractor: "generic".into(),
-        id: name.into(),
-        is_live: false,
-        uploader: None,
-        thumbnail: None,
-        ext: Some("wav".into()),
-        acodec: None,
-        stream_expires: None,
-    })
-}
-
 /// A playlist entry not looked up yet: its turn runs yt-dlp on its page.
 fn unresolved(w: &World, name: &str) -> Arc<Track> {
-    let t = tone(w, name, 660.0, 1.0);
+    let t = w.tone(name, 660.0, 1.0);
     Arc::new(Track {
         stream_url: String::new(),
         page_url: w.files.url("never-answers"),
@@ -67,21 +46,11 @@ fn unresolved(w: &World, name: &str) -> Arc<Track> {
     })
 }
 
-async fn snapshot(w: &World) -> Snapshot {
-    w.bot
-        .players
-        .get(GUILD)
-        .expect("a player")
-        .ask(|reply| Request::Snapshot { reply })
-        .await
-        .expect("snapshot")
-}
-
 /// Polls the player (bounded) until `pred` holds for its state.
 async fn wait_state(w: &World, what: &str, pred: impl Fn(&Snapshot) -> bool) -> Snapshot {
     let deadline = Instant::now() + T;
     loop {
-        let s = snapshot(w).await;
+        let s = w.snapshot().await;
         if pred(&s) {
             return s;
         }
@@ -129,25 +98,14 @@ async fn commands_answer_while_the_next_lookup_hangs_and_skip_skips_it() {
         c.ytdlp.path = fake.clone();
     })
     .await;
-    let first = tone(&w, "first", 440.0, 1.0);
+    let first = w.tone("first", 440.0, 1.0);
     let hangs = unresolved(&w, "hangs");
-    let after = tone(&w, "after", 880.0, 6.0);
-    w.bot
-        .players
-        .get_or_start(GUILD)
-        .call_within(encore::player::JOIN_WAIT, |reply| Request::Enqueue {
-            tracks: vec![first, hangs, after],
-            requester: Requester {
-                id: ANN,
-                name: "ann".into(),
-            },
-            voice_channel: MUSIC,
-            text_channel: TEXT,
-            front: false,
-            reply,
-        })
-        .await
-        .expect("enqueue");
+    let after = w.tone("after", 880.0, 6.0);
+    let ann = Requester {
+        id: ANN,
+        name: "ann".into(),
+    };
+    w.enqueue(ann, vec![first, hangs, after]).await;
 
     // The first track ends; the next one's lookup starts and never comes back.
     wait_state(&w, "the hanging track to be opening", |s| {

@@ -33,23 +33,22 @@ impl Check {
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
-        Check {
-            name,
-            status: Status::Warn,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
+        Self::needing(name, Status::Warn, detail.into(), fix.into())
     }
     pub(super) fn fail(
         name: &'static str,
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
+        Self::needing(name, Status::Fail, detail.into(), fix.into())
+    }
+    /// A check with something to do about it.
+    fn needing(name: &'static str, status: Status, detail: String, fix: String) -> Check {
         Check {
             name,
-            status: Status::Fail,
-            detail: detail.into(),
-            fix: Some(fix.into()),
+            status,
+            detail,
+            fix: Some(fix),
         }
     }
     pub(super) fn skip(name: &'static str, why: impl Into<String>) -> Check {

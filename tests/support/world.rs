@@ -148,6 +148,66 @@ impl World {
         .await
     }
 
+    /// A `freq` Hz tone of `secs` seconds served as `<name>.wav` (written once), as a
+    /// queue-ready track with a known length: tests put it straight into the player.
+    pub fn tone(&self, name: &str, freq: f32, secs: f32) -> Arc<encore::sources::Track> {
+        let file = format!("{name}.wav");
+        let path = self.media_dir().join(&file);
+        if !path.exists() {
+            write_tone_wav(&path, freq, secs, 0.5);
+        }
+        let url = self.files.url(&file);
+        Arc::new(encore::sources::Track {
+            title: name.into(),
+            page_url: url.clone(),
+            stream_url: url,
+            http_headers: Vec::new(),
+            duration: Some(Duration::from_secs_f32(secs)),
+            extractor: "generic".into(),
+            id: name.into(),
+            is_live: false,
+            uploader: None,
+            thumbnail: None,
+            ext: Some("wav".into()),
+            acodec: None,
+            stream_expires: None,
+        })
+    }
+
+    /// Queues `tracks` for `requester` in MUSIC straight into the player, as `/play` would
+    /// after a lookup.
+    pub async fn enqueue(
+        &self,
+        requester: encore::player::Requester,
+        tracks: Vec<Arc<encore::sources::Track>>,
+    ) {
+        let player = self.bot.players.get_or_start(GUILD);
+        player
+            .call_within(encore::player::JOIN_WAIT, |reply| {
+                encore::player::Request::Enqueue {
+                    tracks,
+                    requester,
+                    voice_channel: MUSIC,
+                    text_channel: TEXT,
+                    front: false,
+                    reply,
+                }
+            })
+            .await
+            .expect("enqueue");
+    }
+
+    /// The guild's player state (it must be running).
+    pub async fn snapshot(&self) -> encore::player::Snapshot {
+        self.bot
+            .players
+            .get(GUILD)
+            .expect("a player")
+            .ask(|reply| encore::player::Request::Snapshot { reply })
+            .await
+            .expect("snapshot")
+    }
+
     /// Waits for `n` audible frames and returns the frequency heard in them.
     pub async fn hear(&self, n: usize) -> f32 {
         self.emu.wait_audio_frames(GUILD, n, T).await;
