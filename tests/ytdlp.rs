@@ -661,3 +661,34 @@ echo '{{"url":"http://8.8.8.8/ok.mp3","title":"Fine","id":"f1","ext":"mp3"}}'
         "# Netscape HTTP Cookie File\n"
     );
 }
+
+#[tokio::test]
+async fn no_secret_of_the_bot_reaches_yt_dlp() {
+    // What an operator puts in `.env` or the unit ends up in the bot's environment.
+    std::env::set_var("DISCORD_TOKEN", "the-bot-token-must-stay-home");
+    std::env::set_var("ENCORE_DISCORD__DEV_GUILD", "123");
+    std::env::set_var("HTTPS_PROXY", "http://127.0.0.1:3128");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fake");
+    let seen = dir.path().join("env");
+    // Records its whole environment, as any code yt-dlp runs (a plugin, deno) could.
+    write_script(
+        &script,
+        &format!(
+            "#!/bin/sh\nenv > '{}'\necho '{{\"url\":\"http://8.8.8.8/ok.mp3\",\"title\":\"Fine\",\"id\":\"f1\",\"ext\":\"mp3\"}}'\n",
+            seen.display()
+        ),
+    );
+    let y = YtDlp::new(
+        config(script, &dir.path().join("work")),
+        UrlPolicy::default(),
+    );
+    y.resolve(&Query::Search("x".into())).await.unwrap();
+    let env = std::fs::read_to_string(&seen).unwrap();
+    assert!(!env.contains("the-bot-token-must-stay-home"), "{env}");
+    assert!(!env.contains("ENCORE_"), "{env}");
+    assert!(!env.contains("DISCORD_"), "{env}");
+    // What it needs to run, and the operator's proxy, are still there.
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    assert!(env.contains("HTTPS_PROXY=http://127.0.0.1:3128"), "{env}");
+}

@@ -2,6 +2,11 @@
 //! timeout, and a guard that kills the whole group on every exit path that did not finish
 //! cleanly (timeout, output too large, I/O error, or the future being dropped).
 //!
+//! A child gets an allow-listed environment ([`child_env`]), never the bot's own: the
+//! Discord token (and anything else an operator put in `.env` or the unit) stays in the
+//! bot. yt-dlp, deno, pip and the build backends pip runs are code the bot does not
+//! control.
+//!
 //! The counters of those runs ([`ProcessStats`]) live here as well: [`run`] is what keeps
 //! them right on every path, and the yt-dlp wrapper, the managed installer and `/resources`
 //! only read or share them.
@@ -130,8 +135,55 @@ pub fn kill_group(pgid: u32) -> bool {
     unsafe { libc::killpg(pgid as libc::pid_t, libc::SIGKILL) == 0 }
 }
 
-/// Runs `program args...` in `cwd` with a new process group, stdin from /dev/null, and
-/// the given whole-call timeout. stdout beyond `stdout_cap` bytes is an error.
+/// Variables a child keeps from the bot's environment: what programs need to run (where
+/// to find programs, a home and a locale, temporary files), the operator's proxy and CA
+/// settings (yt-dlp and pip honour them), and pip's own settings for the managed install.
+const CHILD_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "XDG_CACHE_HOME",
+    "DENO_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+];
+
+/// The environment a child gets from `vars` (the bot's): only [`CHILD_ENV`], `LC_*` and
+/// `PIP_*` variables, and never one named for the bot (`ENCORE_*`, `DISCORD_*`) whatever
+/// else it matches.
+pub fn child_env(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Vec<(OsString, OsString)> {
+    vars.into_iter()
+        .filter(|(k, _)| {
+            let Some(k) = k.to_str() else { return false };
+            let bots = ["ENCORE_", "DISCORD_"];
+            let upper = k.to_ascii_uppercase();
+            if bots.iter().any(|p| upper.starts_with(p)) {
+                return false;
+            }
+            CHILD_ENV.contains(&k) || k.starts_with("LC_") || k.starts_with("PIP_")
+        })
+        .collect()
+}
+
+/// Runs `program args...` in `cwd` with a new process group, stdin from /dev/null, the
+/// allow-listed environment ([`child_env`]), and the given whole-call timeout. stdout beyond `stdout_cap` bytes is an error.
 pub(crate) async fn run(
     program: &Path,
     args: &[OsString],
@@ -142,6 +194,8 @@ pub(crate) async fn run(
 ) -> Result<RunOutput, RunError> {
     let mut cmd = Command::new(program);
     cmd.args(args)
+        .env_clear()
+        .envs(child_env(std::env::vars_os()))
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -261,6 +315,31 @@ async fn read_tail<R: AsyncRead + Unpin>(mut r: R, cap: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_keeps_what_it_needs_and_none_of_the_bots_settings() {
+        let vars = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/var/lib/encore"),
+            ("LC_ALL", "C.UTF-8"),
+            ("https_proxy", "http://proxy:3128"),
+            ("PIP_INDEX_URL", "https://mirror/simple"),
+            ("DISCORD_TOKEN", "secret"),
+            ("ENCORE_YTDLP__COOKIES", "/etc/encore/cookies.txt"),
+            ("Discord_Token", "secret"),
+            ("AWS_SECRET_ACCESS_KEY", "also secret"),
+            ("NOTIFY_SOCKET", "/run/systemd/notify"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let kept: Vec<String> = child_env(vars)
+            .into_iter()
+            .map(|(k, _)| k.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            ["PATH", "HOME", "LC_ALL", "https_proxy", "PIP_INDEX_URL"]
+        );
+    }
 
     #[tokio::test]
     async fn tail_keeps_the_end() {

@@ -88,7 +88,11 @@ pub async fn parse_query(input: &str, policy: &UrlPolicy) -> Result<Query, Resol
             if lower != "http" && lower != "https" {
                 return Err(ResolveError::UnsupportedScheme(shorten_scheme(&lower)));
             }
-            let url = Url::parse(text).map_err(|_| ResolveError::InvalidUrl)?;
+            let mut url = Url::parse(text).map_err(|_| ResolveError::InvalidUrl)?;
+            // A fragment never reaches a server, but yt-dlp reads one
+            // (`#__youtubedl_smuggle=` passes it data), while the cache key ignores it: a
+            // smuggled answer would be served to the next user of the same link.
+            url.set_fragment(None);
             check_url(&url, policy).await?;
             Ok(Query::Url(url))
         }
@@ -314,6 +318,21 @@ mod tests {
             p("c:\\music").await,
             Err(ResolveError::UnsupportedScheme("c".into()))
         );
+    }
+
+    #[tokio::test]
+    async fn a_fragment_never_reaches_yt_dlp() {
+        let q = parse_query(
+            "https://93.184.215.14/watch?v=1#__youtubedl_smuggle=%7B%22x%22%3A1%7D",
+            &DENY,
+        )
+        .await
+        .unwrap();
+        let Query::Url(url) = &q else {
+            panic!("a URL: {q:?}")
+        };
+        assert_eq!(url.fragment(), None);
+        assert_eq!(q.to_ytdlp_arg(), "https://93.184.215.14/watch?v=1");
     }
 
     #[tokio::test]
