@@ -256,6 +256,15 @@ fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
             seg[7] as u8,
         ));
     }
+    // IPv4-translated ::ffff:0:a.b.c.d (RFC 2765): the mapped check above does not see it
+    if seg[..4].iter().all(|&s| s == 0) && seg[4] == 0xffff && seg[5] == 0 {
+        return is_forbidden_v4(Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        ));
+    }
     // 6to4 2002:AABB:CCDD::/48 embeds an IPv4 address
     if seg[0] == 0x2002 {
         return is_forbidden_v4(Ipv4Addr::new(
@@ -269,6 +278,10 @@ fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
         || (seg[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
         || (seg[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
         || (seg[0] == 0x2001 && seg[1] == 0x0db8) // 2001:db8::/32 documentation
+        // 2001::/32 Teredo: a tunnel whose far end (an obfuscated IPv4) can be any host
+        || (seg[0] == 0x2001 && seg[1] == 0)
+        || (seg[0] == 0x2001 && seg[1] == 0x0002 && seg[2] == 0) // 2001:2::/48 benchmarking
+        || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // 64:ff9b:1::/48 local NAT64
         || (seg[0] == 0x0100 && seg[1..4].iter().all(|&s| s == 0)) // 100::/64 discard
 }
 
@@ -491,6 +504,11 @@ mod tests {
             "::ffff:10.0.0.1",
             "2002:7f00:1::",
             "2001:db8::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:10.0.0.5",
+            "::ffff:0:127.0.0.1",
         ] {
             assert!(is_forbidden_ip(s.parse().unwrap()), "{s}");
         }
@@ -501,6 +519,9 @@ mod tests {
             "100.128.0.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "64:ff9b::808:808",
+            "2001:4860:4860::8888",
         ] {
             assert!(!is_forbidden_ip(s.parse().unwrap()), "{s}");
         }
