@@ -191,6 +191,51 @@ async fn doctor_reports_a_token_discord_refuses_and_a_missing_ytdlp() {
 }
 
 #[tokio::test]
+async fn doctor_fails_a_ytdlp_too_old_for_the_bots_options() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Answers a plain `--version`, as an old release does, but refuses an option it does
+    // not know: every lookup the bot makes would fail the same way.
+    let old = dir.path().join("old-yt-dlp");
+    std::fs::write(
+        &old,
+        "#!/bin/sh
+for a in \"$@\"; do
+  if [ \"$a\" = --no-plugin-dirs ]; then
+    \
+         echo 'yt-dlp: error: no such option: --no-plugin-dirs' >&2; exit 2
+  fi
+done
+\
+         echo 2026.10.26
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = encore(
+        dir.path(),
+        &["doctor"],
+        &[
+            ("ENCORE_DATA_DIR", s(&dir.path().join("data"))),
+            ("ENCORE_YTDLP_PATH", s(&old)),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL  yt-dlp"))
+        .unwrap_or_else(|| panic!("no failing yt-dlp line: {out:?}"));
+    assert!(line.contains("no such option: --no-plugin-dirs"), "{line}");
+    assert!(
+        out.stdout
+            .contains("too old for the options the bot passes"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
 async fn doctor_reports_a_bad_config_and_skips_what_depends_on_it() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("encore.toml");

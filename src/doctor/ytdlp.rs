@@ -1,6 +1,7 @@
 //! `encore doctor`'s yt-dlp checks: the configured (or managed) yt-dlp runs, and its
 //! release is not so old that sites have broken it.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -11,11 +12,14 @@ use crate::sources::managed::{self, ManagedYtDlp};
 /// yt-dlp releases older than this get a warning: YouTube breaks old versions.
 const OLD_YTDLP_DAYS: u64 = 90;
 
-/// `program --ignore-config --version`, bounded, from `/` (so no `yt-dlp.conf` nearby
-/// matters and nothing is written).
-async fn version_of(program: &Path) -> Result<String, String> {
+/// `program <the options every lookup passes> --version`, bounded, from `/` (so nothing
+/// is written), with the bot's child environment. A yt-dlp that refuses one of the
+/// options fails here as it would fail every `/play`.
+async fn version_of(program: &Path, args: &[OsString]) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(["--ignore-config", "--version"])
+    cmd.args(args)
+        .env_clear()
+        .envs(crate::sources::child_env(std::env::vars_os()))
         .current_dir("/")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -116,13 +120,19 @@ pub(super) async fn check_ytdlp(
     } else {
         program = y.path.clone();
     }
-    let version = match version_of(&program).await {
+    let probe = crate::app::ytdlp(config).probe_args();
+    let version = match version_of(&program, &probe).await {
         Ok(v) => v,
         Err(e) => {
+            let too_old = e.contains("no such option");
             checks.push(Check::fail(
                 NAME,
                 e,
-                if y.managed {
+                if too_old {
+                    "this yt-dlp is too old for the options the bot passes: update it \
+                     (DIR/bin/pip install -U 'yt-dlp[default]'), or set ytdlp.managed = true"
+                        .to_string()
+                } else if y.managed {
                     "the managed environment is broken: stop the bot, delete its venv directory, start it again".to_string()
                 } else {
                     "install it (scripts/deps; or python3 -m venv DIR && DIR/bin/pip install 'yt-dlp[default]' deno, then \

@@ -39,7 +39,7 @@ pub mod track;
 pub mod ytdlp;
 
 pub use error::{fmt_hms, ResolveError};
-pub use process::{kill_group, LiveProcess, ProcessStats};
+pub use process::{child_env, kill_group, LiveProcess, ProcessStats};
 pub use query::{parse_query, Query, UrlPolicy};
 pub use track::Track;
 pub use ytdlp::{YtDlp, YtDlpConfig};

@@ -68,6 +68,17 @@ impl YtDlp {
         }
     }
 
+    /// The options every lookup passes, then `--version`: a yt-dlp that refuses one of them
+    /// (too old for `--no-plugin-dirs`, say) fails this as it would fail every lookup, so
+    /// `encore doctor` asks with exactly these. The cookies file is left out: each lookup
+    /// gets a private copy of it.
+    pub fn probe_args(&self) -> Vec<OsString> {
+        let mut a = self.common_args(None);
+        self.filter_args(&mut a);
+        a.push("--version".into());
+        a
+    }
+
     pub(super) fn args_for(&self, mode: Mode<'_>, cookies: Option<&Path>) -> Vec<OsString> {
         let mut a = self.common_args(cookies);
         let target = match mode {
