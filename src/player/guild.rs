@@ -21,7 +21,7 @@ use crate::player::handle::{PlayerError, PlayerHandle, PlayerSettings, Request, 
 use crate::player::inbox::{Internal, Starting};
 use crate::player::notices::Notices;
 use crate::player::persist::{QueueStore, Shape};
-use crate::player::queue::{Advance, LoopMode, Queue, QueueError};
+use crate::player::queue::{Advance, Queue, QueueError};
 use crate::player::reconnect::{Reconnect, Step};
 use crate::player::voice::{Notice, Notifier, VoiceCall, VoiceEvent, VoiceFactory};
 use crate::player::votes::SkipVotes;
@@ -480,7 +480,7 @@ impl GuildPlayer {
                 let _ = reply.send(Ok(self.queue.clear_upcoming()));
             }
             Request::SetLoop { mode, reply } => {
-                self.set_loop(mode);
+                self.queue.set_loop_mode(mode);
                 let _ = reply.send(Ok(mode));
             }
             Request::SetVolume { percent, reply } => {
@@ -513,10 +513,6 @@ impl GuildPlayer {
         }
         self.refresh_activity();
         Flow::Continue
-    }
-
-    fn set_loop(&mut self, mode: LoopMode) {
-        self.queue.set_loop_mode(mode);
     }
 
     pub(super) fn current_title(&self) -> Option<String> {

@@ -73,7 +73,6 @@ struct Playing {
     handle: TrackHandle,
     token: u64,
     track: Track,
-    volume: f32,
     /// Whether the input can jump to any position (a file, or HTTP with byte ranges).
     seekable: bool,
     /// Cleared to keep this handle's end from being reported (while a seek is under way,
@@ -243,8 +242,7 @@ impl VoiceCall for SongbirdCall {
     }
 
     async fn set_volume(&mut self, volume: f32) {
-        if let Some(p) = &mut self.playing {
-            p.volume = volume;
+        if let Some(p) = &self.playing {
             let _ = p.handle.set_volume(volume);
         }
     }
@@ -382,7 +380,6 @@ impl SongbirdCall {
             handle,
             token,
             track,
-            volume: opts.volume,
             seekable,
             report,
             last_position: resume_at.unwrap_or_default(),
