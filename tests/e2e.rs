@@ -93,14 +93,29 @@ async fn refusals_are_clear_private_and_silent() {
     assert!(r.ephemeral && r.text().contains("file"), "{}", r.text());
     assert!(!r.text().contains("root:"), "{}", r.text());
 
-    // an option-looking query is a search term, not an option
-    let q = format!("--exec=touch {}", marker.display());
-    let r = w.play(ANN, &q).await;
-    assert!(r.ephemeral, "{r:?}");
-    assert!(
-        !marker.exists(),
-        "user text must never become a yt-dlp option"
-    );
+    // An option-looking query is a search term, not an option. Each payload acts if yt-dlp
+    // reads it as one (see `option_injection_payloads_fire_when_given_as_options` in
+    // tests/ytdlp.rs): a command run for every entry, or more URLs read from a file.
+    let batch = w.dir.path().join("batch.txt");
+    std::fs::write(&batch, format!("{}\n", w.files.url("batch-hit.wav"))).unwrap();
+    for q in [
+        format!("--exec=pre_process:touch {}", marker.display()),
+        format!("-a{}", batch.display()),
+    ] {
+        let r = w.play(ANN, &q).await;
+        assert!(r.ephemeral, "{r:?}");
+        assert!(
+            !marker.exists(),
+            "user text must never become a yt-dlp option"
+        );
+        assert!(
+            !w.files
+                .request_log()
+                .iter()
+                .any(|r| r.path.contains("batch-hit")),
+            "{q:?} made yt-dlp read the batch file"
+        );
+    }
 
     // a URL that 404s
     let r = w.play(ANN, &w.files.url("missing.wav")).await;

@@ -57,7 +57,7 @@ else:
     base = f"{dist}-{version}"
     files = {
         f"{base}/pyproject.toml": f'[build-system]\nrequires = []\nbuild-backend = "failing_backend"\nbackend-path = ["."]\n\n[project]\nname = "{name}"\nversion = "{version}"\n',
-        f"{base}/failing_backend.py": "def _fail(*a, **k):\n    raise RuntimeError('this release cannot be built')\n\nget_requires_for_build_wheel = prepare_metadata_for_build_wheel = build_wheel = build_sdist = _fail\n",
+        f"{base}/failing_backend.py": spec.get("backend_prelude", "") + "def _fail(*a, **k):\n    raise RuntimeError('this release cannot be built')\n\nget_requires_for_build_wheel = prepare_metadata_for_build_wheel = build_wheel = build_sdist = _fail\n",
         f"{base}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
     }
     path = os.path.join(out, f"{base}.tar.gz")
@@ -170,6 +170,18 @@ fn deno_wheel(dir: &Path) -> PathBuf {
 
 fn failing_sdist(dir: &Path, version: &str) -> PathBuf {
     build(json!({"kind": "sdist", "name": "yt-dlp", "version": version, "out": dir}))
+}
+
+/// Python that writes the environment and command line of the process running it to a new
+/// JSON file in `dir`: as a `.pth` line it runs in every Python started in the environment
+/// (pip, yt-dlp, the fake deno), as a build backend's first lines it runs where pip builds.
+fn env_dump_python(dir: &Path) -> String {
+    format!(
+        "import json, os; f = open(os.path.join({dir:?}, 'env-%d.json' % os.getpid()), 'w'); \
+         json.dump({{'argv': open('/proc/self/cmdline', 'rb').read().decode(errors='replace').split(chr(0)), \
+         'env': dict(os.environ)}}, f); f.close()\n",
+        dir = dir.to_str().unwrap()
+    )
 }
 
 fn config(data: &Path, wheels: &Path) -> Config {
@@ -582,4 +594,75 @@ async fn run_doctor(emu: &Emulator, dir: &Path, config: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_pip_its_build_backends_or_the_managed_yt_dlp() {
+    // What an operator puts in `.env` or the unit ends up in the bot's environment.
+    std::env::set_var("DISCORD_TOKEN", "the-bot-token-must-stay-home");
+    std::env::set_var("ENCORE_CANARY", "an-encore-setting-must-stay-home");
+    let dir = tempfile::tempdir().unwrap();
+    let wheels = dir.path().join("wheels");
+    let dumps = dir.path().join("dumps");
+    std::fs::create_dir_all(&wheels).unwrap();
+    std::fs::create_dir_all(&dumps).unwrap();
+    let dump = env_dump_python(&dumps);
+    build(json!({
+        "kind": "wheel", "name": "yt-dlp", "version": "2030.1.1", "out": wheels,
+        "extras": ["default"],
+        "files": {
+            "fake_yt_dlp.py": fake_ytdlp_source("2030.1.1", false),
+            // Runs at the start of every Python in the environment, as any installed
+            // package's `.pth` (or a `sitecustomize`) could.
+            "encore_env_dump.pth": dump.clone(),
+        },
+        "scripts": {"yt-dlp": "fake_yt_dlp:main"},
+    }));
+    deno_wheel(&wheels);
+    let cfg = config(&dir.path().join("data"), &wheels);
+    let m = ManagedYtDlp::new(&cfg);
+    bounded("the first install", m.ensure_installed())
+        .await
+        .unwrap();
+    assert_eq!(
+        resolve_title(&cfg, "http://127.0.0.1:9/low.wav").await,
+        "low via yt-dlp 2030.1.1"
+    );
+    // A newer release whose build backend records its environment: pip checks for it
+    // (`pip list --outdated`, in the environment above), then builds it in a new one.
+    build(json!({
+        "kind": "sdist", "name": "yt-dlp", "version": "2030.2.1", "out": wheels,
+        "backend_prelude": dump,
+    }));
+    bounded("a failing update", m.update_now())
+        .await
+        .unwrap_err();
+
+    let mut seen = Vec::new();
+    for e in std::fs::read_dir(&dumps).unwrap().flatten() {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+        let argv = v["argv"].to_string();
+        let env = v["env"].as_object().unwrap().clone();
+        assert!(env.contains_key("PATH"), "{argv}: {env:?}");
+        for (k, val) in &env {
+            let val = val.as_str().unwrap_or_default();
+            assert!(
+                !k.starts_with("ENCORE_") && !k.starts_with("DISCORD_"),
+                "{argv} got {k}"
+            );
+            assert!(
+                !val.contains("the-bot-token-must-stay-home")
+                    && !val.contains("an-encore-setting-must-stay-home"),
+                "{argv} got a secret in {k}"
+            );
+        }
+        seen.push(argv);
+    }
+    let ran = |what: &str| seen.iter().any(|a| a.contains(what));
+    assert!(ran("yt-dlp"), "the fake yt-dlp ran: {seen:?}");
+    assert!(ran("deno"), "the fake deno ran: {seen:?}");
+    assert!(ran("pip"), "pip ran: {seen:?}");
+    // pip runs a build backend through its in-process hook runner.
+    assert!(ran("_in_process"), "a build backend ran: {seen:?}");
 }

@@ -92,11 +92,17 @@ fn tone_wav() -> Vec<u8> {
 struct Server {
     base: String,
     wav: Arc<Vec<u8>>,
+    /// Every request line's path, in order.
+    hits: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    fn requested(&self, path: &str) -> bool {
+        self.hits.lock().unwrap().iter().any(|p| p == path)
     }
 }
 
@@ -112,12 +118,15 @@ async fn serve() -> Server {
     );
     let two_page = r#"<html><head><title>two tones</title></head><body><audio src="/tone.wav"></audio><audio src="/tone2.wav"></audio></body></html>"#.to_owned();
     let wav2 = wav.clone();
+    let hits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hits2 = hits.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
             let wav = wav2.clone();
+            let hits = hits2.clone();
             let ld_page = ld_page.clone();
             let two_page = two_page.clone();
             tokio::spawn(async move {
@@ -133,6 +142,7 @@ async fn serve() -> Server {
                 let mut first = head.lines().next().unwrap_or("").split_whitespace();
                 let method = first.next().unwrap_or("").to_owned();
                 let path = first.next().unwrap_or("/").to_owned();
+                hits.lock().unwrap().push(path.clone());
                 let (status, ctype, body): (&str, &str, Vec<u8>) = match path.as_str() {
                     "/tone.wav" | "/tone2.wav" => ("200 OK", "audio/wav", wav.to_vec()),
                     "/note.txt" => (
@@ -168,7 +178,7 @@ async fn serve() -> Server {
             });
         }
     });
-    Server { base, wav }
+    Server { base, wav, hits }
 }
 
 fn assert_idle(y: &YtDlp) {
@@ -377,29 +387,90 @@ async fn private_hosts_are_refused_before_spawning() {
     assert_eq!(y.stats().spawned.load(Ordering::SeqCst), 0);
 }
 
+/// Option-looking text, each payload one that really acts when yt-dlp reads it as an
+/// option: `--exec=pre_process:…` runs a command for every extracted entry (even with
+/// `-j`), and `-a FILE` reads more URLs from a file that exists (here pointing at
+/// `/batch-hit.wav` on the test server, so a fired payload shows as a request).
+fn injection_payloads(marker: &Path, batch: &Path) -> Vec<String> {
+    vec![
+        format!("--exec=pre_process:touch {}", marker.display()),
+        format!("-a{}", batch.display()),
+        format!("--batch-file={}", batch.display()),
+    ]
+}
+
+#[tokio::test]
+async fn option_injection_payloads_fire_when_given_as_options() {
+    // The control for the test below: with the bot's own arguments for a real URL, each
+    // payload placed among the options (before `--`) does act. If yt-dlp stopped honouring
+    // one of them, the guard test would prove nothing, and this one says so.
+    let srv = serve().await;
+    let work = tempfile::tempdir().unwrap();
+    let batch = work.path().join("batch.txt");
+    std::fs::write(&batch, format!("{}\n", srv.url("/batch-hit.wav"))).unwrap();
+    let y = YtDlp::new(config(ytdlp_path(), work.path()), ALLOW);
+    let q = Query::Url(url::Url::parse(&srv.url("/tone.wav")).unwrap());
+    for (i, payload) in injection_payloads(&work.path().join("fired"), &batch)
+        .into_iter()
+        .enumerate()
+    {
+        let marker = work.path().join("fired");
+        let _ = std::fs::remove_file(&marker);
+        srv.hits.lock().unwrap().clear();
+        let mut args = y.build_args(&q);
+        let dashdash = args.iter().position(|a| a == "--").unwrap();
+        args.insert(dashdash, payload.clone().into());
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(ytdlp_path())
+                .args(&args)
+                .current_dir(work.path())
+                .output(),
+        )
+        .await
+        .expect("yt-dlp finishes")
+        .unwrap();
+        let fired = if i == 0 {
+            marker.exists()
+        } else {
+            srv.requested("/batch-hit.wav")
+        };
+        assert!(
+            fired,
+            "{payload:?} did not act as an option: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[tokio::test]
 async fn option_injection_does_not_execute() {
+    let srv = serve().await;
     let work = tempfile::tempdir().unwrap();
     let marker = work.path().join("pwned");
+    let batch = work.path().join("batch.txt");
+    std::fs::write(&batch, format!("{}\n", srv.url("/batch-hit.wav"))).unwrap();
     let mut cfg = config(ytdlp_path(), work.path());
     cfg.timeout = Duration::from_secs(40);
     let y = YtDlp::new(cfg, ALLOW);
-    for text in [
-        format!("--exec=touch {}", marker.display()),
-        format!("--exec touch {}", marker.display()),
-        format!("-a{}", marker.display()),
-    ] {
+    for text in injection_payloads(&marker, &batch) {
         let q = parse_query(&text, &ALLOW).await.unwrap();
         assert_eq!(q, Query::Search(text.clone()));
+        let args = y.build_args(&q);
+        assert_eq!(args[args.len() - 2], "--");
         assert_eq!(
-            y.build_args(&q).last().unwrap().to_string_lossy(),
+            args.last().unwrap().to_string_lossy(),
             format!("ytsearch1:{text}")
         );
         // Offline this is a failed search; online it may even find something. Either way
-        // it must come back as a value (no panic) and must not run the command.
+        // it must come back as a value (no panic) and must not act as an option.
         let r = y.resolve(&q).await;
         eprintln!("{text:?} -> {r:?}");
-        assert!(!marker.exists(), "{text:?} created the marker file");
+        assert!(!marker.exists(), "{text:?} ran the command");
+        assert!(
+            !srv.requested("/batch-hit.wav"),
+            "{text:?} read the batch file"
+        );
     }
     assert_idle(&y);
 }
@@ -691,4 +762,84 @@ async fn no_secret_of_the_bot_reaches_yt_dlp() {
     // What it needs to run, and the operator's proxy, are still there.
     assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
     assert!(env.contains("HTTPS_PROXY=http://127.0.0.1:3128"), "{env}");
+}
+
+/// The children of this process whose command line mentions `needle`, with their
+/// environments (`/proc/PID/environ`).
+fn children_environ(needle: &str) -> Vec<(i32, String)> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .unwrap_or("");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid != me || !String::from_utf8_lossy(&cmdline).contains(needle) {
+            continue;
+        }
+        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
+            found.push((pid, String::from_utf8_lossy(&env).replace('\0', "\n")));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_real_yt_dlp_runs_without_the_bots_secrets() {
+    std::env::set_var("DISCORD_TOKEN", "the-bot-token-must-stay-home");
+    std::env::set_var("ENCORE_DATABASE", "sqlite:/must/not/leak.db");
+    // A media server that accepts and never answers keeps the real yt-dlp running while
+    // its environment is read from /proc.
+    let hang = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/slow.wav", hang.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut socks = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            socks.push(s);
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let y = YtDlp::new(config(ytdlp_path(), work.path()), ALLOW);
+    let lookup = {
+        let y = y.clone();
+        tokio::spawn(async move { y.resolve(&Query::Url(url::Url::parse(&url).unwrap())).await })
+    };
+    let marker = work.path().to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let env = loop {
+        // yt-dlp is identified by its working directory being this test's own, which
+        // tells it from the other tests' children.
+        let mine: Vec<_> = children_environ("yt-dlp")
+            .into_iter()
+            .filter(|(pid, _)| {
+                std::fs::read_link(format!("/proc/{pid}/cwd"))
+                    .map(|p| p.to_string_lossy() == marker)
+                    .unwrap_or(false)
+            })
+            .collect();
+        if let Some((_, env)) = mine.into_iter().next() {
+            if env.contains("PATH=") {
+                break env;
+            }
+        }
+        assert!(Instant::now() < deadline, "yt-dlp never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    lookup.abort();
+    held.abort();
+    assert!(!env.contains("the-bot-token-must-stay-home"), "{env}");
+    assert!(!env.contains("/must/not/leak.db"), "{env}");
+    assert!(
+        !env.lines()
+            .any(|l| l.starts_with("ENCORE_") || l.starts_with("DISCORD_")),
+        "{env}"
+    );
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
 }
