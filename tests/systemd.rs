@@ -368,3 +368,75 @@ async fn binary_notifies_ready_pings_the_watchdog_and_stops_on_sigterm() {
         );
     }
 }
+
+/// The unit's `IPAddressDeny=` is a second wall around the URL policy: every address the
+/// policy refuses (but loopback, where the bot's own egress proxy and systemd-resolved
+/// listen) is denied to the whole service, and the public addresses Discord and media hosts
+/// use stay reachable.
+#[test]
+fn unit_denies_the_private_networks_the_url_policy_refuses() {
+    use std::net::IpAddr;
+    let text = std::fs::read_to_string(manifest("deploy/encore.service")).unwrap();
+    let nets = |key: &str| -> Vec<ipnet::IpNet> {
+        text.lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .flat_map(|v| v.split_whitespace())
+            .flat_map(|w| match w {
+                "localhost" => vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+                other => vec![other
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{key}={other}: {e}"))],
+            })
+            .collect()
+    };
+    let (allow, deny) = (nets("IPAddressAllow"), nets("IPAddressDeny"));
+    assert!(!deny.is_empty(), "the unit denies nothing");
+    // systemd: an address matching IPAddressAllow= is allowed, else one matching
+    // IPAddressDeny= is denied, else allowed.
+    let denied =
+        |ip: IpAddr| !allow.iter().any(|n| n.contains(&ip)) && deny.iter().any(|n| n.contains(&ip));
+    let samples = [
+        "10.0.0.5",
+        "10.255.255.255",
+        "172.16.0.1",
+        "172.31.255.254",
+        "192.168.1.1",
+        "169.254.169.254", // cloud metadata
+        "100.64.0.1",
+        "0.0.0.0",
+        "192.0.0.8",
+        "192.0.2.1",
+        "198.18.0.1",
+        "224.0.0.251",
+        "255.255.255.255",
+        "fd00::1",
+        "fe80::1",
+        "fec0::1",
+        "ff02::1",
+        "2001:db8::1",
+        "2001:0:4136:e378::1",
+        "::",
+        "127.0.0.1",
+        "127.0.0.53",
+        "::1",
+        "1.1.1.1",
+        "8.8.8.8",
+        "162.159.128.233", // discord.com
+        "142.250.74.78",
+        "2606:4700::1111",
+        "2a00:1450:4001::200e",
+    ];
+    for s in samples {
+        let ip: IpAddr = s.parse().unwrap();
+        let refused = encore::sources::query::is_forbidden_ip(ip);
+        let want = refused && !ip.is_loopback();
+        assert_eq!(
+            denied(ip),
+            want,
+            "{s}: the policy {} it, the unit {} it",
+            if refused { "refuses" } else { "allows" },
+            if denied(ip) { "denies" } else { "allows" }
+        );
+    }
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 mod check;
 mod database;
+mod resolver;
 mod ytdlp;
 
 pub use check::{Check, Status};
@@ -88,6 +89,11 @@ pub async fn run(config_path: Option<&Path>, env: impl Fn(&str) -> Option<String
     });
 
     checks.push(check_opus());
+    checks.push(resolver::check_resolvers(
+        std::fs::read_to_string(resolver::RESOLV_CONF)
+            .ok()
+            .as_deref(),
+    ));
 
     match &config {
         Some(c) => {
