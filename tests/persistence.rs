@@ -61,8 +61,11 @@ fn write_tones(w: &World) {
 async fn a_graceful_restart_resumes_the_queue_in_order() {
     let mut w = World::start().await;
     write_tones(&w);
-    // a: 5 s at 440 Hz, then 5 s at 550 Hz: restarted in the second half, it resumes there.
-    write_two_tone_wav(&w.media_dir().join("a.wav"), 440.0, 550.0, 5.0);
+    // a: 4 s at 440 Hz, then 16 s at 550 Hz: restarted in the second part, it resumes there.
+    // The second part is long so that a busy machine, which notices the 550 Hz late and
+    // restarts slowly, still restarts a in its middle and hears the rest of it; with 5 s it
+    // sometimes restarted at a's very end (or during c), and the test blamed the bot.
+    write_tone_pair_wav(&w.media_dir().join("a.wav"), (440.0, 4.0), (550.0, 16.0));
     queue_three(&w).await;
     let emu = w.emu.clone();
     w.emu
@@ -170,8 +173,8 @@ async fn settings_take_effect_and_survive_a_restart() {
 async fn a_killed_bot_resumes_from_the_last_committed_change() {
     let w = World::start().await;
     write_tones(&w);
-    // a: 5 s at 440 Hz, then 5 s at 550 Hz. Killed in the second half, it must resume there.
-    write_two_tone_wav(&w.media_dir().join("a.wav"), 440.0, 550.0, 5.0);
+    // a: 4 s at 440 Hz, then 16 s at 550 Hz. Killed in the second part, it must resume there.
+    write_tone_pair_wav(&w.media_dir().join("a.wav"), (440.0, 4.0), (550.0, 16.0));
     // The binary reads config.toml from its working directory: save positions every second.
     std::fs::write(
         w.dir.path().join("config.toml"),
@@ -236,7 +239,7 @@ async fn a_killed_bot_resumes_from_the_last_committed_change() {
     let db = data.join("encore.db");
     saved_tracks_reach(&db, 3).await;
     let position = "SELECT COALESCE(MAX(position_ms), -1) FROM saved_queues WHERE guild_id = ?";
-    saved_until(&db, position, |ms| ms >= 5_500).await;
+    saved_until(&db, position, |ms| ms >= 4_500).await;
     // SIGKILL: no shutdown code runs at all.
     bot.start_kill().unwrap();
     let status = tokio::time::timeout(T, bot.wait()).await.unwrap().unwrap();

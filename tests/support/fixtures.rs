@@ -52,8 +52,18 @@ pub fn write_tone_wav(path: &Path, freq_hz: f32, secs: f32, amplitude: f32) {
 
 /// `secs_each` of `f1` followed by `secs_each` of `f2` (amplitude 0.5), 48 kHz stereo 16-bit WAV.
 pub fn write_two_tone_wav(path: &Path, f1: f32, f2: f32, secs_each: f32) {
-    let n = (secs_each * 48_000.0) as usize;
-    write_wav(path, sine(f1, 0.5, n, 0).chain(sine(f2, 0.5, n, n)));
+    write_tone_pair_wav(path, (f1, secs_each), (f2, secs_each));
+}
+
+/// `first.1` seconds of `first.0` Hz, then `second.1` seconds of `second.0` Hz (amplitude
+/// 0.5), 48 kHz stereo 16-bit WAV.
+pub fn write_tone_pair_wav(path: &Path, first: (f32, f32), second: (f32, f32)) {
+    let n1 = (first.1 * 48_000.0) as usize;
+    let n2 = (second.1 * 48_000.0) as usize;
+    write_wav(
+        path,
+        sine(first.0, 0.5, n1, 0).chain(sine(second.0, 0.5, n2, n1)),
+    );
 }
 
 /// Runs ffmpeg to render a sine with the given output arguments.
