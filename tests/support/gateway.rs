@@ -284,7 +284,12 @@ pub fn set_bot_voice(
         .map(|c| c.session_id.clone())
         .unwrap_or_else(|| "no-session".into());
     let Some(g) = s.guilds.get_mut(&guild_id) else {
-        s.protocol_error(format!("voice state update for unknown guild {guild_id}"));
+        // A leave for a guild the bot was just removed from is what every library sends
+        // while it tears its call down (songbird's `remove` always sends op 4, and the bot
+        // waits for no answer to it), so it is ignored. A join there is a bug.
+        if channel.is_some() {
+            s.protocol_error(format!("voice state update for unknown guild {guild_id}"));
+        }
         return;
     };
     if let Some(ch) = channel {

@@ -416,6 +416,8 @@ impl Emulator {
                 .unwrap()
                 .channels
                 .retain(|c| c.id != channel_id);
+            s.gone_channels
+                .insert(channel_id, (404, 10003, "Unknown Channel"));
             s.dispatch("CHANNEL_DELETE", ev);
             bot_was_in && gateway::close_voice(s, guild_id, 4014)
         });
@@ -432,7 +434,11 @@ impl Emulator {
                 "emulator: unknown guild {guild_id}"
             );
             let closed = gateway::close_voice(s, guild_id, 4014);
-            s.guilds.remove(&guild_id);
+            if let Some(g) = s.guilds.remove(&guild_id) {
+                for c in &g.channels {
+                    s.gone_channels.insert(c.id, (403, 50001, "Missing Access"));
+                }
+            }
             s.bot_voice.insert(guild_id, None);
             s.dispatch("GUILD_DELETE", payloads::guild_delete_json(guild_id));
             closed

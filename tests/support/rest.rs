@@ -420,6 +420,9 @@ fn channel_post(s: &mut State, req: &HttpRequest, c: &str) -> HttpResponse {
         return err(404, 10003, "Unknown Channel");
     };
     let Some(gid) = s.guild_of_channel(cid) else {
+        if let Some(&(status, code, message)) = s.gone_channels.get(&cid) {
+            return err(status, code, message);
+        }
         s.protocol_error(format!("POST /channels/{cid}/messages: unknown channel"));
         return err(404, 10003, "Unknown Channel");
     };

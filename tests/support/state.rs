@@ -299,6 +299,10 @@ pub struct State {
     pub unhandled: Vec<String>,
 
     // messages
+    /// Channels that existed and are gone (deleted, or in a guild the bot was removed
+    /// from), with the error Discord answers a post there. A post racing a deletion is not
+    /// a bot bug; a post to a channel that never existed is.
+    pub gone_channels: HashMap<u64, (u16, u64, &'static str)>,
     pub msgs: HashMap<u64, StoredMessage>,
     pub channel_posts: BTreeMap<u64, Vec<u64>>,
     pub channel_all: BTreeMap<u64, Vec<u64>>,
@@ -380,6 +384,7 @@ pub fn random_token(len: usize) -> String {
 impl State {
     pub fn new(bot_user_id: u64, app_id: u64, token: String) -> State {
         State {
+            gone_channels: HashMap::new(),
             bot_user_id,
             app_id,
             app_owner: None,

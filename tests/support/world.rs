@@ -241,7 +241,18 @@ impl World {
             .await;
     }
 
+    /// Shuts the bot down and fails the test if it did not exit cleanly, or if it sent
+    /// Discord anything the emulator found malformed or had no route for, at any time
+    /// during the test (a bad embed or an unknown route would otherwise pass unseen).
     pub async fn stop(self) {
+        let emu = self.emu.clone();
+        self.stop_allowing_protocol_errors().await;
+        emu.assert_no_protocol_errors();
+    }
+
+    /// [`World::stop`] for the tests that provoke protocol errors on purpose (a reply
+    /// after the interaction deadline) and assert them themselves.
+    pub async fn stop_allowing_protocol_errors(self) {
         self.shutdown.cancel();
         let r = tokio::time::timeout(T, self.run).await;
         r.expect("the bot shuts down in time")
