@@ -31,16 +31,25 @@ pub struct App {
     writer: tokio::task::JoinHandle<()>,
 }
 
-/// serenity's HTTP client, pointed at `api_base` when set. serenity ignores the proxy
-/// unless its rate limiter is off, so an alternative base always disables it.
-pub fn http_client(token: &Token, config: &Config) -> serenity::Http {
+/// serenity's HTTP client. `api_base` points it at another base URL; serenity ignores
+/// that proxy unless its rate limiter is off, so it turns the limiter off (the proxy is
+/// expected to limit). `rest_address` keeps `https://discord.com` and the limiter, and
+/// only changes where the name connects.
+pub fn http_client(token: &Token, config: &Config) -> anyhow::Result<serenity::Http> {
     let mut builder = serenity::HttpBuilder::new(token.expose());
     if let Some(base) = &config.discord.api_base {
         builder = builder
             .proxy(base.trim_end_matches('/'))
             .ratelimiter_disabled(true);
     }
-    builder.build()
+    if let Some(addr) = config.discord.rest_address {
+        let client = reqwest::Client::builder()
+            .resolve("discord.com", addr)
+            .build()
+            .context("cannot build the Discord HTTP client")?;
+        builder = builder.client(client);
+    }
+    Ok(builder.build())
 }
 
 pub fn ytdlp(config: &Config) -> YtDlp {
@@ -116,7 +125,7 @@ impl App {
             .build()
             .context("cannot build the HTTP client")?;
         let notifier = Arc::new(discord::notify::ChannelNotifier::new(Arc::new(
-            http_client(&token, &config),
+            http_client(&token, &config)?,
         )));
         let ytdlp = ytdlp(&config);
         let resolver = crate::cache::Resolver::new(
@@ -181,7 +190,7 @@ impl App {
         });
         let intents =
             serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_VOICE_STATES;
-        let client = serenity::ClientBuilder::new_with_http(http_client(&token, &config), intents)
+        let client = serenity::ClientBuilder::new_with_http(http_client(&token, &config)?, intents)
             .framework(discord::framework(bot.clone()))
             .voice_manager_arc(songbird.clone())
             .await

@@ -29,6 +29,12 @@ pub struct DiscordConfig {
     /// Base URL for every REST call (`https://discord.com` when unset). Pointing it at an
     /// HTTP rate-limit proxy or at the test emulator disables serenity's own rate limiter.
     pub api_base: Option<String>,
+    /// Where `https://discord.com` is reached, when not at its public address: requests
+    /// still go to `https://discord.com/api/...` (TLS checked against that name), serenity's
+    /// rate limiter stays on, but the connection goes to this `ip:port`. For a
+    /// TLS-terminating gateway in front of Discord, and for the test emulator, whose rate
+    /// limits the bot must then obey. Not combined with `api_base`.
+    pub rest_address: Option<std::net::SocketAddr>,
     /// Register slash commands in this guild only (instant) instead of globally.
     pub dev_guild: Option<u64>,
 }
@@ -365,6 +371,12 @@ impl Config {
                 ));
             }
         }
+        if self.discord.api_base.is_some() && self.discord.rest_address.is_some() {
+            return Err(invalid(
+                "discord.rest_address",
+                "set either discord.api_base or discord.rest_address, not both",
+            ));
+        }
         if self.player.default_volume > 200 {
             return Err(invalid(
                 "player.default_volume",
@@ -551,6 +563,18 @@ mod tests {
         assert_eq!(c.ytdlp.path, PathBuf::from("/usr/bin/yt-dlp"));
         assert_eq!(c.data.dir, PathBuf::from("/var/x"));
         assert!(c.ytdlp.allow_private_hosts);
+    }
+
+    #[test]
+    fn rest_address_keeps_the_discord_name_and_excludes_api_base() {
+        let c = Config::from_toml("[discord]\nrest_address = \"127.0.0.1:8443\"\n").unwrap();
+        assert_eq!(
+            c.discord.rest_address,
+            Some("127.0.0.1:8443".parse().unwrap())
+        );
+        let both = "[discord]\nrest_address = \"127.0.0.1:8443\"\napi_base = \"http://x\"\n";
+        let err = Config::from_toml(both).unwrap().validate().unwrap_err();
+        assert!(err.to_string().contains("discord.rest_address"), "{err}");
     }
 
     #[test]

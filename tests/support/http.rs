@@ -305,12 +305,40 @@ where
     }
 }
 
+/// [`serve`] over TLS (the test certificate), as `https://discord.com` is served: the bot
+/// reaches it there with serenity's rate limiter on.
+pub async fn serve_tls<F>(listener: TcpListener, tls: tokio_rustls::TlsAcceptor, handler: Arc<F>)
+where
+    F: Fn(HttpRequest) -> HttpResponse + Send + Sync + 'static,
+{
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (handler, tls) = (handler.clone(), tls.clone());
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            if let Ok(Ok(stream)) = tokio::time::timeout(IDLE_TIMEOUT, tls.accept(tcp)).await {
+                let _ = serve_stream(stream, handler).await;
+            }
+        });
+    }
+}
+
 async fn serve_conn<F>(tcp: TcpStream, handler: Arc<F>) -> std::io::Result<()>
 where
     F: Fn(HttpRequest) -> HttpResponse + Send + Sync + 'static,
 {
     let _ = tcp.set_nodelay(true);
-    let (rd, mut wr) = tcp.into_split();
+    serve_stream(tcp, handler).await
+}
+
+async fn serve_stream<S, F>(stream: S, handler: Arc<F>) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin,
+    F: Fn(HttpRequest) -> HttpResponse + Send + Sync + 'static,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::new(rd);
     loop {
         let req = match tokio::time::timeout(IDLE_TIMEOUT, read_request(&mut rd)).await {

@@ -34,6 +34,7 @@ pub mod fixtures;
 pub mod gateway;
 pub mod http;
 pub mod payloads;
+pub mod ratelimit;
 pub mod rest;
 pub mod state;
 pub mod tls;
@@ -82,6 +83,7 @@ pub struct Emulator {
 struct Inner {
     shared: Arc<Shared>,
     rest_addr: std::net::SocketAddr,
+    rest_tls_addr: std::net::SocketAddr,
     gateway_addr: std::net::SocketAddr,
     voice_addr: std::net::SocketAddr,
     udp_addr: std::net::SocketAddr,
@@ -129,6 +131,10 @@ impl Emulator {
     pub async fn start() -> Emulator {
         install_test_ca();
         let rest = TcpListener::bind("127.0.0.1:0").await.expect("bind REST");
+        let rest_tls = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind REST over TLS");
+        let rest_tls_addr = rest_tls.local_addr().unwrap();
         let gw = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind gateway");
@@ -148,11 +154,16 @@ impl Emulator {
         st.gateway_url = format!("ws://{gateway_addr}");
         st.voice_endpoint = format!("127.0.0.1:{}", voice_addr.port());
         let shared = Arc::new(Shared::new(st));
-        let s2 = shared.clone();
+        let (s2, s3) = (shared.clone(), shared.clone());
         let tasks = vec![
             tokio::spawn(http::serve(
                 rest,
                 Arc::new(move |req| rest::handle(&s2, req)),
+            )),
+            tokio::spawn(http::serve_tls(
+                rest_tls,
+                tls::tls_acceptor(),
+                Arc::new(move |req| rest::handle(&s3, req)),
             )),
             tokio::spawn(gateway::run(gw, shared.clone())),
             tokio::spawn(voice::run_ws(
@@ -167,6 +178,7 @@ impl Emulator {
             inner: Arc::new(Inner {
                 shared,
                 rest_addr,
+                rest_tls_addr,
                 gateway_addr,
                 voice_addr,
                 udp_addr,
@@ -186,6 +198,12 @@ impl Emulator {
     }
 
     // ---------------------------------------------------------------- addresses and identity
+
+    /// Where `https://discord.com` is served (TLS with the test certificate): the bot's
+    /// `discord.rest_address`, which keeps serenity's rate limiter on.
+    pub fn rest_tls_addr(&self) -> std::net::SocketAddr {
+        self.inner.rest_tls_addr
+    }
 
     /// `http://127.0.0.1:PORT`, for `HttpBuilder::proxy(..).ratelimiter_disabled(true)`.
     pub fn api_base(&self) -> String {
@@ -574,6 +592,19 @@ impl Emulator {
     /// `"METHOD /target"` of every REST request.
     pub fn requests(&self) -> Vec<String> {
         self.read(|s| s.requests.clone())
+    }
+    /// Limits `method path_prefix` (the path after `/api/v10`, e.g.
+    /// `/channels/123/messages`) to `limit` requests per `window`, with Discord's headers.
+    pub fn limit_route(&self, method: &str, prefix: &str, limit: u32, window: Duration) {
+        self.with(|s| s.rate_limits.limit(method, prefix, limit, window));
+    }
+    /// The next `n` requests to `method path_prefix` are answered 429 with `retry_after`.
+    pub fn force_rate_limit(&self, method: &str, prefix: &str, n: u32, retry_after: Duration) {
+        self.with(|s| s.rate_limits.force(method, prefix, n, retry_after));
+    }
+    /// `"METHOD /path"` of every request answered 429.
+    pub fn rate_limited(&self) -> Vec<String> {
+        self.read(|s| s.rate_limits.answered_429.clone())
     }
     /// Requests the emulator had no route for (answered 404).
     pub fn unhandled_requests(&self) -> Vec<String> {

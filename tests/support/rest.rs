@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::http::{HttpRequest, HttpResponse};
 use super::payloads::{self, error_json, id_of};
+use super::ratelimit::Verdict;
 use super::state::{emu_debug, Reply, ReplySource, Shared, State};
 
 pub fn handle(shared: &Arc<Shared>, req: HttpRequest) -> HttpResponse {
@@ -16,7 +17,13 @@ pub fn handle(shared: &Arc<Shared>, req: HttpRequest) -> HttpResponse {
     );
     shared.with(|s| {
         s.requests.push(line.clone());
+        let path = api_path(&req.path).to_owned();
+        let limited = match s.rate_limits.check(&req.method, &path) {
+            Verdict::Limited(resp) => return resp,
+            Verdict::Go { route } => route,
+        };
         let resp = route(s, &req);
+        let resp = s.rate_limits.decorate(limited, resp);
         if resp.status == 404
             && resp
                 .headers
@@ -59,13 +66,16 @@ fn form_err(s: &mut State, ctx: &str, path: &str, msg: &str) -> HttpResponse {
     )
 }
 
+/// A request's path without the `/api/v10` prefix.
+fn api_path(path: &str) -> &str {
+    path.strip_prefix("/api/v10")
+        .or_else(|| path.strip_prefix("/api/v9"))
+        .or_else(|| path.strip_prefix("/api"))
+        .unwrap_or(path)
+}
+
 fn route(s: &mut State, req: &HttpRequest) -> HttpResponse {
-    let path = req
-        .path
-        .strip_prefix("/api/v10")
-        .or_else(|| req.path.strip_prefix("/api/v9"))
-        .or_else(|| req.path.strip_prefix("/api"))
-        .unwrap_or(&req.path);
+    let path = api_path(&req.path);
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     let m = req.method.as_str();
 

@@ -303,6 +303,7 @@ pub struct State {
     /// from), with the error Discord answers a post there. A post racing a deletion is not
     /// a bot bug; a post to a channel that never existed is.
     pub gone_channels: HashMap<u64, (u16, u64, &'static str)>,
+    pub rate_limits: super::ratelimit::RateLimits,
     pub msgs: HashMap<u64, StoredMessage>,
     pub channel_posts: BTreeMap<u64, Vec<u64>>,
     pub channel_all: BTreeMap<u64, Vec<u64>>,
@@ -385,6 +386,7 @@ impl State {
     pub fn new(bot_user_id: u64, app_id: u64, token: String) -> State {
         State {
             gone_channels: HashMap::new(),
+            rate_limits: Default::default(),
             bot_user_id,
             app_id,
             app_owner: None,

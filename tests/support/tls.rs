@@ -52,8 +52,14 @@ fn generate() -> TestCa {
     let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
 
     let server_key = KeyPair::generate().expect("generate server key");
-    let mut sp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("server params");
+    // discord.com too: the emulator's REST API is reached as `https://discord.com` (with
+    // the name resolved to it) when the bot keeps serenity's rate limiter on.
+    let mut sp = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "discord.com".to_string(),
+    ])
+    .expect("server params");
     sp.distinguished_name.push(DnType::CommonName, "localhost");
     sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     sp.key_usages = vec![

@@ -100,7 +100,9 @@ impl World {
         let files = FileServer::start(&media).await;
 
         let mut config = Config::default();
-        config.discord.api_base = Some(emu.api_base());
+        // `https://discord.com`, served by the emulator: serenity's rate limiter stays on,
+        // as in production, and obeys the emulator's rate-limit headers.
+        config.discord.rest_address = Some(emu.rest_tls_addr());
         config.data.dir = dir.path().join("data");
         config.ytdlp.path = ytdlp_path();
         config.ytdlp.allow_private_hosts = true;
