@@ -75,8 +75,14 @@ pub struct YtdlpConfig {
     pub allow_private_hosts: bool,
     /// Operator-only: a cookies file passed to yt-dlp (`--cookies`).
     pub cookies: Option<PathBuf>,
-    /// Operator-only: a proxy passed to yt-dlp (`--proxy`).
+    /// Operator-only: the proxy every request goes out through (yt-dlp's, through the
+    /// egress proxy, and the bot's own streaming): `http://`, `socks5://` or `socks5h://`.
     pub proxy: Option<String>,
+    /// **Test-only**: addresses that count as public, so tests run the real URL policy
+    /// against servers on loopback. Never set this on a real bot.
+    pub test_public_addresses: Vec<std::net::IpAddr>,
+    /// **Test-only**: host names answered before DNS (`"private.test" = "127.0.0.2"`).
+    pub test_hosts: std::collections::BTreeMap<String, std::net::IpAddr>,
     /// Keep a private yt-dlp in a virtual environment under `venv_dir`, installed with pip
     /// on first start and updated every `update_interval` (`path` is then ignored).
     pub managed: bool,
@@ -101,6 +107,8 @@ impl Default for YtdlpConfig {
             allow_private_hosts: false,
             cookies: None,
             proxy: None,
+            test_public_addresses: Vec::new(),
+            test_hosts: Default::default(),
             managed: false,
             update_interval: Duration::from_secs(24 * 3600),
             venv_dir: None,
@@ -404,6 +412,10 @@ impl Config {
         }
         if self.ytdlp.path.as_os_str().is_empty() {
             return Err(invalid("ytdlp.path", "must not be empty"));
+        }
+        if let Some(p) = &self.ytdlp.proxy {
+            crate::sources::egress::upstream::Upstream::parse(p)
+                .map_err(|e| invalid("ytdlp.proxy", &e))?;
         }
         if self.ytdlp.managed && self.ytdlp.packages.is_empty() {
             return Err(invalid("ytdlp.packages", "must name at least yt-dlp"));

@@ -13,9 +13,7 @@ use encore::sources::{parse_query, Query, ResolveError, UrlPolicy, YtDlp, YtDlpC
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const ALLOW: UrlPolicy = UrlPolicy {
-    allow_private_hosts: true,
-};
+const ALLOW: UrlPolicy = UrlPolicy::ALLOW_PRIVATE;
 
 // ---------- locating yt-dlp ----------
 
@@ -357,7 +355,7 @@ async fn private_hosts_are_refused_before_spawning() {
     let srv = serve().await;
     let work = tempfile::tempdir().unwrap();
     let deny = UrlPolicy::default();
-    let y = YtDlp::new(config(ytdlp_path(), work.path()), deny);
+    let y = YtDlp::new(config(ytdlp_path(), work.path()), deny.clone());
     let url = srv.url("/tone.wav");
     assert_eq!(
         parse_query(&url, &deny).await,
@@ -561,7 +559,7 @@ esac
     let mut cfg = config(script, &work);
     cfg.proxy = Some("http://proxy.invalid:3128".into());
     let deny = UrlPolicy::default();
-    let y = YtDlp::new(cfg, deny);
+    let y = YtDlp::new(cfg, deny.clone());
 
     let q = Query::Url(url::Url::parse("http://8.8.8.8/-a/etc/passwd?x=--exec").unwrap());
     let t = y.resolve(&q).await.unwrap();

@@ -31,6 +31,7 @@
 //!   mapped from stderr (table on `map_stderr` in `ytdlp/run.rs`), with a short, path-free
 //!   reason for anything unrecognised.
 
+pub mod egress;
 mod error;
 pub mod managed;
 mod process;
@@ -38,8 +39,9 @@ pub mod query;
 pub mod track;
 pub mod ytdlp;
 
+pub use egress::policy::UrlPolicy;
 pub use error::{fmt_hms, ResolveError};
-pub use process::{child_env, kill_group, LiveProcess, ProcessStats};
-pub use query::{parse_query, Query, UrlPolicy};
+pub use process::{child_env, kill_group, ytdlp_env, LiveProcess, ProcessStats};
+pub use query::{parse_query, Query};
 pub use track::Track;
 pub use ytdlp::{YtDlp, YtDlpConfig};
