@@ -38,6 +38,11 @@ use super::resolve::resolve_checked;
 use super::upstream::{dial_direct, Io, Upstream};
 use crate::sources::error::ResolveError;
 
+/// The reason phrase of a refusal (`403 Refused by encore egress policy`): yt-dlp prints
+/// it in its error line ("HTTP Error 403: Refused by ..."), which is how a lookup that
+/// failed on a refused hop is told apart from a site's own 403 (`map_stderr`).
+pub const REFUSED_REASON: &str = "Refused by encore egress policy";
+
 /// The user name in the proxy URL; the password is the per-start secret.
 const USER: &str = "encore";
 /// Largest request body forwarded (yt-dlp posts small JSON to some APIs).
@@ -305,10 +310,12 @@ fn refused(to: &str, e: ResolveError) -> Response<Body> {
         | ResolveError::InvalidUrl
         | ResolveError::UnsupportedScheme(_) => {
             tracing::warn!(to, "egress proxy refused a destination: {e}");
-            text(
-                StatusCode::FORBIDDEN,
-                &format!("refused by the bot's egress policy: {e}"),
-            )
+            let mut r = text(StatusCode::FORBIDDEN, &format!("{REFUSED_REASON}: {e}"));
+            r.extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::from_static(
+                    REFUSED_REASON.as_bytes(),
+                ));
+            r
         }
         ResolveError::TimedOut(_) => text(StatusCode::GATEWAY_TIMEOUT, "DNS lookup timed out"),
         _ => text(StatusCode::BAD_GATEWAY, "the host name was not found"),

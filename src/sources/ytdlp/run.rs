@@ -184,6 +184,11 @@ pub(crate) fn map_stderr(stderr: &str) -> ResolveError {
     };
     let has = |pats: &[&str]| pats.iter().any(|p| hay.contains(p));
 
+    // A hop the egress proxy refused (its 403 carries this reason phrase): the same
+    // refusal as a private link given directly.
+    if has(&["refused by encore egress policy"]) {
+        return ResolveError::PrivateHost;
+    }
     if has(&["file:// urls are disabled"]) {
         return ResolveError::UnsupportedScheme("file".into());
     }
