@@ -339,3 +339,72 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn ok_server(ip: &str) -> (String, Arc<AtomicUsize>) {
+        let l = TcpListener::bind((ip, 0)).await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                h.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        (base, hits)
+    }
+
+    #[tokio::test]
+    async fn only_the_bot_may_use_it_and_private_destinations_get_403() {
+        let policy = Arc::new(UrlPolicy {
+            test_public_addresses: vec!["127.0.0.1".parse().unwrap()],
+            ..UrlPolicy::DENY_PRIVATE
+        });
+        let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        let ep = start(policy, None, &tasks, stop.clone()).await.unwrap();
+        let (public, _) = ok_server("127.0.0.1").await;
+        let (private, private_hits) = ok_server("127.0.0.2").await;
+        let via = |proxy: String| {
+            reqwest::Client::builder()
+                .proxy(reqwest::Proxy::all(proxy).unwrap())
+                .build()
+                .unwrap()
+        };
+        let stranger = via(format!("http://{}", ep.addr()));
+        let r = stranger.get(&public).send().await.unwrap();
+        assert_eq!(r.status(), 407, "no secret, no way out");
+        let wrong = via(format!("http://encore:guess@{}", ep.addr()));
+        assert_eq!(wrong.get(&public).send().await.unwrap().status(), 407);
+
+        let bot = via(ep.url());
+        let r = bot.get(&public).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "ok");
+        let r = bot.get(&private).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains(REFUSED_REASON));
+        assert_eq!(private_hits.load(Ordering::SeqCst), 0);
+
+        stop.cancel();
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .expect("the proxy stops with its token");
+    }
+}
