@@ -666,6 +666,7 @@ async fn no_secret_of_the_bot_reaches_yt_dlp() {
     std::env::set_var("DISCORD_TOKEN", "the-bot-token-must-stay-home");
     std::env::set_var("ENCORE_DISCORD__DEV_GUILD", "123");
     std::env::set_var("HTTPS_PROXY", "http://127.0.0.1:3128");
+    std::env::set_var("NO_PROXY", "*");
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("fake");
     let seen = dir.path().join("env");
@@ -686,7 +687,9 @@ async fn no_secret_of_the_bot_reaches_yt_dlp() {
     assert!(!env.contains("the-bot-token-must-stay-home"), "{env}");
     assert!(!env.contains("ENCORE_"), "{env}");
     assert!(!env.contains("DISCORD_"), "{env}");
-    // What it needs to run, and the operator's proxy, are still there.
+    // What it needs to run is still there; proxy variables are not: yt-dlp goes out
+    // through the bot's egress proxy (`--proxy`), and `NO_PROXY=*` must not let it around.
     assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
-    assert!(env.contains("HTTPS_PROXY=http://127.0.0.1:3128"), "{env}");
+    assert!(!env.contains("HTTPS_PROXY"), "{env}");
+    assert!(!env.contains("NO_PROXY"), "{env}");
 }
