@@ -544,6 +544,31 @@ mod tests {
     }
 
     #[test]
+    fn the_proxy_is_checked_at_start_and_test_settings_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[ytdlp]\nproxy = \"https://p.example:3128\"\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err().to_string();
+        assert!(
+            err.contains("ytdlp.proxy") && err.contains("socks5://"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[ytdlp]\nproxy = \"socks5h://127.0.0.1:1080\"\n\
+             test_public_addresses = [\"127.0.0.1\"]\n\
+             test_hosts = { \"private.test\" = \"127.0.0.2\" }\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), |_| None).unwrap();
+        assert_eq!(
+            c.ytdlp.test_public_addresses,
+            vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(c.ytdlp.test_hosts["private.test"].to_string(), "127.0.0.2");
+    }
+
+    #[test]
     fn env_overrides_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

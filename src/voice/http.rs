@@ -153,7 +153,9 @@ struct Meta {
 
 fn refused(why: crate::sources::ResolveError) -> io::Error {
     tracing::warn!("the media stream was refused: {why}");
-    io::Error::new(io::ErrorKind::PermissionDenied, why.to_string())
+    // The notice adds its own full stop.
+    let why = why.to_string();
+    io::Error::new(io::ErrorKind::PermissionDenied, why.trim_end_matches('.'))
 }
 
 fn stalled() -> io::Error {

@@ -141,6 +141,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             let stop = s.stop.clone();
             let svc = hyper::service::service_fn(move |req| handle(s.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .with_upgrades();
             tokio::select! {
