@@ -14,7 +14,10 @@ use crate::discord::{self, Bot};
 use crate::player::{PlayerSettings, Players};
 use crate::resources::sweeper::Sweeper;
 use crate::resources::{IdlePolicy, Kind, Registry};
-use crate::sources::{UrlPolicy, YtDlp, YtDlpConfig};
+use crate::sources::egress::client::GuardedClient;
+use crate::sources::egress::policy::UrlPolicy;
+use crate::sources::egress::Egress;
+use crate::sources::ytdlp::{YtDlp, YtDlpConfig};
 
 /// How long shutdown waits for players to leave their channels.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -52,7 +55,25 @@ pub fn http_client(token: &Token, config: &Config) -> anyhow::Result<serenity::H
     Ok(builder.build())
 }
 
+/// The yt-dlp wrapper without an egress proxy (tools and tests that run no bot); the bot
+/// uses [`ytdlp_with`] and the [`Egress`] of [`egress`].
 pub fn ytdlp(config: &Config) -> YtDlp {
+    ytdlp_with(config, Egress::without_proxy(policy(config)))
+}
+
+/// Starts the egress proxy under `tasks` until `stop` and builds the bot's guarded HTTP
+/// client: the one way out for yt-dlp and for the bot's own streaming.
+pub async fn egress(
+    config: &Config,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) -> anyhow::Result<(Arc<Egress>, GuardedClient)> {
+    Egress::start(policy(config), config.ytdlp.proxy.as_deref(), tasks, stop)
+        .await
+        .context("cannot start the egress proxy")
+}
+
+pub fn ytdlp_with(config: &Config, egress: Arc<Egress>) -> YtDlp {
     let y = &config.ytdlp;
     YtDlp::new(
         YtDlpConfig {
@@ -67,7 +88,7 @@ pub fn ytdlp(config: &Config) -> YtDlp {
             proxy: y.proxy.clone(),
             work_dir: config.data.dir.clone(),
         },
-        policy(config),
+        egress,
     )
 }
 
@@ -90,6 +111,8 @@ pub fn player_settings(g: &crate::settings::GuildSettings, config: &Config) -> P
 pub fn policy(config: &Config) -> UrlPolicy {
     UrlPolicy {
         allow_private_hosts: config.ytdlp.allow_private_hosts,
+        test_public_addresses: config.ytdlp.test_public_addresses.clone(),
+        test_hosts: config.ytdlp.test_hosts.clone(),
     }
 }
 
@@ -120,14 +143,11 @@ impl App {
         let songbird = songbird::Songbird::serenity_from_config(
             songbird::Config::default().scheduler(scheduler.clone()),
         );
-        let stream_http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let (egress, stream_http) = egress(&config, &tasks, shutdown.child_token()).await?;
         let notifier = Arc::new(discord::notify::ChannelNotifier::new(Arc::new(
             http_client(&token, &config)?,
         )));
-        let ytdlp = ytdlp(&config);
+        let ytdlp = ytdlp_with(&config, egress);
         let resolver = crate::cache::Resolver::new(
             db.clone(),
             ytdlp.clone(),

@@ -81,8 +81,14 @@ pub struct YtdlpConfig {
     pub allow_private_hosts: bool,
     /// Operator-only: a cookies file passed to yt-dlp (`--cookies`).
     pub cookies: Option<PathBuf>,
-    /// Operator-only: a proxy passed to yt-dlp (`--proxy`).
+    /// Operator-only: the proxy every request goes out through (yt-dlp's, through the
+    /// egress proxy, and the bot's own streaming): `http://`, `socks5://` or `socks5h://`.
     pub proxy: Option<String>,
+    /// **Test-only**: addresses that count as public, so tests run the real URL policy
+    /// against servers on loopback. Never set this on a real bot.
+    pub test_public_addresses: Vec<std::net::IpAddr>,
+    /// **Test-only**: host names answered before DNS (`"private.test" = "127.0.0.2"`).
+    pub test_hosts: std::collections::BTreeMap<String, std::net::IpAddr>,
     /// Keep a private yt-dlp in a virtual environment under `venv_dir`, installed with pip
     /// on first start and updated every `update_interval` (`path` is then ignored).
     pub managed: bool,
@@ -107,6 +113,8 @@ impl Default for YtdlpConfig {
             allow_private_hosts: false,
             cookies: None,
             proxy: None,
+            test_public_addresses: Vec::new(),
+            test_hosts: Default::default(),
             managed: false,
             update_interval: Duration::from_secs(24 * 3600),
             venv_dir: None,
@@ -417,6 +425,10 @@ impl Config {
         if self.ytdlp.path.as_os_str().is_empty() {
             return Err(invalid("ytdlp.path", "must not be empty"));
         }
+        if let Some(p) = &self.ytdlp.proxy {
+            crate::sources::egress::upstream::Upstream::parse(p)
+                .map_err(|e| invalid("ytdlp.proxy", &e))?;
+        }
         if self.ytdlp.managed && self.ytdlp.packages.is_empty() {
             return Err(invalid("ytdlp.packages", "must name at least yt-dlp"));
         }
@@ -541,6 +553,31 @@ mod tests {
         let err = Config::from_toml("[nonsense]\n").unwrap_err();
         assert!(err.contains("nonsense"), "{err}");
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn the_proxy_is_checked_at_start_and_test_settings_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[ytdlp]\nproxy = \"https://p.example:3128\"\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err().to_string();
+        assert!(
+            err.contains("ytdlp.proxy") && err.contains("socks5://"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[ytdlp]\nproxy = \"socks5h://127.0.0.1:1080\"\n\
+             test_public_addresses = [\"127.0.0.1\"]\n\
+             test_hosts = { \"private.test\" = \"127.0.0.2\" }\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), |_| None).unwrap();
+        assert_eq!(
+            c.ytdlp.test_public_addresses,
+            vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(c.ytdlp.test_hosts["private.test"].to_string(), "127.0.0.2");
     }
 
     #[test]

@@ -20,9 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-const ALLOW: UrlPolicy = UrlPolicy {
-    allow_private_hosts: true,
-};
+const ALLOW: UrlPolicy = UrlPolicy::ALLOW_PRIVATE;
 
 // ---------- tools ----------
 

@@ -429,7 +429,7 @@ fn unit_denies_the_private_networks_the_url_policy_refuses() {
     ];
     for s in samples {
         let ip: IpAddr = s.parse().unwrap();
-        let refused = encore::sources::query::is_forbidden_ip(ip);
+        let refused = encore::sources::egress::policy::is_forbidden_ip(ip);
         let want = refused && !ip.is_loopback();
         assert_eq!(
             denied(ip),

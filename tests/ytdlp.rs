@@ -13,9 +13,7 @@ use encore::sources::{parse_query, Query, ResolveError, UrlPolicy, YtDlp, YtDlpC
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const ALLOW: UrlPolicy = UrlPolicy {
-    allow_private_hosts: true,
-};
+const ALLOW: UrlPolicy = UrlPolicy::ALLOW_PRIVATE;
 
 // ---------- locating yt-dlp ----------
 
@@ -367,7 +365,7 @@ async fn private_hosts_are_refused_before_spawning() {
     let srv = serve().await;
     let work = tempfile::tempdir().unwrap();
     let deny = UrlPolicy::default();
-    let y = YtDlp::new(config(ytdlp_path(), work.path()), deny);
+    let y = YtDlp::new(config(ytdlp_path(), work.path()), deny.clone());
     let url = srv.url("/tone.wav");
     assert_eq!(
         parse_query(&url, &deny).await,
@@ -632,7 +630,7 @@ esac
     let mut cfg = config(script, &work);
     cfg.proxy = Some("http://proxy.invalid:3128".into());
     let deny = UrlPolicy::default();
-    let y = YtDlp::new(cfg, deny);
+    let y = YtDlp::new(cfg, deny.clone());
 
     let q = Query::Url(url::Url::parse("http://8.8.8.8/-a/etc/passwd?x=--exec").unwrap());
     let t = y.resolve(&q).await.unwrap();
@@ -739,6 +737,7 @@ async fn no_secret_of_the_bot_reaches_yt_dlp() {
     std::env::set_var("DISCORD_TOKEN", "the-bot-token-must-stay-home");
     std::env::set_var("ENCORE_DISCORD__DEV_GUILD", "123");
     std::env::set_var("HTTPS_PROXY", "http://127.0.0.1:3128");
+    std::env::set_var("NO_PROXY", "*");
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("fake");
     let seen = dir.path().join("env");
@@ -759,9 +758,11 @@ async fn no_secret_of_the_bot_reaches_yt_dlp() {
     assert!(!env.contains("the-bot-token-must-stay-home"), "{env}");
     assert!(!env.contains("ENCORE_"), "{env}");
     assert!(!env.contains("DISCORD_"), "{env}");
-    // What it needs to run, and the operator's proxy, are still there.
+    // What it needs to run is still there; proxy variables are not: yt-dlp goes out
+    // through the bot's egress proxy (`--proxy`), and `NO_PROXY=*` must not let it around.
     assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
-    assert!(env.contains("HTTPS_PROXY=http://127.0.0.1:3128"), "{env}");
+    assert!(!env.contains("HTTPS_PROXY"), "{env}");
+    assert!(!env.contains("NO_PROXY"), "{env}");
 }
 
 /// The children of this process whose command line mentions `needle`, with their

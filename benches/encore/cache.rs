@@ -122,9 +122,7 @@ pub async fn run(dir: &std::path::Path, entries: usize, lookups: usize) -> anyho
             proxy: None,
             work_dir: dir.to_path_buf(),
         },
-        encore::sources::UrlPolicy {
-            allow_private_hosts: false,
-        },
+        encore::sources::UrlPolicy::DENY_PRIVATE,
     );
     let resolver = Resolver::new(pool.clone(), ytdlp, settings, tasks.clone(), cancel.clone());
     for _ in 0..lookups.min(5000) {

@@ -33,8 +33,6 @@ pub fn ytdlp(program: &Path, work: &Path) -> YtDlp {
             proxy: None,
             work_dir: work.to_path_buf(),
         },
-        UrlPolicy {
-            allow_private_hosts: true,
-        },
+        UrlPolicy::ALLOW_PRIVATE,
     )
 }

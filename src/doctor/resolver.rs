@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use super::check::Check;
-use crate::sources::query::is_forbidden_ip;
+use crate::sources::egress::policy::is_forbidden_ip;
 
 /// Where the system's resolvers are listed.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";

@@ -19,7 +19,7 @@ async fn version_of(program: &Path, args: &[OsString]) -> Result<String, String>
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env_clear()
-        .envs(crate::sources::child_env(std::env::vars_os()))
+        .envs(crate::sources::ytdlp_env(std::env::vars_os()))
         .current_dir("/")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -120,8 +120,18 @@ pub(super) async fn check_ytdlp(
     } else {
         program = y.path.clone();
     }
-    let probe = crate::app::ytdlp(config).probe_args();
-    let version = match version_of(&program, &probe).await {
+    // The exact options of a lookup, `--proxy` to a running egress proxy included: the
+    // doctor starts its own for the probe and stops it right after.
+    let tasks = tokio_util::task::TaskTracker::new();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let probe = match crate::app::egress(config, &tasks, stop.clone()).await {
+        Ok((egress, _)) => crate::app::ytdlp_with(config, egress).probe_args(),
+        Err(_) => crate::app::ytdlp(config).probe_args(),
+    };
+    let version = version_of(&program, &probe).await;
+    stop.cancel();
+    tasks.close();
+    let version = match version {
         Ok(v) => v,
         Err(e) => {
             let too_old = e.contains("no such option");

@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context as _};
 use tokio_util::sync::CancellationToken;
 
-use super::process::{self, RunError, RunOutput};
+use super::process::{self, ChildKind, RunError, RunOutput};
 use super::ProcessStats;
 use crate::config::Config;
 
@@ -449,7 +449,17 @@ impl ManagedYtDlp {
         let cwd = &self.inner.root;
         std::fs::create_dir_all(cwd).with_context(|| format!("cannot create {}", cwd.display()))?;
         tracing::debug!(program = %program.display(), ?args, "running");
-        match process::run(program, &args, cwd, timeout, OUTPUT_CAP, &self.inner.stats).await {
+        match process::run(
+            program,
+            &args,
+            ChildKind::Tool,
+            cwd,
+            timeout,
+            OUTPUT_CAP,
+            &self.inner.stats,
+        )
+        .await
+        {
             Ok(out) => Ok(out),
             Err(RunError::Spawn(e)) if e.kind() == io::ErrorKind::NotFound => {
                 Err(anyhow!("{} not found", program.display()))

@@ -10,7 +10,8 @@
 //!   `-a/etc/passwd` can never be read as an option:
 //!   ```text
 //!   yt-dlp --ignore-config --no-plugin-dirs --no-warnings --no-progress
-//!     --socket-timeout 10 --retries 2 --extractor-retries 1 [--cookies C] [--proxy P]
+//!     --socket-timeout 10 --retries 2 --extractor-retries 1 [--cookies C]
+//!     --proxy http://encore:SECRET@127.0.0.1:PORT
 //!     --no-playlist -f 'bestaudio[acodec=opus]/bestaudio/best'
 //!     [--match-filters '!is_live & duration<?LIMIT'
 //!      --print 'pre_process:encore-pre %(.{duration,is_live,live_status})j']
@@ -27,10 +28,15 @@
 //!   working directory, a whole-call timeout; on timeout, on oversized output and when the
 //!   future is dropped, the whole process group gets `SIGKILL`. stdout is capped (2 MiB for
 //!   `-j`, 8 MiB for `-J`), stderr keeps its last 64 KiB and is only logged.
+//! * **Egress** ([`egress`]): `--proxy` is the bot's own egress proxy, so every connection
+//!   yt-dlp makes (redirects, manifests, segments) is checked when it is made; the bot
+//!   streams with a client that checks every hop and the address it connects to. The
+//!   operator's `ytdlp.proxy` is where the egress proxy goes out.
 //! * **Output**: the returned stream URL is re-checked with the same policy; errors are
 //!   mapped from stderr (table on `map_stderr` in `ytdlp/run.rs`), with a short, path-free
 //!   reason for anything unrecognised.
 
+pub mod egress;
 mod error;
 pub mod managed;
 mod process;
@@ -38,8 +44,9 @@ pub mod query;
 pub mod track;
 pub mod ytdlp;
 
+pub use egress::policy::UrlPolicy;
 pub use error::{fmt_hms, ResolveError};
-pub use process::{child_env, kill_group, LiveProcess, ProcessStats};
-pub use query::{parse_query, Query, UrlPolicy};
+pub use process::{child_env, kill_group, ytdlp_env, LiveProcess, ProcessStats};
+pub use query::{parse_query, Query};
 pub use track::Track;
 pub use ytdlp::{YtDlp, YtDlpConfig};

@@ -182,11 +182,48 @@ pub fn child_env(
         .collect()
 }
 
+/// The proxy variables of [`CHILD_ENV`]: pip uses the operator's, yt-dlp must not.
+const PROXY_ENV: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+];
+
+/// The environment yt-dlp gets: [`child_env`] without any proxy variable. yt-dlp is given
+/// the egress proxy with `--proxy`, which then overrides the environment's proxies and
+/// `NO_PROXY` (yt-dlp reads `NO_PROXY` only without `--proxy`: `YoutubeDL.proxies`), and
+/// the egress proxy chains to the operator's `ytdlp.proxy`; dropping them too means no
+/// helper yt-dlp starts finds a way around it in its environment.
+pub fn ytdlp_env(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Vec<(OsString, OsString)> {
+    child_env(vars)
+        .into_iter()
+        .filter(|(k, _)| !k.to_str().is_some_and(|k| PROXY_ENV.contains(&k)))
+        .collect()
+}
+
+/// Which environment a child gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChildKind {
+    /// yt-dlp: [`ytdlp_env`].
+    YtDlp,
+    /// pip, python, deno for the managed install: [`child_env`].
+    Tool,
+}
+
 /// Runs `program args...` in `cwd` with a new process group, stdin from /dev/null, the
-/// allow-listed environment ([`child_env`]), and the given whole-call timeout. stdout beyond `stdout_cap` bytes is an error.
+/// allow-listed environment ([`child_env`], or [`ytdlp_env`] for yt-dlp), and the given
+/// whole-call timeout. stdout beyond `stdout_cap` bytes is an error.
 pub(crate) async fn run(
     program: &Path,
     args: &[OsString],
+    kind: ChildKind,
     cwd: &Path,
     timeout: Duration,
     stdout_cap: usize,
@@ -195,7 +232,10 @@ pub(crate) async fn run(
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
-        .envs(child_env(std::env::vars_os()))
+        .envs(match kind {
+            ChildKind::YtDlp => ytdlp_env(std::env::vars_os()),
+            ChildKind::Tool => child_env(std::env::vars_os()),
+        })
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -366,6 +406,7 @@ mod tests {
         let out = run(
             Path::new("/bin/sh"),
             &["-c".into(), "echo out; echo err >&2; exit 3".into()],
+            ChildKind::Tool,
             Path::new("/"),
             Duration::from_secs(5),
             1024,
@@ -382,6 +423,7 @@ mod tests {
         let big = run(
             Path::new("/bin/sh"),
             &["-c".into(), "head -c 100000 /dev/zero; sleep 30".into()],
+            ChildKind::Tool,
             Path::new("/"),
             Duration::from_secs(5),
             1024,
@@ -394,6 +436,7 @@ mod tests {
         let missing = run(
             Path::new("/nonexistent/encore-test-binary"),
             &[],
+            ChildKind::Tool,
             Path::new("/"),
             Duration::from_secs(5),
             1024,

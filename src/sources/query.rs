@@ -17,23 +17,18 @@
 //!   address are refused ([`ResolveError::PrivateHost`]). `localhost` and `*.localhost`
 //!   are refused without a DNS lookup.
 //!
-//! Note on DNS rebinding: the check resolves the name once, yt-dlp resolves it again.
-//! The stream URL yt-dlp returns is checked again before it is accepted, which narrows but
-//! does not close that window; operators who need a hard guarantee should run the bot
-//! behind an egress firewall.
+//! The policy itself lives in `egress/` (`policy.rs`, `resolve.rs`): the same rules hold
+//! every connection yt-dlp and the bot make afterwards, through the egress proxy and the
+//! guarded client, which is what closes DNS rebinding (see `docs/ytdlp.md`, "Egress").
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
+use url::Url;
 
-use url::{Host, Url};
-
+use super::egress::policy::{shorten_scheme, UrlPolicy};
+use super::egress::resolve::check_url;
 use super::error::ResolveError;
 
 /// Longest accepted query, in characters (after trimming).
 pub const MAX_QUERY_CHARS: usize = 500;
-
-/// How long the DNS lookup of a URL's host may take.
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the user asked for, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,14 +58,6 @@ impl std::fmt::Display for Query {
             Query::Search(s) => f.write_str(s),
         }
     }
-}
-
-/// Which URLs are acceptable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UrlPolicy {
-    /// Allow hosts on loopback, private, link-local and other non-global addresses
-    /// (off by default; tests and LAN-only setups turn it on).
-    pub allow_private_hosts: bool,
 }
 
 /// Parses and checks user input. See the module docs for the rules.
@@ -130,171 +117,12 @@ pub(crate) fn url_scheme_prefix(text: &str) -> Option<&str> {
     Some(&text[..end])
 }
 
-fn shorten_scheme(s: &str) -> String {
-    s.chars().take(24).collect()
-}
-
-/// Checks an already parsed URL against the policy: http(s) only, no credentials, a host,
-/// and (unless allowed) no private host. Used for user URLs, for `Query::Url` values built
-/// elsewhere, and for the stream URLs yt-dlp returns.
-pub(crate) async fn check_url(url: &Url, policy: &UrlPolicy) -> Result<(), ResolveError> {
-    let Some(name) = check_url_static(url, policy)? else {
-        return Ok(());
-    };
-    let port = url.port_or_known_default().unwrap_or(443);
-    let lookup = tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((name.as_str(), port)))
-        .await
-        .map_err(|_| ResolveError::TimedOut(DNS_TIMEOUT))?;
-    let addrs = lookup.map_err(|e| {
-        tracing::debug!(host = %name, error = %e, "DNS lookup failed");
-        ResolveError::NotFound
-    })?;
-    let mut any = false;
-    for addr in addrs {
-        any = true;
-        refuse_ip(addr.ip())?;
-    }
-    if any {
-        Ok(())
-    } else {
-        Err(ResolveError::NotFound)
-    }
-}
-
-/// Every check of [`check_url`] that needs no DNS. Returns the host name still to be
-/// resolved and checked, if any (`None` for IP literals, or when private hosts are allowed).
-pub(crate) fn check_url_static(
-    url: &Url,
-    policy: &UrlPolicy,
-) -> Result<Option<String>, ResolveError> {
-    match url.scheme() {
-        "http" | "https" => {}
-        other => return Err(ResolveError::UnsupportedScheme(shorten_scheme(other))),
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ResolveError::InvalidUrl);
-    }
-    let host = url.host().ok_or(ResolveError::InvalidUrl)?;
-    if policy.allow_private_hosts {
-        return Ok(None);
-    }
-    match host {
-        Host::Ipv4(ip) => refuse_ip(IpAddr::V4(ip)).map(|_| None),
-        Host::Ipv6(ip) => refuse_ip(IpAddr::V6(ip)).map(|_| None),
-        Host::Domain(name) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            if name.is_empty() {
-                return Err(ResolveError::InvalidUrl);
-            }
-            if name == "localhost" || name.ends_with(".localhost") {
-                return Err(ResolveError::PrivateHost);
-            }
-            Ok(Some(name))
-        }
-    }
-}
-
-fn refuse_ip(ip: IpAddr) -> Result<(), ResolveError> {
-    if is_forbidden_ip(ip) {
-        Err(ResolveError::PrivateHost)
-    } else {
-        Ok(())
-    }
-}
-
-/// True for addresses a public URL must not point at: loopback, private (RFC 1918, ULA),
-/// link-local, unspecified, multicast, broadcast, CGNAT, documentation, benchmarking and
-/// reserved ranges, and IPv6 forms embedding such an IPv4 address (mapped, compatible,
-/// NAT64 well-known prefix, 6to4).
-pub fn is_forbidden_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_forbidden_v4(v4),
-        IpAddr::V6(v6) => is_forbidden_v6(v6),
-    }
-}
-
-fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || a == 0 // "this network"
-        || (a == 100 && (b & 0xc0) == 64) // 100.64.0.0/10 shared address space (CGNAT)
-        || (a == 192 && b == 0 && c == 0) // 192.0.0.0/24 IETF protocol assignments
-        || (a == 198 && (b & 0xfe) == 18) // 198.18.0.0/15 benchmarking
-        || a >= 240 // 240.0.0.0/4 reserved
-}
-
-fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
-    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
-        return true;
-    }
-    let seg = ip.segments();
-    // IPv4-mapped ::ffff:a.b.c.d
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_forbidden_v4(v4);
-    }
-    // IPv4-compatible ::a.b.c.d (deprecated)
-    if seg[..6].iter().all(|&s| s == 0) {
-        return is_forbidden_v4(Ipv4Addr::new(
-            (seg[6] >> 8) as u8,
-            seg[6] as u8,
-            (seg[7] >> 8) as u8,
-            seg[7] as u8,
-        ));
-    }
-    // NAT64 well-known prefix 64:ff9b::/96
-    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|&s| s == 0) {
-        return is_forbidden_v4(Ipv4Addr::new(
-            (seg[6] >> 8) as u8,
-            seg[6] as u8,
-            (seg[7] >> 8) as u8,
-            seg[7] as u8,
-        ));
-    }
-    // IPv4-translated ::ffff:0:a.b.c.d (RFC 2765): the mapped check above does not see it
-    if seg[..4].iter().all(|&s| s == 0) && seg[4] == 0xffff && seg[5] == 0 {
-        return is_forbidden_v4(Ipv4Addr::new(
-            (seg[6] >> 8) as u8,
-            seg[6] as u8,
-            (seg[7] >> 8) as u8,
-            seg[7] as u8,
-        ));
-    }
-    // 6to4 2002:AABB:CCDD::/48 embeds an IPv4 address
-    if seg[0] == 0x2002 {
-        return is_forbidden_v4(Ipv4Addr::new(
-            (seg[1] >> 8) as u8,
-            seg[1] as u8,
-            (seg[2] >> 8) as u8,
-            seg[2] as u8,
-        ));
-    }
-    (seg[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local
-        || (seg[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
-        || (seg[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
-        || (seg[0] == 0x2001 && seg[1] == 0x0db8) // 2001:db8::/32 documentation
-        // 2001::/32 Teredo: a tunnel whose far end (an obfuscated IPv4) can be any host
-        || (seg[0] == 0x2001 && seg[1] == 0)
-        || (seg[0] == 0x2001 && seg[1] == 0x0002 && seg[2] == 0) // 2001:2::/48 benchmarking
-        || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // 64:ff9b:1::/48 local NAT64
-        || (seg[0] == 0x0100 && seg[1..4].iter().all(|&s| s == 0)) // 100::/64 discard
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const DENY: UrlPolicy = UrlPolicy {
-        allow_private_hosts: false,
-    };
-    const ALLOW: UrlPolicy = UrlPolicy {
-        allow_private_hosts: true,
-    };
+    const DENY: UrlPolicy = UrlPolicy::DENY_PRIVATE;
+    const ALLOW: UrlPolicy = UrlPolicy::ALLOW_PRIVATE;
 
     async fn p(s: &str) -> Result<Query, ResolveError> {
         parse_query(s, &DENY).await
@@ -480,50 +308,5 @@ mod tests {
             Query::Url(Url::parse("https://a.example/b").unwrap()).to_ytdlp_arg(),
             "https://a.example/b"
         );
-    }
-
-    #[test]
-    fn forbidden_ips() {
-        for s in [
-            "127.0.0.1",
-            "10.0.0.1",
-            "172.31.255.255",
-            "192.168.0.1",
-            "169.254.1.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "239.1.1.1",
-            "100.127.0.1",
-            "198.18.0.1",
-            "240.0.0.1",
-            "::1",
-            "::",
-            "fe80::1",
-            "fc00::1",
-            "ff02::1",
-            "::ffff:10.0.0.1",
-            "2002:7f00:1::",
-            "2001:db8::1",
-            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
-            "2001:2::1",
-            "64:ff9b:1::a00:1",
-            "::ffff:0:10.0.0.5",
-            "::ffff:0:127.0.0.1",
-        ] {
-            assert!(is_forbidden_ip(s.parse().unwrap()), "{s}");
-        }
-        for s in [
-            "8.8.8.8",
-            "1.1.1.1",
-            "172.32.0.1",
-            "100.128.0.1",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-            "::ffff:0:8.8.8.8",
-            "64:ff9b::808:808",
-            "2001:4860:4860::8888",
-        ] {
-            assert!(!is_forbidden_ip(s.parse().unwrap()), "{s}");
-        }
     }
 }

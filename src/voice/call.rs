@@ -32,6 +32,7 @@ use crate::player::voice::{
     Opening, PlayOptions, Ready, SeekOutcome, Seeking, TrackOutcome, VoiceCall, VoiceError,
     VoiceEvent, VoiceEvents, VoiceFactory,
 };
+use crate::sources::egress::client::GuardedClient;
 use crate::sources::Track;
 
 /// Longest a `/seek` waits for songbird before answering (it keeps going after that).
@@ -51,7 +52,7 @@ async fn track_state(handle: &TrackHandle) -> Option<TrackResult<TrackState>> {
 pub struct SongbirdCall {
     manager: Arc<Songbird>,
     guild: GuildId,
-    http: reqwest::Client,
+    http: GuardedClient,
     playing: Option<Playing>,
     events: VoiceEvents,
     resolver: Resolver,
@@ -86,7 +87,7 @@ struct Playing {
 }
 
 /// Makes a [`SongbirdCall`] per guild, all sharing one HTTP client for streaming.
-pub fn factory(manager: Arc<Songbird>, http: reqwest::Client, resolver: Resolver) -> VoiceFactory {
+pub fn factory(manager: Arc<Songbird>, http: GuardedClient, resolver: Resolver) -> VoiceFactory {
     Arc::new(move |guild, events| {
         Box::new(SongbirdCall {
             manager: manager.clone(),
@@ -419,7 +420,7 @@ impl SongbirdCall {
 /// seekable when the server serves byte ranges of a known length.
 async fn open(
     resolver: &Resolver,
-    client: &reqwest::Client,
+    client: &GuardedClient,
     track: &Track,
 ) -> Result<Opened, VoiceError> {
     let playable = resolver

@@ -16,7 +16,9 @@ use songbird::input::{AudioStream, AudioStreamError, Compose};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::sources::Track;
+use crate::sources::egress::client::GuardedClient;
+use crate::sources::egress::policy::refusal;
+use crate::sources::track::Track;
 
 /// How many body chunks are read ahead of the decoder.
 const READ_AHEAD_CHUNKS: usize = 16;
@@ -32,14 +34,14 @@ type Chunks = mpsc::Receiver<io::Result<Vec<u8>>>;
 /// Where a track's media lives; opens a [`Body`] at any offset.
 #[derive(Clone)]
 pub struct RangeSource {
-    client: reqwest::Client,
+    client: GuardedClient,
     url: String,
     headers: HeaderMap,
     stall: std::time::Duration,
 }
 
 impl RangeSource {
-    pub fn new(client: &reqwest::Client, track: &Track) -> Self {
+    pub fn new(client: &GuardedClient, track: &Track) -> Self {
         let mut headers = HeaderMap::new();
         for (k, v) in &track.http_headers {
             if let (Ok(k), Ok(v)) = (
@@ -81,7 +83,13 @@ impl RangeSource {
     }
 
     async fn request(&self, offset: u64, len: Option<u64>) -> io::Result<(Chunks, Meta)> {
-        let mut req = self.client.get(&self.url).headers(self.headers.clone());
+        // Every hop is held to the URL policy (see `sources/egress/client.rs`); a refusal
+        // reads as the user-facing sentence, not as a network error.
+        let mut req = self
+            .client
+            .get(&self.url)
+            .map_err(refused)?
+            .headers(self.headers.clone());
         if offset > 0 {
             // Some hosts (YouTube) want the end spelled out.
             let range = match len {
@@ -93,7 +101,10 @@ impl RangeSource {
         let resp = tokio::time::timeout(self.stall, req.send())
             .await
             .map_err(|_| stalled())?
-            .map_err(|e| io::Error::other(e.without_url()))?;
+            .map_err(|e| match refusal(&e) {
+                Some(r) => refused(r),
+                None => io::Error::other(e.without_url()),
+            })?;
         let status = resp.status();
         if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
             // At or past the end: an empty body.
@@ -138,6 +149,13 @@ impl RangeSource {
 struct Meta {
     len: Option<u64>,
     ranges: bool,
+}
+
+fn refused(why: crate::sources::ResolveError) -> io::Error {
+    tracing::warn!("the media stream was refused: {why}");
+    // The notice adds its own full stop.
+    let why = why.to_string();
+    io::Error::new(io::ErrorKind::PermissionDenied, why.trim_end_matches('.'))
 }
 
 fn stalled() -> io::Error {
@@ -330,7 +348,13 @@ mod tests {
     use std::io::{Read, Seek, SeekFrom};
 
     use super::RangeSource;
+    use crate::sources::egress::client::GuardedClient;
+    use crate::sources::egress::policy::UrlPolicy;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn test_client() -> GuardedClient {
+        GuardedClient::new(std::sync::Arc::new(UrlPolicy::ALLOW_PRIVATE), None).unwrap()
+    }
 
     /// A tiny HTTP server over `data` that honours `Range: bytes=a-b` when `ranges`.
     async fn serve(data: Vec<u8>, ranges: bool) -> String {
@@ -401,7 +425,7 @@ mod tests {
     async fn range_source_reads_and_seeks_both_ways() {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let url = serve(data.clone(), true).await;
-        let client = reqwest::Client::new();
+        let client = test_client();
         let mut body = RangeSource::new(&client, &track(&url))
             .open(0)
             .await
@@ -441,7 +465,7 @@ mod tests {
     async fn a_server_without_ranges_is_read_only_forward() {
         let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
         let url = serve(data.clone(), false).await;
-        let client = reqwest::Client::new();
+        let client = test_client();
         let mut body = RangeSource::new(&client, &track(&url))
             .open(0)
             .await
@@ -471,7 +495,7 @@ mod tests {
                     .await;
             }
         });
-        let client = reqwest::Client::new();
+        let client = test_client();
         let err = RangeSource::new(&client, &track(&format!("http://{addr}/x")))
             .open(0)
             .await
@@ -507,7 +531,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_server_that_stops_answering_fails_the_track_instead_of_hanging_it() {
         let stall = std::time::Duration::from_millis(300);
-        let client = reqwest::Client::new();
+        let client = test_client();
         let silent = stalling_server(0).await;
         let err = RangeSource::new(&client, &track(&silent))
             .with_stall_wait(stall)

@@ -222,7 +222,7 @@ impl FileServer {
     }
 }
 
-fn serve_file(dir: &Path, req: &HttpRequest) -> HttpResponse {
+pub fn serve_file(dir: &Path, req: &HttpRequest) -> HttpResponse {
     if req.method != "GET" && req.method != "HEAD" {
         return HttpResponse::new(405).header("Allow", "GET, HEAD");
     }

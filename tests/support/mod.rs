@@ -30,6 +30,7 @@
 
 pub mod audio;
 pub mod dave;
+pub mod egress;
 pub mod fixtures;
 pub mod gateway;
 pub mod http;

@@ -52,7 +52,7 @@ impl YtDlp {
             a.push("--cookies".into());
             a.push(c.as_os_str().to_owned());
         }
-        if let Some(p) = &self.inner.cfg.proxy {
+        if let Some(p) = self.proxy_arg() {
             a.push("--proxy".into());
             a.push(p.into());
         }
@@ -142,7 +142,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sources::query::UrlPolicy;
+    use crate::sources::egress::policy::UrlPolicy;
     use crate::sources::ytdlp::tests::ytdlp;
 
     fn strs(a: &[OsString]) -> Vec<String> {

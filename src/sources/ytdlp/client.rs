@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sources::egress::Egress;
 use crate::sources::process::ProcessStats;
-use crate::sources::query::UrlPolicy;
 
 /// Operator configuration for yt-dlp.
 #[derive(Clone, Debug)]
@@ -23,7 +23,8 @@ pub struct YtDlpConfig {
     /// A Netscape cookies file. yt-dlp rewrites its cookie file on exit, so each call gets a
     /// private copy (0600, in `work_dir`, removed afterwards); the original is only read.
     pub cookies: Option<PathBuf>,
-    /// `--proxy` URL.
+    /// The operator's proxy. yt-dlp is given the egress proxy, which chains to this one;
+    /// only a wrapper without an egress proxy (tests, tools) gives it this directly.
     pub proxy: Option<String>,
     /// Working directory of every yt-dlp process (created if missing).
     pub work_dir: PathBuf,
@@ -44,7 +45,8 @@ impl Default for YtDlpConfig {
 
 pub(super) struct Inner {
     pub(super) cfg: YtDlpConfig,
-    pub(super) policy: UrlPolicy,
+    /// The policy, and the egress proxy yt-dlp goes through (shared with the bot).
+    pub(super) egress: Arc<Egress>,
     pub(super) stats: Arc<ProcessStats>,
 }
 
@@ -58,7 +60,7 @@ impl std::fmt::Debug for YtDlp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("YtDlp")
             .field("cfg", &self.inner.cfg)
-            .field("policy", &self.inner.policy)
+            .field("egress", &self.inner.egress)
             .finish()
     }
 }

@@ -31,7 +31,7 @@ impl YtDlp {
     /// No ffmpeg is needed: the file is the selected format as served (webm/opus for
     /// YouTube). Timeout: `max(6 × timeout, 60 s)`.
     pub async fn download(&self, track_url: &str, dest: &Path) -> Result<u64, ResolveError> {
-        let q = parse_query(track_url, &self.inner.policy).await?;
+        let q = parse_query(track_url, self.policy()).await?;
         if !matches!(q, Query::Url(_)) {
             return Err(ResolveError::InvalidUrl);
         }

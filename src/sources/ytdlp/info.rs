@@ -15,9 +15,10 @@ use url::Url;
 use super::args::PRE_MARK;
 use super::client::YtDlp;
 use super::run::map_failure;
+use crate::sources::egress::policy::check_url_static;
+use crate::sources::egress::resolve::check_url;
 use crate::sources::error::ResolveError;
 use crate::sources::process::RunOutput;
-use crate::sources::query::{check_url, check_url_static};
 use crate::sources::track::{parse_stream_expiry, Track};
 
 impl YtDlp {
@@ -68,7 +69,7 @@ impl YtDlp {
             return Err(ResolveError::Unsupported);
         };
         let parsed = Url::parse(&stream_url).map_err(|_| ResolveError::Unsupported)?;
-        check_url(&parsed, &self.inner.policy)
+        check_url(&parsed, self.policy())
             .await
             .map_err(|e| match e {
                 ResolveError::UnsupportedScheme(_) | ResolveError::InvalidUrl => {
@@ -186,7 +187,7 @@ impl YtDlp {
             .into_iter()
             .flatten()
             .filter_map(|u| Url::parse(u).ok())
-            .find(|u| check_url_static(u, &self.inner.policy).is_ok())?;
+            .find(|u| check_url_static(u, self.policy()).is_ok())?;
         let is_live = e.is_live();
         let duration = e.duration.and_then(secs_to_duration);
         if let Some(limit) = self.inner.cfg.max_duration {
@@ -333,7 +334,7 @@ impl RawInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::query::UrlPolicy;
+    use crate::sources::egress::policy::UrlPolicy;
     use crate::sources::ytdlp::tests::ytdlp;
 
     #[test]
@@ -396,12 +397,7 @@ mod tests {
         .unwrap();
         let raw = RawInfo::deserialize(&v).unwrap();
         // Allow private hosts so that no DNS lookup happens in unit tests.
-        let y2 = YtDlp::new(
-            y.inner.cfg.clone(),
-            UrlPolicy {
-                allow_private_hosts: true,
-            },
-        );
+        let y2 = YtDlp::new(y.inner.cfg.clone(), UrlPolicy::ALLOW_PRIVATE);
         let t = y2.resolved_track(raw, None).await.unwrap();
         assert_eq!(t.title, "Song");
         assert_eq!(t.extractor, "youtube");
@@ -436,9 +432,7 @@ mod tests {
         // Too long / live under a limit.
         let y3 = YtDlp::new(
             ytdlp(Some(Duration::from_secs(60))).inner.cfg.clone(),
-            UrlPolicy {
-                allow_private_hosts: true,
-            },
+            UrlPolicy::ALLOW_PRIVATE,
         );
         let v: serde_json::Value =
             serde_json::from_str(r#"{"url":"http://8.8.8.8/a.mp3","duration":61}"#).unwrap();

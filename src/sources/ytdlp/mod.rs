@@ -13,9 +13,12 @@ use std::sync::Arc;
 
 use url::Url;
 
+use super::egress::policy::UrlPolicy;
+use super::egress::resolve::check_url;
+use super::egress::Egress;
 use super::error::ResolveError;
 use super::process::ProcessStats;
-use super::query::{check_url, Query, UrlPolicy};
+use super::query::Query;
 use super::track::Track;
 
 mod args;
@@ -34,11 +37,13 @@ use run::{map_failure, STDOUT_CAP_PLAYLIST, STDOUT_CAP_SINGLE, STDOUT_CAP_SMALL}
 pub const MAX_PLAYLIST_ITEMS: usize = 1000;
 
 impl YtDlp {
-    pub fn new(cfg: YtDlpConfig, policy: UrlPolicy) -> Self {
+    /// `egress`: the policy and proxy shared with the bot (a bare [`UrlPolicy`] makes one
+    /// without a proxy, for tests).
+    pub fn new(cfg: YtDlpConfig, egress: impl Into<Arc<Egress>>) -> Self {
         YtDlp {
             inner: Arc::new(Inner {
                 cfg,
-                policy,
+                egress: egress.into(),
                 stats: Arc::new(ProcessStats::default()),
             }),
         }
@@ -53,7 +58,19 @@ impl YtDlp {
     }
 
     pub fn policy(&self) -> &UrlPolicy {
-        &self.inner.policy
+        self.inner.egress.policy()
+    }
+
+    pub fn egress(&self) -> &Arc<Egress> {
+        &self.inner.egress
+    }
+
+    /// yt-dlp's `--proxy`: the egress proxy when it runs, else the operator's proxy.
+    pub(super) fn proxy_arg(&self) -> Option<String> {
+        self.inner
+            .egress
+            .proxy_url()
+            .or_else(|| self.inner.cfg.proxy.clone())
     }
 
     /// The argv (without the program) used by [`resolve`](Self::resolve). Pure.
@@ -72,7 +89,7 @@ impl YtDlp {
     async fn resolve_full(&self, q: &Query) -> Result<(Track, serde_json::Value), ResolveError> {
         let input_url = match q {
             Query::Url(u) => {
-                check_url(u, &self.inner.policy).await?;
+                check_url(u, self.policy()).await?;
                 Some(u)
             }
             Query::Search(s) if s.trim().is_empty() => return Err(ResolveError::EmptyQuery),
@@ -108,7 +125,7 @@ impl YtDlp {
         url: &Url,
         limit: usize,
     ) -> Result<(String, Vec<Track>), ResolveError> {
-        check_url(url, &self.inner.policy).await?;
+        check_url(url, self.policy()).await?;
         let limit = limit.clamp(1, MAX_PLAYLIST_ITEMS);
         let cookies = self.private_cookies().await?;
         let args = self.args_for(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::client::YtDlp;
 use crate::sources::error::ResolveError;
-use crate::sources::process::{self, RunError, RunOutput};
+use crate::sources::process::{self, ChildKind, RunError, RunOutput};
 
 /// stdout cap for `-j` (one entry).
 pub(super) const STDOUT_CAP_SINGLE: usize = 2 * 1024 * 1024;
@@ -60,7 +60,17 @@ impl YtDlp {
         let cfg = &self.inner.cfg;
         let stats = &self.inner.stats;
         tracing::debug!(program = %cfg.path.display(), ?args, "running yt-dlp");
-        match process::run(&cfg.path, args, &cfg.work_dir, timeout, cap, stats).await {
+        match process::run(
+            &cfg.path,
+            args,
+            ChildKind::YtDlp,
+            &cfg.work_dir,
+            timeout,
+            cap,
+            stats,
+        )
+        .await
+        {
             Ok(out) => Ok(out),
             Err(RunError::TimedOut) => {
                 tracing::warn!(?timeout, "yt-dlp timed out; its process group was killed");
@@ -174,6 +184,11 @@ pub(crate) fn map_stderr(stderr: &str) -> ResolveError {
     };
     let has = |pats: &[&str]| pats.iter().any(|p| hay.contains(p));
 
+    // A hop the egress proxy refused (its 403 carries this reason phrase): the same
+    // refusal as a private link given directly.
+    if has(&["refused by encore egress policy"]) {
+        return ResolveError::PrivateHost;
+    }
     if has(&["file:// urls are disabled"]) {
         return ResolveError::UnsupportedScheme("file".into());
     }
