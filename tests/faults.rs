@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use encore::player::Requester;
 use support::world::*;
+use support::*;
 
 fn ann() -> Requester {
     Requester {
@@ -74,5 +75,31 @@ async fn a_post_refused_with_429_is_retried_and_arrives_once() {
     // Give a duplicate every chance to show up: the track plays to its end first.
     w.emu.wait_audio_frames(GUILD, 40, T).await;
     assert_eq!(now_playing(&w).len(), 1, "{:#?}", now_playing(&w));
+    w.stop().await;
+}
+
+/// The gateway drops while a track plays (close 4000, as Discord does when it restarts a
+/// gateway node): the bot resumes its session, the music goes on without a restart of the
+/// track, and commands keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_drop_while_playing_resumes_and_the_music_goes_on() {
+    let w = World::start().await;
+    let r = w.play(ANN, &w.files.url("long.wav")).await;
+    assert!(r.text().contains("Playing"), "{}", r.text());
+    w.emu.wait_audio_frames(GUILD, 25, T).await;
+    w.emu.disconnect_gateway(4000).await;
+    w.emu
+        .wait_for("the gateway to resume", T, |e| {
+            e.gateway_resumes() == 1 && e.gateway_connected()
+        })
+        .await;
+    let heard = w.emu.audio(GUILD).len();
+    w.emu.wait_audio_frames(GUILD, heard + 50, T).await;
+    assert_contiguous(&non_silent(&w.emu.audio(GUILD)));
+    let q = w.cmd(ANN, "nowplaying", serde_json::json!([])).await;
+    assert!(q.text().contains("long"), "{}", q.text());
+    assert_eq!(w.emu.gateway_connections(), 2, "resumed, not re-identified");
+    assert_eq!(w.emu.identify_payloads().len(), 1);
+    assert_eq!(now_playing(&w).len(), 1, "the track did not restart");
     w.stop().await;
 }
