@@ -169,6 +169,11 @@ pub struct CacheConfig {
     pub max_track_duration: Duration,
     /// Most audio downloads at once.
     pub download_concurrency: usize,
+    /// Largest file one download may write ("200MB"; `0` = only the `max_bytes` budget):
+    /// passed to yt-dlp as `--max-filesize` and enforced while the file grows, since a
+    /// stream sent without a length is only known once written.
+    #[serde(deserialize_with = "crate::cache::size::deserialize")]
+    pub max_file_size: u64,
 }
 
 impl Default for CacheConfig {
@@ -183,6 +188,7 @@ impl Default for CacheConfig {
             max_bytes: 2 << 30,
             max_track_duration: Duration::from_secs(30 * 60),
             download_concurrency: 2,
+            max_file_size: 200 << 20,
         }
     }
 }

@@ -371,7 +371,7 @@ async fn private_hosts_are_refused_before_spawning() {
         Err(ResolveError::PrivateHost)
     );
     assert_eq!(
-        y.download(&url, &work.path().join("x.wav")).await,
+        y.download(&url, &work.path().join("x.wav"), None).await,
         Err(ResolveError::PrivateHost)
     );
     assert_eq!(y.stats().spawned.load(Ordering::SeqCst), 0);
@@ -411,7 +411,10 @@ async fn download_writes_the_file_atomically() {
     let cache = tempfile::tempdir().unwrap();
     let y = YtDlp::new(config(ytdlp_path(), work.path()), ALLOW);
     let dest = cache.path().join("sub dir").join("generic 100% tone.wav");
-    let n = y.download(&srv.url("/tone.wav"), &dest).await.unwrap();
+    let n = y
+        .download(&srv.url("/tone.wav"), &dest, None)
+        .await
+        .unwrap();
     assert_eq!(n, srv.wav.len() as u64);
     assert_eq!(std::fs::read(&dest).unwrap(), *srv.wav);
     let names: Vec<String> = std::fs::read_dir(dest.parent().unwrap())
@@ -431,7 +434,7 @@ async fn download_writes_the_file_atomically() {
     // A failed download leaves nothing behind either.
     let dest2 = cache.path().join("missing.wav");
     assert_eq!(
-        y.download(&srv.url("/missing.wav"), &dest2).await,
+        y.download(&srv.url("/missing.wav"), &dest2, None).await,
         Err(ResolveError::NotFound)
     );
     assert!(!dest2.exists());

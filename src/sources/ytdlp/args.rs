@@ -108,19 +108,27 @@ impl YtDlp {
     /// The argv of [`download`](YtDlp::download): download the checked info in `info_json`
     /// to `out`. No user text appears in it: the URL reaches yt-dlp only inside the info
     /// file, after [`resolve`](YtDlp::resolve) has checked it.
+    ///
+    /// `max_bytes` becomes `--max-filesize`: yt-dlp then refuses a file whose announced
+    /// size is larger, saying so on stdout (hence no `--quiet`: the few lines it prints
+    /// are how [`download`](YtDlp::download) tells that refusal from other failures).
     pub(super) fn download_args(
         &self,
         cookies: Option<&Path>,
         out: &Path,
         info_json: &Path,
+        max_bytes: Option<u64>,
     ) -> Vec<OsString> {
         let mut args = self.common_args(cookies);
+        if let Some(n) = max_bytes {
+            args.push("--max-filesize".into());
+            args.push(n.to_string().into());
+        }
         args.extend(
             [
                 "--no-playlist",
                 "-f",
                 FORMAT,
-                "--quiet",
                 "--no-part",
                 "--no-mtime",
                 "--force-overwrites",
@@ -231,7 +239,10 @@ mod tests {
             None,
             Path::new("/cache/.a%b.encore-dl"),
             Path::new("/work/.encore-info-1.tmp"),
+            Some(200 << 20),
         ));
+        let m = a.iter().position(|x| x == "--max-filesize").unwrap();
+        assert_eq!(a[m + 1], "209715200");
         assert_eq!(a[0], "--ignore-config");
         let o = a.iter().position(|x| x == "-o").unwrap();
         assert_eq!(a[o + 1], "/cache/.a%%b.encore-dl");

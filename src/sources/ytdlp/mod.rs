@@ -176,7 +176,7 @@ mod tests {
         let policy = UrlPolicy::default();
         assert_send(&y.resolve(&q));
         assert_send(&y.resolve_playlist(&u, 5));
-        assert_send(&y.download("https://example.com/", &dest));
+        assert_send(&y.download("https://example.com/", &dest, None));
         assert_send(&y.version());
         assert_send(&parse_query("x", &policy));
         fn assert_sync<T: Send + Sync + Clone>(_: &T) {}

