@@ -135,6 +135,20 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_no_end_is_refused_under_a_length_limit() {
+    let w = World::start_with(|c| c.ytdlp.max_duration = Duration::from_secs(3 * 3600)).await;
+    let radio = stream_wav("radio.wav", None, Duration::from_millis(20)).await;
+    let r = w.play(ANN, &radio.url).await;
+    assert!(r.ephemeral, "{r:?}");
+    assert!(r.text().contains("no known length"), "{}", r.text());
+    assert!(r.text().contains("3:00:00"), "says the limit: {}", r.text());
+    assert!(w.emu.voice_state_updates(GUILD).is_empty(), "no join");
+    let files = w.bot.resolver.settings().dir().to_path_buf();
+    assert!(files_in(&files).is_empty(), "nothing of it was cached");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_past_the_size_cap_is_stopped_and_leaves_no_file() {
     // No length limit (so the stream is accepted) and a 1 MiB cap on one download; the
     // server sends 16 MiB without a Content-Length, at 6.4 MB/s.

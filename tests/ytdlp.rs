@@ -304,9 +304,14 @@ async fn duration_limit_reports_the_real_length() {
             actual: Duration::from_secs(7200)
         })
     );
-    // Unknown durations pass the `duration<?N` filter.
+    // An unknown duration does not pass the filter: it could be a stream that never ends.
     let q = parse_query(&srv.url("/tone.wav"), &ALLOW).await.unwrap();
-    assert_eq!(y.resolve(&q).await.unwrap().title, "tone");
+    assert_eq!(
+        y.resolve(&q).await,
+        Err(ResolveError::UnknownLength {
+            limit: Duration::from_secs(60)
+        })
+    );
     // Within the limit, the duration is reported.
     cfg.max_duration = Some(Duration::from_secs(3 * 3600));
     let y = YtDlp::new(cfg, ALLOW);

@@ -12,7 +12,7 @@
 //!   yt-dlp --ignore-config --no-plugin-dirs --no-warnings --no-progress
 //!     --socket-timeout 10 --retries 2 --extractor-retries 1 [--cookies C] [--proxy P]
 //!     --no-playlist -f 'bestaudio[acodec=opus]/bestaudio/best'
-//!     [--match-filters '!is_live & duration<?LIMIT'
+//!     [--match-filters '!is_live & duration<LIMIT'
 //!      --print 'pre_process:encore-pre %(.{duration,is_live,live_status})j']
 //!     -j -- <url | ytsearch1:text>
 //!   ```

@@ -166,6 +166,13 @@ fn too_long(track: &Track, settings: &GuildSettings) -> Option<String> {
             format::clock(d),
             format::clock(limit)
         )),
+        // Treated like a live stream: it may never end. A playlist entry not looked up yet
+        // has no length either; it is judged once it is.
+        None if track.is_resolved() => Some(format!(
+            "{} has no known length; this server only plays tracks up to {}.",
+            bold(&track.title, 80),
+            format::clock(limit)
+        )),
         _ => None,
     }
 }
@@ -401,7 +408,9 @@ mod tests {
         t.duration = Some(Duration::from_secs(60));
         assert!(too_long(&t, &s).is_none());
         t.duration = None;
-        assert!(too_long(&t, &s).is_none(), "unknown lengths pass");
+        assert!(too_long(&t, &s).unwrap().contains("no known length"));
+        t.stream_url = String::new();
+        assert!(too_long(&t, &s).is_none(), "entries not looked up yet pass");
         t.is_live = true;
         assert!(too_long(&t, &s).unwrap().contains("live"));
         s.max_track_duration = Duration::ZERO;

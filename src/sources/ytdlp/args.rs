@@ -62,7 +62,10 @@ impl YtDlp {
     fn filter_args(&self, a: &mut Vec<OsString>) {
         if let Some(limit) = self.inner.cfg.max_duration {
             a.push("--match-filters".into());
-            a.push(format!("!is_live & duration<?{}", limit.as_secs_f64()).into());
+            // `duration<N`, not `<?N`: a missing duration must not pass (it may be a stream
+            // that never ends). Flat playlist entries are checked as incomplete, so theirs
+            // pass until each is looked up on its own.
+            a.push(format!("!is_live & duration<{}", limit.as_secs_f64()).into());
             a.push("--print".into());
             a.push(PRE_TEMPLATE.into());
         }
@@ -206,7 +209,7 @@ mod tests {
         let a = strs(&y.build_args(&Query::Search("x".into())));
         assert_safe_tail(&a, "ytsearch1:x");
         let m = a.iter().position(|x| x == "--match-filters").unwrap();
-        assert_eq!(a[m + 1], "!is_live & duration<?600");
+        assert_eq!(a[m + 1], "!is_live & duration<600");
         let p = a.iter().position(|x| x == "--print").unwrap();
         assert_eq!(a[p + 1], PRE_TEMPLATE);
         let c = a.iter().position(|x| x == "--cookies").unwrap();
