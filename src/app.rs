@@ -14,6 +14,7 @@ use crate::discord::{self, Bot};
 use crate::player::{PlayerSettings, Players};
 use crate::resources::sweeper::Sweeper;
 use crate::resources::{IdlePolicy, Kind, Registry};
+use crate::sources::lookups::Lookups;
 use crate::sources::{UrlPolicy, YtDlp, YtDlpConfig};
 
 /// How long shutdown waits for players to leave their channels.
@@ -45,7 +46,12 @@ pub fn http_client(token: &Token, config: &Config) -> serenity::Http {
 
 pub fn ytdlp(config: &Config) -> YtDlp {
     let y = &config.ytdlp;
-    YtDlp::new(
+    let lookups = Lookups::new(
+        config.limits.max_lookups,
+        config.limits.max_lookups_per_member,
+        y.timeout,
+    );
+    YtDlp::with_lookups(
         YtDlpConfig {
             path: if y.managed {
                 crate::sources::managed::executable(config)
@@ -59,6 +65,7 @@ pub fn ytdlp(config: &Config) -> YtDlp {
             work_dir: config.data.dir.clone(),
         },
         policy(config),
+        Arc::new(lookups),
     )
 }
 

@@ -189,3 +189,79 @@ async fn a_download_past_the_size_cap_is_stopped_and_leaves_no_file() {
     .await;
     w.stop().await;
 }
+
+/// `VmRSS` of a process, in bytes (0 once it is gone).
+fn rss(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_member_flooding_play_is_capped_and_memory_stays_bounded() {
+    // A server that accepts and never answers: every lookup (the real yt-dlp) hangs
+    // until the bot's lookup timeout, so all of them overlap.
+    let hang = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/slow.wav", hang.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok(Ok((c, _))) = tokio::time::timeout(CONN_LIFE, hang.accept()).await {
+            conns.push(c);
+        }
+    });
+    let w = World::start_with(|c| {
+        c.ytdlp.timeout = Duration::from_secs(6);
+        c.limits.max_lookups = 4;
+        c.limits.max_lookups_per_member = 2;
+    })
+    .await;
+    let stats = w.bot.resolver.ytdlp().stats();
+    let before = rss("self");
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let plays = async {
+        let replies = futures::future::join_all((0..20).map(|_| w.play(ANN, &url))).await;
+        done.store(true, Ordering::SeqCst);
+        replies
+    };
+    let watch = async {
+        // The peak of yt-dlp processes alive at once, and of the memory of the bot plus
+        // theirs, sampled until every play has its answer.
+        let (mut procs, mut peak) = (0usize, 0u64);
+        loop {
+            let live: Vec<u32> = stats.live.lock().unwrap().keys().copied().collect();
+            procs = procs.max(live.len());
+            let children: u64 = live.iter().map(|p| rss(&p.to_string())).sum();
+            peak = peak.max(rss("self").saturating_sub(before) + children);
+            if done.load(Ordering::SeqCst) {
+                return (procs, peak);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (replies, (procs, peak)) = tokio::join!(plays, watch);
+    held.abort();
+
+    let slow: Vec<_> = replies
+        .iter()
+        .filter(|r| {
+            r.text()
+                .contains("Slow down: you already have 2 lookups running")
+        })
+        .collect();
+    assert_eq!(slow.len(), 18, "all but two were told to slow down");
+    assert!(slow.iter().all(|r| r.ephemeral));
+    assert_eq!(procs, 2, "yt-dlp processes alive at once for one member");
+    assert_eq!(stats.spawned.load(Ordering::SeqCst), 2);
+    // Two lookups of the real yt-dlp are about 2 × 48 MB; the bot itself grows by a few
+    // MB answering 20 commands. Twenty uncapped lookups would be near 1 GB.
+    let mib = peak as f64 / (1 << 20) as f64;
+    println!("peak growth of the bot plus its yt-dlp processes: {mib:.1} MiB");
+    assert!(mib < 150.0, "memory grew by {mib:.1} MiB");
+    w.stop().await;
+}

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use encore::sources::lookups::Lookups;
 use encore::sources::{parse_query, Query, ResolveError, UrlPolicy, YtDlp, YtDlpConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -502,6 +503,48 @@ async fn timeout_kills_the_whole_group() {
     let stats = y.stats();
     assert_eq!(stats.timed_out.load(Ordering::SeqCst), 1);
     assert_eq!(stats.spawned.load(Ordering::SeqCst), 1);
+    assert_idle(&y);
+}
+
+#[tokio::test]
+async fn lookups_past_the_global_cap_wait_then_are_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, _, _) = sleeping_script(dir.path());
+    let mut cfg = config(script, &dir.path().join("work"));
+    cfg.timeout = Duration::from_secs(30);
+    let lookups = Arc::new(Lookups::new(1, 4, Duration::from_secs(1)));
+    let y = YtDlp::with_lookups(cfg, ALLOW, lookups);
+    let spawned = || y.stats().spawned.load(Ordering::SeqCst);
+    // One lookup hangs in the only slot.
+    let first = {
+        let y = y.clone();
+        tokio::spawn(async move { y.resolve(&Query::Search("hangs".into())).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while spawned() == 0 {
+        assert!(Instant::now() < deadline, "the first lookup never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A playlist lookup waits its turn for the wait (1 s), then is told the bot is busy,
+    // without starting a process.
+    let started = Instant::now();
+    let list = url::Url::parse("http://127.0.0.1:9/playlist").unwrap();
+    assert_eq!(y.resolve_playlist(&list, 5).await, Err(ResolveError::Busy));
+    assert!(started.elapsed() >= Duration::from_millis(950));
+    assert_eq!(spawned(), 1);
+    // The hanging lookup is cancelled: its slot comes back and the next one runs.
+    first.abort();
+    let _ = first.await;
+    let next = {
+        let y = y.clone();
+        tokio::spawn(async move { y.resolve(&Query::Search("next".into())).await })
+    };
+    while spawned() < 2 {
+        assert!(Instant::now() < deadline, "the slot was not given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    next.abort();
+    let _ = next.await;
     assert_idle(&y);
 }
 

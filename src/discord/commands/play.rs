@@ -63,6 +63,12 @@ pub async fn play(
         )
         .await;
     }
+    // Held until this command ends: the member's lookups (a playlist's entries too) count
+    // against their cap until then.
+    let _lookup = match bot.resolver.ytdlp().lookups().member(ctx.author().id.get()) {
+        Ok(slot) => slot,
+        Err(busy) => return reply::error(ctx, slow_down(busy.running)).await,
+    };
     // Checking a link resolves its host name, and resolving the query takes about a
     // second: both past Discord's three-second answer window.
     ctx.defer().await?;
@@ -97,6 +103,12 @@ pub async fn play(
         }
         _ => play_one(ctx, &target, &settings, &query).await,
     }
+}
+
+/// The answer to a member at `limits.max_lookups_per_member`: at once, never queued.
+fn slow_down(running: usize) -> String {
+    let lookups = if running == 1 { "lookup" } else { "lookups" };
+    format!("Slow down: you already have {running} {lookups} running; wait for them to finish.")
 }
 
 /// Where and for whom tracks are queued.

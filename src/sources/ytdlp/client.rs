@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sources::lookups::Lookups;
 use crate::sources::process::ProcessStats;
 use crate::sources::query::UrlPolicy;
 
@@ -46,6 +47,8 @@ pub(super) struct Inner {
     pub(super) cfg: YtDlpConfig,
     pub(super) policy: UrlPolicy,
     pub(super) stats: Arc<ProcessStats>,
+    /// Every metadata run takes one of its global slots first.
+    pub(super) lookups: Arc<Lookups>,
 }
 
 /// Resolves queries with yt-dlp. Cheap to clone.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use url::Url;
 
 use super::error::ResolveError;
+use super::lookups::Lookups;
 use super::process::ProcessStats;
 use super::query::{check_url, Query, UrlPolicy};
 use super::track::Track;
@@ -34,14 +35,27 @@ use run::{map_failure, STDOUT_CAP_PLAYLIST, STDOUT_CAP_SINGLE, STDOUT_CAP_SMALL}
 pub const MAX_PLAYLIST_ITEMS: usize = 1000;
 
 impl YtDlp {
+    /// A wrapper with no lookup caps (tests, tools); the bot uses [`with_lookups`](Self::with_lookups).
     pub fn new(cfg: YtDlpConfig, policy: UrlPolicy) -> Self {
+        Self::with_lookups(cfg, policy, Arc::new(Lookups::unbounded()))
+    }
+
+    /// A wrapper whose metadata runs (single tracks, playlists, the lookup before a
+    /// download) share the global cap of `lookups`.
+    pub fn with_lookups(cfg: YtDlpConfig, policy: UrlPolicy, lookups: Arc<Lookups>) -> Self {
         YtDlp {
             inner: Arc::new(Inner {
                 cfg,
                 policy,
                 stats: Arc::new(ProcessStats::default()),
+                lookups,
             }),
         }
+    }
+
+    /// The lookup caps: `/play` takes a member slot here before it resolves anything.
+    pub fn lookups(&self) -> &Arc<Lookups> {
+        &self.inner.lookups
     }
 
     pub fn stats(&self) -> Arc<ProcessStats> {
@@ -78,6 +92,7 @@ impl YtDlp {
             Query::Search(s) if s.trim().is_empty() => return Err(ResolveError::EmptyQuery),
             Query::Search(_) => None,
         };
+        let _slot = self.inner.lookups.global().await?;
         let cookies = self.private_cookies().await?;
         let args = self.args_for(Mode::Single(q), cookies.as_ref().map(|c| c.path()));
         let out = self
@@ -110,6 +125,7 @@ impl YtDlp {
     ) -> Result<(String, Vec<Track>), ResolveError> {
         check_url(url, &self.inner.policy).await?;
         let limit = limit.clamp(1, MAX_PLAYLIST_ITEMS);
+        let _slot = self.inner.lookups.global().await?;
         let cookies = self.private_cookies().await?;
         let args = self.args_for(
             Mode::Playlist(url, limit),
