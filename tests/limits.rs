@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use support::world::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -263,5 +264,48 @@ async fn one_member_flooding_play_is_capped_and_memory_stays_bounded() {
     let mib = peak as f64 / (1 << 20) as f64;
     println!("peak growth of the bot plus its yt-dlp processes: {mib:.1} MiB");
     assert!(mib < 150.0, "memory grew by {mib:.1} MiB");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_cannot_lift_the_operators_limits() {
+    let w = World::start_with(|c| {
+        c.player.max_queue = 50;
+        c.ytdlp.max_duration = Duration::from_secs(3600);
+    })
+    .await;
+    let boss = 1_000_000_000_000_398;
+    w.emu.add_member(GUILD, boss, "boss", false, true);
+    let set = |name: &str, kind: u8, value: serde_json::Value| {
+        w.cmd(
+            boss,
+            "settings",
+            json!([{"name": name, "type": kind, "value": value}]),
+        )
+    };
+    let r = set("max_queue", 4, json!(51)).await;
+    assert!(r.ephemeral, "{r:?}");
+    assert!(r.text().contains("at most 50 tracks"), "{}", r.text());
+    let r = set("max_track_duration", 3, json!("2h")).await;
+    assert!(
+        r.ephemeral && r.text().contains("at most 1h"),
+        "{}",
+        r.text()
+    );
+    let r = set("max_track_duration", 3, json!("0")).await;
+    assert!(
+        r.ephemeral && r.text().contains("at most 1h"),
+        "{}",
+        r.text()
+    );
+    // Within the limits, the change is saved.
+    let r = set("max_queue", 4, json!(50)).await;
+    assert!(r.text().contains("Max queue: **50**"), "{}", r.text());
+    let r = set("max_track_duration", 3, json!("20m")).await;
+    assert!(
+        r.text().contains("Max track length: **20m**"),
+        "{}",
+        r.text()
+    );
     w.stop().await;
 }
