@@ -191,6 +191,45 @@ async fn a_download_past_the_size_cap_is_stopped_and_leaves_no_file() {
     w.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_outlasts_its_length_is_cut_off_and_the_channel_told_why() {
+    let w = World::start_with(|c| c.cache.audio = false).await;
+    // The track says it lasts 1 s; its server never stops sending (at the pace of a
+    // 48 kHz stereo WAV, read as it plays).
+    let endless = stream_wav("liar.wav", None, Duration::from_millis(300)).await;
+    let mut liar = (*w.tone("liar", 440.0, 1.0)).clone();
+    liar.stream_url = endless.url.clone();
+    liar.page_url = endless.url.clone();
+    let ann = encore::player::Requester {
+        id: ANN,
+        name: "ann".into(),
+    };
+    w.enqueue(ann, vec![Arc::new(liar)]).await;
+    let deadline = Instant::now() + T;
+    let told = loop {
+        let found = w
+            .emu
+            .messages(TEXT)
+            .into_iter()
+            .map(|m| m.text())
+            .find(|t| t.contains("liar") && t.contains("stopped after"));
+        if let Some(t) = found {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notice; sent {} bytes",
+            endless.sent.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(told.contains("Couldn't play"), "{told}");
+    // 1 s of length may take (1 + 1) s × 200 KiB + 1 MiB: the stream was cut near there.
+    let sent = endless.sent.load(Ordering::SeqCst);
+    assert!(sent < 8 << 20, "read {sent} bytes of an endless stream");
+    w.stop().await;
+}
+
 /// `VmRSS` of a process, in bytes (0 once it is gone).
 fn rss(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
