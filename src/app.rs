@@ -17,6 +17,7 @@ use crate::resources::{IdlePolicy, Kind, Registry};
 use crate::sources::egress::client::GuardedClient;
 use crate::sources::egress::policy::UrlPolicy;
 use crate::sources::egress::Egress;
+use crate::sources::lookups::Lookups;
 use crate::sources::ytdlp::{YtDlp, YtDlpConfig};
 
 /// How long shutdown waits for players to leave their channels.
@@ -75,7 +76,12 @@ pub async fn egress(
 
 pub fn ytdlp_with(config: &Config, egress: Arc<Egress>) -> YtDlp {
     let y = &config.ytdlp;
-    YtDlp::new(
+    let lookups = Lookups::new(
+        config.limits.max_lookups,
+        config.limits.max_lookups_per_member,
+        y.timeout,
+    );
+    YtDlp::with_lookups(
         YtDlpConfig {
             path: if y.managed {
                 crate::sources::managed::executable(config)
@@ -89,6 +95,7 @@ pub fn ytdlp_with(config: &Config, egress: Arc<Egress>) -> YtDlp {
             work_dir: config.data.dir.clone(),
         },
         egress,
+        Arc::new(lookups),
     )
 }
 

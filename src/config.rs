@@ -183,6 +183,11 @@ pub struct CacheConfig {
     pub max_track_duration: Duration,
     /// Most audio downloads at once.
     pub download_concurrency: usize,
+    /// Largest file one download may write ("200MB"; `0` = only the `max_bytes` budget):
+    /// passed to yt-dlp as `--max-filesize` and enforced while the file grows, since a
+    /// stream sent without a length is only known once written.
+    #[serde(deserialize_with = "crate::cache::size::deserialize")]
+    pub max_file_size: u64,
 }
 
 impl Default for CacheConfig {
@@ -197,6 +202,7 @@ impl Default for CacheConfig {
             max_bytes: 2 << 30,
             max_track_duration: Duration::from_secs(30 * 60),
             download_concurrency: 2,
+            max_file_size: 200 << 20,
         }
     }
 }
@@ -241,11 +247,22 @@ impl Default for LifecycleConfig {
 pub struct LimitsConfig {
     /// Most voice calls at once across all servers; `/play` beyond it is refused.
     pub max_calls: usize,
+    /// Most yt-dlp lookups at once across all servers (each is a process of about 48 MB);
+    /// past it a lookup waits up to `ytdlp.timeout` for a slot, then the bot says it is busy.
+    pub max_lookups: usize,
+    /// Most lookups one member may have running; past it they are told to slow down.
+    pub max_lookups_per_member: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_calls: 100 }
+        // Two per core (a lookup mostly waits on the network), from 2 to 8.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            max_calls: 100,
+            max_lookups: (cores * 2).clamp(2, 8),
+            max_lookups_per_member: 2,
+        }
     }
 }
 
@@ -418,6 +435,15 @@ impl Config {
         }
         if self.limits.max_calls == 0 {
             return Err(invalid("limits.max_calls", "must be at least 1"));
+        }
+        if !(1..=1024).contains(&self.limits.max_lookups) {
+            return Err(invalid("limits.max_lookups", "must be between 1 and 1024"));
+        }
+        if self.limits.max_lookups_per_member == 0 {
+            return Err(invalid(
+                "limits.max_lookups_per_member",
+                "must be at least 1",
+            ));
         }
         if self.ytdlp.timeout < Duration::from_secs(1) {
             return Err(invalid("ytdlp.timeout", "must be at least 1s"));

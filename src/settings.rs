@@ -91,9 +91,77 @@ pub enum SettingsError {
     Db(#[from] sqlx::Error),
 }
 
+/// The operator's limits, which no guild's settings may pass: a guild can only tighten
+/// them (otherwise `/settings` would let any server manager lift what the host set to
+/// protect itself, or promise a length yt-dlp then refuses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounds {
+    /// `player.max_queue`.
+    pub max_queue: usize,
+    /// `ytdlp.max_duration`; `None` when that is 0 (no limit).
+    pub max_track_duration: Option<Duration>,
+}
+
+/// Volumes a guild may start at, in percent (as `/volume` allows).
+const MAX_VOLUME: u16 = 200;
+
+impl Bounds {
+    pub fn from_config(config: &Config) -> Self {
+        let d = config.ytdlp.max_duration;
+        Self {
+            max_queue: config.player.max_queue,
+            max_track_duration: (!d.is_zero()).then_some(d),
+        }
+    }
+
+    /// Why `change` passes the operator's limits, if it does; the message names the limit.
+    pub fn check(&self, change: &Change) -> Result<(), String> {
+        match *change {
+            Change::DefaultVolume(v) if v > MAX_VOLUME => {
+                Err(format!("volume must be between 0 and {MAX_VOLUME}"))
+            }
+            Change::MaxQueue(0) => Err("the queue must allow at least one track".into()),
+            Change::MaxQueue(n) if n > self.max_queue => Err(format!(
+                "the queue limit can be at most {} tracks on this bot (its operator's limit)",
+                self.max_queue
+            )),
+            Change::MaxTrackDuration(d) => match self.max_track_duration {
+                Some(limit) if d.is_zero() || d > limit => Err(format!(
+                    "the longest track can be at most {} on this bot (its operator's limit); 0 (no limit) is not available",
+                    humantime::format_duration(limit)
+                )),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Brings stored overrides back within the limits (the operator may have lowered them
+    /// since they were saved); says which fields changed.
+    pub fn clamp(&self, o: &mut Overrides) -> Vec<&'static str> {
+        let mut clamped = Vec::new();
+        if let Some(n) = o.max_queue.filter(|n| *n > self.max_queue) {
+            o.max_queue = Some(n.min(self.max_queue));
+            clamped.push("max_queue");
+        }
+        if let (Some(d), Some(limit)) = (o.max_track_duration, self.max_track_duration) {
+            if d.is_zero() || d > limit {
+                o.max_track_duration = Some(limit);
+                clamped.push("max_track_duration");
+            }
+        }
+        if o.default_volume.is_some_and(|v| v > MAX_VOLUME) {
+            o.default_volume = Some(MAX_VOLUME);
+            clamped.push("default_volume");
+        }
+        clamped
+    }
+}
+
 pub struct Settings {
     pool: SqlitePool,
     defaults: GuildSettings,
+    bounds: Bounds,
     cache: Mutex<HashMap<u64, Overrides>>,
 }
 
@@ -123,23 +191,33 @@ impl Settings {
         )
         .fetch_all(&pool)
         .await?;
+        let bounds = Bounds::from_config(config);
         let cache = rows
             .into_iter()
             .map(|(g, idle, alone, vol, maxq, maxd, dj)| {
-                let o = Overrides {
+                let mut o = Overrides {
                     idle_timeout: from_ms(idle),
                     alone_timeout: from_ms(alone),
-                    default_volume: vol.map(|v| v.clamp(0, 200) as u16),
-                    max_queue: maxq.map(|v| v.max(1) as usize),
+                    default_volume: vol.map(|v| v.clamp(0, i64::from(MAX_VOLUME)) as u16),
+                    max_queue: maxq.map(|v| v.clamp(1, i64::MAX) as usize),
                     max_track_duration: from_ms(maxd),
                     dj_role: dj.map(|v| v as u64),
                 };
+                let clamped = bounds.clamp(&mut o);
+                if !clamped.is_empty() {
+                    tracing::info!(
+                        guild = g,
+                        ?clamped,
+                        "guild settings above the configured limits; using the limits"
+                    );
+                }
                 (g as u64, o)
             })
             .collect();
         Ok(Self {
             pool,
             defaults: GuildSettings::defaults(config),
+            bounds,
             cache: Mutex::new(cache),
         })
     }
@@ -167,18 +245,11 @@ impl Settings {
             .get(&guild)
             .cloned()
             .unwrap_or_default();
-        let invalid = |m: &str| Err(SettingsError::Invalid(m.into()));
+        self.bounds.check(&change).map_err(SettingsError::Invalid)?;
         match change {
             Change::IdleTimeout(d) => o.idle_timeout = Some(d),
             Change::AloneTimeout(d) => o.alone_timeout = Some(d),
-            Change::DefaultVolume(v) if v > 200 => {
-                return invalid("volume must be between 0 and 200")
-            }
             Change::DefaultVolume(v) => o.default_volume = Some(v),
-            Change::MaxQueue(0) => return invalid("the queue must allow at least one track"),
-            Change::MaxQueue(n) if n > 10_000 => {
-                return invalid("the queue limit is at most 10000")
-            }
             Change::MaxQueue(n) => o.max_queue = Some(n),
             Change::MaxTrackDuration(d) => o.max_track_duration = Some(d),
             Change::DjRole(r) => o.dj_role = r,
@@ -214,6 +285,54 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_guild_cannot_pass_the_operators_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("s.db")).await.unwrap();
+        let mut config = Config::default();
+        config.player.max_queue = 100;
+        config.ytdlp.max_duration = Duration::from_secs(3600);
+        let s = Settings::load(pool.clone(), &config).await.unwrap();
+        let err = s.apply(1, Change::MaxQueue(101)).await.unwrap_err();
+        assert!(err.to_string().contains("at most 100 tracks"), "{err}");
+        assert_eq!(
+            s.apply(1, Change::MaxQueue(100)).await.unwrap().max_queue,
+            100
+        );
+        let hour = Duration::from_secs(3600);
+        for too_long in [hour * 2, Duration::ZERO] {
+            let err = s
+                .apply(1, Change::MaxTrackDuration(too_long))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("at most 1h"), "{err}");
+        }
+        let half = Duration::from_secs(1800);
+        let g = s.apply(1, Change::MaxTrackDuration(half)).await.unwrap();
+        assert_eq!(g.max_track_duration, half);
+        let err = s.apply(1, Change::DefaultVolume(201)).await.unwrap_err();
+        assert!(err.to_string().contains("200"), "{err}");
+
+        // With no operator length limit, any length (and none) is the guild's choice.
+        config.ytdlp.max_duration = Duration::ZERO;
+        let free = Settings::load(pool.clone(), &config).await.unwrap();
+        free.apply(2, Change::MaxTrackDuration(Duration::ZERO))
+            .await
+            .unwrap();
+        free.apply(2, Change::MaxTrackDuration(hour * 5))
+            .await
+            .unwrap();
+
+        // The operator lowers the limits: what was stored above them is read clamped.
+        config.player.max_queue = 40;
+        config.ytdlp.max_duration = Duration::from_secs(600);
+        let lowered = Settings::load(pool, &config).await.unwrap();
+        let g = lowered.get(1);
+        assert_eq!(g.max_queue, 40);
+        assert_eq!(g.max_track_duration, Duration::from_secs(600));
+        assert_eq!(lowered.get(2).max_track_duration, Duration::from_secs(600));
+    }
 
     #[tokio::test]
     async fn overrides_apply_persist_and_reset() {

@@ -178,7 +178,8 @@ async fn a_killed_bot_resumes_from_the_last_committed_change() {
     // The binary reads config.toml from its working directory: save positions every second.
     std::fs::write(
         w.dir.path().join("config.toml"),
-        "[player]\nsave_position_every = \"1s\"\n",
+        // No length limit: the tones are plain files, whose length yt-dlp cannot tell.
+        "[player]\nsave_position_every = \"1s\"\n[ytdlp]\nmax_duration = \"0s\"\n",
     )
     .unwrap();
     // The in-process bot only set the stage: stop it, and let the binary take over.

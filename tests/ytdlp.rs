@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use encore::sources::lookups::Lookups;
 use encore::sources::{parse_query, Query, ResolveError, UrlPolicy, YtDlp, YtDlpConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -312,9 +313,14 @@ async fn duration_limit_reports_the_real_length() {
             actual: Duration::from_secs(7200)
         })
     );
-    // Unknown durations pass the `duration<?N` filter.
+    // An unknown duration does not pass the filter: it could be a stream that never ends.
     let q = parse_query(&srv.url("/tone.wav"), &ALLOW).await.unwrap();
-    assert_eq!(y.resolve(&q).await.unwrap().title, "tone");
+    assert_eq!(
+        y.resolve(&q).await,
+        Err(ResolveError::UnknownLength {
+            limit: Duration::from_secs(60)
+        })
+    );
     // Within the limit, the duration is reported.
     cfg.max_duration = Some(Duration::from_secs(3 * 3600));
     let y = YtDlp::new(cfg, ALLOW);
@@ -379,7 +385,7 @@ async fn private_hosts_are_refused_before_spawning() {
         Err(ResolveError::PrivateHost)
     );
     assert_eq!(
-        y.download(&url, &work.path().join("x.wav")).await,
+        y.download(&url, &work.path().join("x.wav"), None).await,
         Err(ResolveError::PrivateHost)
     );
     assert_eq!(y.stats().spawned.load(Ordering::SeqCst), 0);
@@ -480,7 +486,10 @@ async fn download_writes_the_file_atomically() {
     let cache = tempfile::tempdir().unwrap();
     let y = YtDlp::new(config(ytdlp_path(), work.path()), ALLOW);
     let dest = cache.path().join("sub dir").join("generic 100% tone.wav");
-    let n = y.download(&srv.url("/tone.wav"), &dest).await.unwrap();
+    let n = y
+        .download(&srv.url("/tone.wav"), &dest, None)
+        .await
+        .unwrap();
     assert_eq!(n, srv.wav.len() as u64);
     assert_eq!(std::fs::read(&dest).unwrap(), *srv.wav);
     let names: Vec<String> = std::fs::read_dir(dest.parent().unwrap())
@@ -500,7 +509,7 @@ async fn download_writes_the_file_atomically() {
     // A failed download leaves nothing behind either.
     let dest2 = cache.path().join("missing.wav");
     assert_eq!(
-        y.download(&srv.url("/missing.wav"), &dest2).await,
+        y.download(&srv.url("/missing.wav"), &dest2, None).await,
         Err(ResolveError::NotFound)
     );
     assert!(!dest2.exists());
@@ -563,6 +572,48 @@ async fn timeout_kills_the_whole_group() {
     let stats = y.stats();
     assert_eq!(stats.timed_out.load(Ordering::SeqCst), 1);
     assert_eq!(stats.spawned.load(Ordering::SeqCst), 1);
+    assert_idle(&y);
+}
+
+#[tokio::test]
+async fn lookups_past_the_global_cap_wait_then_are_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, _, _) = sleeping_script(dir.path());
+    let mut cfg = config(script, &dir.path().join("work"));
+    cfg.timeout = Duration::from_secs(30);
+    let lookups = Arc::new(Lookups::new(1, 4, Duration::from_secs(1)));
+    let y = YtDlp::with_lookups(cfg, ALLOW, lookups);
+    let spawned = || y.stats().spawned.load(Ordering::SeqCst);
+    // One lookup hangs in the only slot.
+    let first = {
+        let y = y.clone();
+        tokio::spawn(async move { y.resolve(&Query::Search("hangs".into())).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while spawned() == 0 {
+        assert!(Instant::now() < deadline, "the first lookup never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A playlist lookup waits its turn for the wait (1 s), then is told the bot is busy,
+    // without starting a process.
+    let started = Instant::now();
+    let list = url::Url::parse("http://127.0.0.1:9/playlist").unwrap();
+    assert_eq!(y.resolve_playlist(&list, 5).await, Err(ResolveError::Busy));
+    assert!(started.elapsed() >= Duration::from_millis(950));
+    assert_eq!(spawned(), 1);
+    // The hanging lookup is cancelled: its slot comes back and the next one runs.
+    first.abort();
+    let _ = first.await;
+    let next = {
+        let y = y.clone();
+        tokio::spawn(async move { y.resolve(&Query::Search("next".into())).await })
+    };
+    while spawned() < 2 {
+        assert!(Instant::now() < deadline, "the slot was not given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    next.abort();
+    let _ = next.await;
     assert_idle(&y);
 }
 

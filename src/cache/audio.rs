@@ -400,7 +400,8 @@ impl AudioCache {
             .expect("the semaphore is never closed");
         let dest = self.dir().join(file_name);
         let started = std::time::Instant::now();
-        let size = match self.inner.ytdlp.download(page, &dest).await {
+        let cap = self.inner.settings.download_cap();
+        let size = match self.inner.ytdlp.download(page, &dest, Some(cap)).await {
             Ok(n) => n,
             Err(e) => {
                 if e.is_user_error() {

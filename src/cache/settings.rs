@@ -24,6 +24,8 @@ pub struct CacheSettings {
     pub max_track_duration: Option<Duration>,
     /// Most downloads at once.
     pub download_concurrency: usize,
+    /// Largest file one download may write; `0`: only `max_bytes` bounds it.
+    pub max_file_size: u64,
 }
 
 impl CacheSettings {
@@ -40,6 +42,7 @@ impl CacheSettings {
             max_bytes: c.max_bytes,
             max_track_duration: (!c.max_track_duration.is_zero()).then_some(c.max_track_duration),
             download_concurrency: c.download_concurrency,
+            max_file_size: c.max_file_size,
         }
     }
 
@@ -55,11 +58,21 @@ impl CacheSettings {
             max_bytes: c.max_bytes,
             max_track_duration: (!c.max_track_duration.is_zero()).then_some(c.max_track_duration),
             download_concurrency: c.download_concurrency.max(1),
+            max_file_size: c.max_file_size,
         }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The most one download may write: `max_file_size`, and never more than the whole
+    /// budget (a larger file would be deleted again anyway, after filling the disk).
+    pub fn download_cap(&self) -> u64 {
+        match self.max_file_size {
+            0 => self.max_bytes,
+            n => n.min(self.max_bytes),
+        }
     }
 }
 

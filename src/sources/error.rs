@@ -32,6 +32,16 @@ pub enum ResolveError {
     TooLong { limit: Duration, actual: Duration },
     #[error("Live streams can't be played here.")]
     Live,
+    /// No length is known (a radio stream not flagged live, a file that does not say): it
+    /// may never end, so it is refused like a live stream whenever a length limit is set.
+    #[error("That has no known length (a live stream or a radio, maybe); only tracks up to {} can be played here.", fmt_hms(*.limit))]
+    UnknownLength { limit: Duration },
+    /// The download passed `cache.max_file_size` (or the cache budget) and was stopped.
+    #[error("That file is larger than the {} this bot downloads.", fmt_mib(*.limit))]
+    FileTooLarge { limit: u64 },
+    /// Every lookup slot stayed taken for the whole wait (`limits.max_lookups`).
+    #[error("I'm busy with other lookups right now; try again in a moment.")]
+    Busy,
     #[error("The source refused the request (the host may need cookies or a proxy).")]
     Blocked,
     #[error("Couldn't get that track: {0}")]
@@ -51,7 +61,11 @@ impl ResolveError {
             ResolveError::Unsupported => "unsupported",
             ResolveError::TimedOut(_) => "yt-dlp timeout",
             ResolveError::Missing(_) => "yt-dlp missing",
-            ResolveError::TooLong { .. } | ResolveError::Live => "over limits",
+            ResolveError::TooLong { .. }
+            | ResolveError::Live
+            | ResolveError::UnknownLength { .. }
+            | ResolveError::FileTooLarge { .. } => "over limits",
+            ResolveError::Busy => "busy",
             ResolveError::Blocked => "blocked by source",
             ResolveError::Failed(_) => "yt-dlp failed",
         }
@@ -70,12 +84,25 @@ impl ResolveError {
             | ResolveError::NotFound
             | ResolveError::Unsupported
             | ResolveError::TooLong { .. }
-            | ResolveError::Live => true,
+            | ResolveError::Live
+            | ResolveError::UnknownLength { .. }
+            | ResolveError::FileTooLarge { .. } => true,
             ResolveError::TimedOut(_)
+            | ResolveError::Busy
             | ResolveError::Missing(_)
             | ResolveError::Blocked
             | ResolveError::Failed(_) => false,
         }
+    }
+}
+
+/// `200 MiB`, `1.5 MiB`: sizes in the few messages that show one.
+fn fmt_mib(bytes: u64) -> String {
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    if mib >= 10.0 || mib.fract() == 0.0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{mib:.1} MiB")
     }
 }
 

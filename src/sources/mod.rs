@@ -13,16 +13,20 @@
 //!     --socket-timeout 10 --retries 2 --extractor-retries 1 [--cookies C]
 //!     --proxy http://encore:SECRET@127.0.0.1:PORT
 //!     --no-playlist -f 'bestaudio[acodec=opus]/bestaudio/best'
-//!     [--match-filters '!is_live & duration<?LIMIT'
+//!     [--match-filters '!is_live & duration<LIMIT'
 //!      --print 'pre_process:encore-pre %(.{duration,is_live,live_status})j']
 //!     -j -- <url | ytsearch1:text>
 //!   ```
 //!   The `--match-filters`/`--print` pair is present only when `max_duration` is set. With
 //!   `-j`, a rejected entry produces no output at all; the `pre_process` print (one small
 //!   JSON line, emitted before the filter runs) tells whether it was too long or live, so
-//!   the user gets `TooLong { limit, actual }` / `Live` instead of a vague "not found".
+//!   the user gets `TooLong { limit, actual }` / `Live` / `UnknownLength` instead of a
+//!   vague "not found".
 //! * **Live streams**: refused ([`ResolveError::Live`]) when `max_duration` is set (a live
-//!   stream has no end); accepted and marked [`Track::is_live`] when it is not.
+//!   stream has no end); accepted and marked [`Track::is_live`] when it is not. Media of
+//!   unknown length counts as live ([`ResolveError::UnknownLength`]).
+//! * **Lookup caps** ([`lookups`]): every metadata run takes a global slot (waiting a
+//!   bounded time for one); `/play` takes a per-member slot first.
 //!   [`YtDlp::download`] always refuses them.
 //! * **Process hygiene**: `stdin` null, its own process group, `kill_on_drop`, a fixed
 //!   working directory, a whole-call timeout; on timeout, on oversized output and when the
@@ -38,6 +42,7 @@
 
 pub mod egress;
 mod error;
+pub mod lookups;
 pub mod managed;
 mod process;
 pub mod query;

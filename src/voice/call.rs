@@ -67,6 +67,8 @@ struct Opened {
     track: Track,
     /// Keeps a cached file from eviction while it plays.
     file: Option<InUseGuard>,
+    /// A stream's byte cap and the flag set when it was hit (see [`http::byte_cap`]).
+    cap: Option<(u64, Arc<AtomicBool>)>,
 }
 
 /// The track songbird is playing for us.
@@ -84,6 +86,7 @@ struct Playing {
     last_position: Duration,
     /// Keeps the cached file being played from eviction.
     _file: Option<InUseGuard>,
+    cap: Option<(u64, Arc<AtomicBool>)>,
 }
 
 /// Makes a [`SongbirdCall`] per guild, all sharing one HTTP client for streaming.
@@ -106,6 +109,20 @@ struct ForwardEnd {
     token: u64,
     events: VoiceEvents,
     report: Arc<AtomicBool>,
+    cap: Option<(u64, Arc<AtomicBool>)>,
+}
+
+/// How a track ended: songbird's play mode, unless the stream was cut at its byte cap
+/// (songbird sees that as a plain end; the listeners are told why it stopped early).
+fn outcome(mode: Option<&PlayMode>, cap: &Option<(u64, Arc<AtomicBool>)>) -> TrackOutcome {
+    match (mode, cap) {
+        (Some(PlayMode::Errored(e)), _) => TrackOutcome::Failed(short_play_error(&e.to_string())),
+        (_, Some((max, hit))) if hit.load(Ordering::SeqCst) => TrackOutcome::Failed(format!(
+            "stopped after {} MiB: the source sent more than a track of this length needs",
+            max >> 20
+        )),
+        _ => TrackOutcome::Finished,
+    }
 }
 
 /// Forwards the driver's connect, reconnect and disconnect events to the player task.
@@ -149,12 +166,8 @@ impl EventHandler for ForwardEnd {
     async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
         if let EventContext::Track(tracks) = ctx {
             if self.report.swap(false, Ordering::SeqCst) {
-                let outcome = match tracks.first().map(|(state, _)| &state.playing) {
-                    Some(PlayMode::Errored(e)) => {
-                        TrackOutcome::Failed(short_play_error(&e.to_string()))
-                    }
-                    _ => TrackOutcome::Finished,
-                };
+                let mode = tracks.first().map(|(state, _)| &state.playing);
+                let outcome = outcome(mode, &self.cap);
                 let _ = self.events.send(VoiceEvent::TrackEnded {
                     token: self.token,
                     outcome,
@@ -335,6 +348,7 @@ impl SongbirdCall {
             seekable,
             track,
             file,
+            cap,
         } = opened;
         let call = self
             .manager
@@ -372,6 +386,7 @@ impl SongbirdCall {
                 token,
                 events: self.events.clone(),
                 report: report.clone(),
+                cap: cap.clone(),
             };
             handle
                 .add_event(Event::Track(ev), forward)
@@ -385,6 +400,7 @@ impl SongbirdCall {
             report,
             last_position: resume_at.unwrap_or_default(),
             _file: file,
+            cap,
         });
         Ok(())
     }
@@ -402,10 +418,7 @@ impl SongbirdCall {
         };
         if let Some(mode) = done {
             if p.report.swap(false, Ordering::SeqCst) {
-                let outcome = match mode {
-                    PlayMode::Errored(e) => TrackOutcome::Failed(short_play_error(&e.to_string())),
-                    _ => TrackOutcome::Finished,
-                };
+                let outcome = outcome(Some(&mode), &p.cap);
                 let _ = self.events.send(VoiceEvent::TrackEnded {
                     token: p.token,
                     outcome,
@@ -433,10 +446,16 @@ async fn open(
             seekable: true,
             track: track.clone(),
             file: Some(f.guard),
+            cap: None,
         }),
         Playable::Stream(track) => {
             let track = *track;
-            let source = http::RangeSource::new(client, &track);
+            // Bounded by the track's length, or the longest one allowed; a stream with
+            // neither (live, under no length limit) is what the operator allowed to run.
+            let length = track.duration.or(resolver.ytdlp().config().max_duration);
+            let max = length.map(http::byte_cap);
+            let source = http::RangeSource::new(client, &track).with_max_bytes(max);
+            let cap = max.map(|m| (m, source.capped()));
             let body = source
                 .open(0)
                 .await
@@ -453,6 +472,7 @@ async fn open(
                 seekable,
                 track,
                 file: None,
+                cap,
             })
         }
     }
@@ -460,6 +480,30 @@ async fn open(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use songbird::tracks::PlayMode;
+
+    use crate::player::voice::TrackOutcome;
+
+    #[test]
+    fn a_stream_cut_at_its_cap_is_reported_as_failed_with_why() {
+        let hit = Arc::new(AtomicBool::new(false));
+        let cap = Some((40u64 << 20, hit.clone()));
+        assert_eq!(
+            super::outcome(Some(&PlayMode::End), &cap),
+            TrackOutcome::Finished
+        );
+        hit.store(true, Ordering::SeqCst);
+        match super::outcome(Some(&PlayMode::End), &cap) {
+            TrackOutcome::Failed(why) => {
+                assert!(why.contains("stopped after 40 MiB"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(super::outcome(None, &None), TrackOutcome::Finished);
+    }
     #[test]
     fn seek_failures_read_well() {
         assert_eq!(

@@ -6,6 +6,8 @@
 //! a tokio task streams the response into a channel, and a seek opens a new range.
 
 use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use reqwest::header::{
@@ -31,6 +33,21 @@ const STALL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 type Chunks = mpsc::Receiver<io::Result<Vec<u8>>>;
 
+/// The most bytes a second of media may take before a stream counts as runaway: above
+/// 48 kHz stereo 16-bit PCM (192 000 B/s), the fattest format played here.
+pub const MAX_BYTE_RATE: u64 = 200 * 1024;
+
+/// The byte cap of a stream `length` long: [`MAX_BYTE_RATE`] per second, plus 1 MiB of
+/// headers and container. A server that sends more (a length that lied, a stream that
+/// never ends) is cut off there instead of being read for ever.
+pub fn byte_cap(length: std::time::Duration) -> u64 {
+    length
+        .as_secs()
+        .saturating_add(1)
+        .saturating_mul(MAX_BYTE_RATE)
+        + (1 << 20)
+}
+
 /// Where a track's media lives; opens a [`Body`] at any offset.
 #[derive(Clone)]
 pub struct RangeSource {
@@ -38,6 +55,10 @@ pub struct RangeSource {
     url: String,
     headers: HeaderMap,
     stall: std::time::Duration,
+    /// No byte at or past this offset is read ([`byte_cap`]); `None`: no cap.
+    max_bytes: Option<u64>,
+    /// Set once a read hit `max_bytes`: the track ended there, not at its end.
+    capped: Arc<AtomicBool>,
 }
 
 impl RangeSource {
@@ -56,7 +77,20 @@ impl RangeSource {
             url: track.stream_url.clone(),
             headers,
             stall: STALL_WAIT,
+            max_bytes: None,
+            capped: Arc::default(),
         }
+    }
+
+    /// Stops reading at byte `cap` (see [`byte_cap`]).
+    pub fn with_max_bytes(mut self, cap: Option<u64>) -> Self {
+        self.max_bytes = cap;
+        self
+    }
+
+    /// Becomes true when the stream was cut off at its byte cap.
+    pub fn capped(&self) -> Arc<AtomicBool> {
+        self.capped.clone()
     }
 
     #[cfg(test)]
@@ -276,6 +310,19 @@ impl Body {
 
 impl Read for Body {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let buf = match self.source.max_bytes {
+            Some(max) if self.pos >= max => {
+                if !self.source.capped.swap(true, Ordering::SeqCst) {
+                    tracing::info!(at = self.pos, "media stream passed its byte cap; stopped");
+                }
+                return Err(io::Error::other("the stream passed its size limit"));
+            }
+            Some(max) => {
+                let room = (max - self.pos).min(buf.len() as u64) as usize;
+                &mut buf[..room]
+            }
+            None => buf,
+        };
         while self.at >= self.chunk.len() {
             match self.rx.blocking_recv() {
                 Some(Ok(c)) => {
@@ -419,6 +466,40 @@ mod tests {
             stream_url: url.into(),
             ..crate::player::test_track("t")
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_past_its_byte_cap_is_cut_off_and_says_so() {
+        let data = vec![7u8; 300_000];
+        let url = serve(data, false).await;
+        let client = test_client();
+        let source = RangeSource::new(&client, &track(&url)).with_max_bytes(Some(100_000));
+        let capped = source.capped();
+        let mut body = source.open(0).await.unwrap();
+        let (read, err) = tokio::task::spawn_blocking(move || {
+            let mut buf = [0u8; 4096];
+            let mut read = 0usize;
+            // Bounded: the body has 300 000 bytes.
+            for _ in 0..1000 {
+                match body.read(&mut buf) {
+                    Ok(0) => return (read, None),
+                    Ok(n) => read += n,
+                    Err(e) => return (read, Some(e)),
+                }
+            }
+            (read, None)
+        })
+        .await
+        .unwrap();
+        assert_eq!(read, 100_000, "not a byte past the cap");
+        assert!(
+            err.is_some(),
+            "the track ends with an error, not a clean end"
+        );
+        assert!(capped.load(std::sync::atomic::Ordering::SeqCst));
+        // A 3-minute track may take 36 MiB: 48 kHz stereo PCM (34.6 MB) fits.
+        let cap = super::byte_cap(std::time::Duration::from_secs(180));
+        assert!(cap > 48_000 * 4 * 180 && cap < 40 << 20, "{cap}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

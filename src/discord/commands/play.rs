@@ -63,6 +63,12 @@ pub async fn play(
         )
         .await;
     }
+    // Held until this command ends: the member's lookups (a playlist's entries too) count
+    // against their cap until then.
+    let _lookup = match bot.resolver.ytdlp().lookups().member(ctx.author().id.get()) {
+        Ok(slot) => slot,
+        Err(busy) => return reply::error(ctx, slow_down(busy.running)).await,
+    };
     // Checking a link resolves its host name, and resolving the query takes about a
     // second: both past Discord's three-second answer window.
     ctx.defer().await?;
@@ -97,6 +103,12 @@ pub async fn play(
         }
         _ => play_one(ctx, &target, &settings, &query).await,
     }
+}
+
+/// The answer to a member at `limits.max_lookups_per_member`: at once, never queued.
+fn slow_down(running: usize) -> String {
+    let lookups = if running == 1 { "lookup" } else { "lookups" };
+    format!("Slow down: you already have {running} {lookups} running; wait for them to finish.")
 }
 
 /// Where and for whom tracks are queued.
@@ -164,6 +176,13 @@ fn too_long(track: &Track, settings: &GuildSettings) -> Option<String> {
             "{} is {} long; this server's limit is {}.",
             bold(&track.title, 80),
             format::clock(d),
+            format::clock(limit)
+        )),
+        // Treated like a live stream: it may never end. A playlist entry not looked up yet
+        // has no length either; it is judged once it is.
+        None if track.is_resolved() => Some(format!(
+            "{} has no known length; this server only plays tracks up to {}.",
+            bold(&track.title, 80),
             format::clock(limit)
         )),
         _ => None,
@@ -401,7 +420,9 @@ mod tests {
         t.duration = Some(Duration::from_secs(60));
         assert!(too_long(&t, &s).is_none());
         t.duration = None;
-        assert!(too_long(&t, &s).is_none(), "unknown lengths pass");
+        assert!(too_long(&t, &s).unwrap().contains("no known length"));
+        t.stream_url = String::new();
+        assert!(too_long(&t, &s).is_none(), "entries not looked up yet pass");
         t.is_live = true;
         assert!(too_long(&t, &s).unwrap().contains("live"));
         s.max_track_duration = Duration::ZERO;

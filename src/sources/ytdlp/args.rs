@@ -62,7 +62,10 @@ impl YtDlp {
     fn filter_args(&self, a: &mut Vec<OsString>) {
         if let Some(limit) = self.inner.cfg.max_duration {
             a.push("--match-filters".into());
-            a.push(format!("!is_live & duration<?{}", limit.as_secs_f64()).into());
+            // `duration<N`, not `<?N`: a missing duration must not pass (it may be a stream
+            // that never ends). Flat playlist entries are checked as incomplete, so theirs
+            // pass until each is looked up on its own.
+            a.push(format!("!is_live & duration<{}", limit.as_secs_f64()).into());
             a.push("--print".into());
             a.push(PRE_TEMPLATE.into());
         }
@@ -108,19 +111,27 @@ impl YtDlp {
     /// The argv of [`download`](YtDlp::download): download the checked info in `info_json`
     /// to `out`. No user text appears in it: the URL reaches yt-dlp only inside the info
     /// file, after [`resolve`](YtDlp::resolve) has checked it.
+    ///
+    /// `max_bytes` becomes `--max-filesize`: yt-dlp then refuses a file whose announced
+    /// size is larger, saying so on stdout (hence no `--quiet`: the few lines it prints
+    /// are how [`download`](YtDlp::download) tells that refusal from other failures).
     pub(super) fn download_args(
         &self,
         cookies: Option<&Path>,
         out: &Path,
         info_json: &Path,
+        max_bytes: Option<u64>,
     ) -> Vec<OsString> {
         let mut args = self.common_args(cookies);
+        if let Some(n) = max_bytes {
+            args.push("--max-filesize".into());
+            args.push(n.to_string().into());
+        }
         args.extend(
             [
                 "--no-playlist",
                 "-f",
                 FORMAT,
-                "--quiet",
                 "--no-part",
                 "--no-mtime",
                 "--force-overwrites",
@@ -198,7 +209,7 @@ mod tests {
         let a = strs(&y.build_args(&Query::Search("x".into())));
         assert_safe_tail(&a, "ytsearch1:x");
         let m = a.iter().position(|x| x == "--match-filters").unwrap();
-        assert_eq!(a[m + 1], "!is_live & duration<?600");
+        assert_eq!(a[m + 1], "!is_live & duration<600");
         let p = a.iter().position(|x| x == "--print").unwrap();
         assert_eq!(a[p + 1], PRE_TEMPLATE);
         let c = a.iter().position(|x| x == "--cookies").unwrap();
@@ -231,7 +242,10 @@ mod tests {
             None,
             Path::new("/cache/.a%b.encore-dl"),
             Path::new("/work/.encore-info-1.tmp"),
+            Some(200 << 20),
         ));
+        let m = a.iter().position(|x| x == "--max-filesize").unwrap();
+        assert_eq!(a[m + 1], "209715200");
         assert_eq!(a[0], "--ignore-config");
         let o = a.iter().position(|x| x == "-o").unwrap();
         assert_eq!(a[o + 1], "/cache/.a%%b.encore-dl");

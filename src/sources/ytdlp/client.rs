@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sources::egress::Egress;
+use crate::sources::lookups::Lookups;
 use crate::sources::process::ProcessStats;
 
 /// Operator configuration for yt-dlp.
@@ -48,6 +49,8 @@ pub(super) struct Inner {
     /// The policy, and the egress proxy yt-dlp goes through (shared with the bot).
     pub(super) egress: Arc<Egress>,
     pub(super) stats: Arc<ProcessStats>,
+    /// Every metadata run takes one of its global slots first.
+    pub(super) lookups: Arc<Lookups>,
 }
 
 /// Resolves queries with yt-dlp. Cheap to clone.

@@ -30,7 +30,18 @@ impl YtDlp {
     ///
     /// No ffmpeg is needed: the file is the selected format as served (webm/opus for
     /// YouTube). Timeout: `max(6 × timeout, 60 s)`.
-    pub async fn download(&self, track_url: &str, dest: &Path) -> Result<u64, ResolveError> {
+    ///
+    /// `max_bytes` bounds the file: a size known up front (the info's `filesize`, or the
+    /// server's `Content-Length` through `--max-filesize`) is refused before anything is
+    /// written, and a stream sent without a length is watched while it is written and
+    /// stopped (the process group killed, the partial file removed) once it passes the cap.
+    /// Either way the error is [`ResolveError::FileTooLarge`].
+    pub async fn download(
+        &self,
+        track_url: &str,
+        dest: &Path,
+        max_bytes: Option<u64>,
+    ) -> Result<u64, ResolveError> {
         let q = parse_query(track_url, self.policy()).await?;
         if !matches!(q, Query::Url(_)) {
             return Err(ResolveError::InvalidUrl);
@@ -38,6 +49,14 @@ impl YtDlp {
         let (track, mut info) = self.resolve_full(&q).await?;
         if track.is_live {
             return Err(ResolveError::Live);
+        }
+        if let Some(limit) = max_bytes {
+            let announced = ["filesize", "filesize_approx"]
+                .iter()
+                .find_map(|k| info.get(*k).and_then(serde_json::Value::as_f64));
+            if announced.is_some_and(|n| n > limit as f64) {
+                return Err(ResolveError::FileTooLarge { limit });
+            }
         }
         if let Some(obj) = info.as_object_mut() {
             for k in [
@@ -89,7 +108,12 @@ impl YtDlp {
         .map_err(|e| io_failed("could not write a temporary file", &e))?;
         let cookies = self.private_cookies().await?;
 
-        let args = self.download_args(cookies.as_ref().map(|c| c.path()), &tmp, info_file.path());
+        let args = self.download_args(
+            cookies.as_ref().map(|c| c.path()),
+            &tmp,
+            info_file.path(),
+            max_bytes,
+        );
 
         let timeout = self
             .inner
@@ -97,9 +121,32 @@ impl YtDlp {
             .timeout
             .saturating_mul(6)
             .max(Duration::from_secs(60));
-        let out = self.run(&args, timeout, STDOUT_CAP_SMALL).await?;
+        let run = self.run(&args, timeout, STDOUT_CAP_SMALL);
+        let out = match max_bytes {
+            None => run.await?,
+            Some(limit) => tokio::select! {
+                out = run => out?,
+                written = grows_past(&parent, &tmp_prefix, limit) => {
+                    // `run` is dropped here: its guard kills the whole process group, and
+                    // `cleanup` removes what it wrote when this returns.
+                    self.inner.stats.failed.fetch_add(1, Ordering::SeqCst);
+                    tracing::info!(track = track_url, written, limit, "download passed the size cap; stopped");
+                    return Err(ResolveError::FileTooLarge { limit });
+                }
+            },
+        };
         drop(cookies);
         drop(info_file);
+        let said = String::from_utf8_lossy(&out.stdout);
+        if let Some(limit) = max_bytes.filter(|_| said.contains("larger than max-filesize")) {
+            self.inner.stats.failed.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(
+                track = track_url,
+                limit,
+                "yt-dlp refused a file over the size cap"
+            );
+            return Err(ResolveError::FileTooLarge { limit });
+        }
         if !out.status.success() {
             self.inner.stats.failed.fetch_add(1, Ordering::SeqCst);
             let err = map_failure(&out);
@@ -120,6 +167,30 @@ impl YtDlp {
             .map_err(|e| io_failed("could not move the downloaded file into place", &e))?;
         cleanup.run_now();
         Ok(meta.len())
+    }
+}
+
+/// How often a download's file is measured against its cap. At loopback speed a file can
+/// pass the cap by a few megabytes in this time; it is removed anyway.
+const SIZE_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// Resolves (with the bytes written) once the files in `dir` whose name starts with `prefix`
+/// (a download's temporary file and any fragments) hold more than `limit` bytes together.
+/// Never resolves otherwise: race it against the download.
+async fn grows_past(dir: &Path, prefix: &str, limit: u64) -> u64 {
+    loop {
+        tokio::time::sleep(SIZE_CHECK_EVERY).await;
+        let mut written = 0;
+        if let Ok(mut rd) = tokio::fs::read_dir(dir).await {
+            while let Ok(Some(entry)) = rd.next_entry().await {
+                if entry.file_name().to_string_lossy().starts_with(prefix) {
+                    written += entry.metadata().await.map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+        if written > limit {
+            return written;
+        }
     }
 }
 

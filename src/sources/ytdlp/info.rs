@@ -50,10 +50,10 @@ impl YtDlp {
             if pre.is_live() {
                 return ResolveError::Live;
             }
-            if let Some(actual) = pre.duration.and_then(secs_to_duration) {
-                if actual >= limit {
-                    return ResolveError::TooLong { limit, actual };
-                }
+            match pre.duration.and_then(secs_to_duration) {
+                Some(actual) if actual >= limit => return ResolveError::TooLong { limit, actual },
+                Some(_) => {}
+                None => return ResolveError::UnknownLength { limit },
             }
         }
         ResolveError::NotFound
@@ -90,10 +90,13 @@ impl YtDlp {
             if is_live {
                 return Err(ResolveError::Live);
             }
-            if let Some(actual) = raw.duration.and_then(secs_to_duration) {
-                if actual >= limit {
-                    return Err(ResolveError::TooLong { limit, actual });
+            // Unknown length counts as live: it may never end, and nothing bounds it then.
+            match raw.duration.and_then(secs_to_duration) {
+                Some(actual) if actual >= limit => {
+                    return Err(ResolveError::TooLong { limit, actual })
                 }
+                Some(_) => {}
+                None => return Err(ResolveError::UnknownLength { limit }),
             }
         }
         let page_url = raw
@@ -371,6 +374,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(y.rejected(Some(&pre)), ResolveError::Live);
+        // No length at all: refused as "no known length", never "not found".
+        assert_eq!(
+            y.rejected(Some(&PreInfo::default())),
+            ResolveError::UnknownLength {
+                limit: Duration::from_secs(600)
+            }
+        );
         assert_eq!(y.rejected(None), ResolveError::NotFound);
         assert_eq!(ytdlp(None).rejected(Some(&pre)), ResolveError::NotFound);
     }
@@ -451,6 +461,16 @@ mod tests {
             y3.resolved_track(RawInfo::deserialize(&v).unwrap(), None)
                 .await,
             Err(ResolveError::Live)
+        );
+        // A stream of unknown length (a radio not flagged live) is refused under a limit.
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"url":"http://8.8.8.8/radio.mp3","ext":"mp3"}"#).unwrap();
+        assert_eq!(
+            y3.resolved_track(RawInfo::deserialize(&v).unwrap(), None)
+                .await,
+            Err(ResolveError::UnknownLength {
+                limit: Duration::from_secs(60)
+            })
         );
         // Without a limit, live is accepted and marked.
         let v: serde_json::Value =

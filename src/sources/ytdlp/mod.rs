@@ -17,6 +17,7 @@ use super::egress::policy::UrlPolicy;
 use super::egress::resolve::check_url;
 use super::egress::Egress;
 use super::error::ResolveError;
+use super::lookups::Lookups;
 use super::process::ProcessStats;
 use super::query::Query;
 use super::track::Track;
@@ -37,16 +38,33 @@ use run::{map_failure, STDOUT_CAP_PLAYLIST, STDOUT_CAP_SINGLE, STDOUT_CAP_SMALL}
 pub const MAX_PLAYLIST_ITEMS: usize = 1000;
 
 impl YtDlp {
-    /// `egress`: the policy and proxy shared with the bot (a bare [`UrlPolicy`] makes one
-    /// without a proxy, for tests).
+    /// A wrapper with no lookup caps (tests, tools); the bot uses
+    /// [`with_lookups`](Self::with_lookups). `egress`: the policy and proxy shared with
+    /// the bot (a bare [`UrlPolicy`] makes one without a proxy, for tests).
     pub fn new(cfg: YtDlpConfig, egress: impl Into<Arc<Egress>>) -> Self {
+        Self::with_lookups(cfg, egress, Arc::new(Lookups::unbounded()))
+    }
+
+    /// A wrapper whose metadata runs (single tracks, playlists, the lookup before a
+    /// download) share the global cap of `lookups`.
+    pub fn with_lookups(
+        cfg: YtDlpConfig,
+        egress: impl Into<Arc<Egress>>,
+        lookups: Arc<Lookups>,
+    ) -> Self {
         YtDlp {
             inner: Arc::new(Inner {
                 cfg,
                 egress: egress.into(),
                 stats: Arc::new(ProcessStats::default()),
+                lookups,
             }),
         }
+    }
+
+    /// The lookup caps: `/play` takes a member slot here before it resolves anything.
+    pub fn lookups(&self) -> &Arc<Lookups> {
+        &self.inner.lookups
     }
 
     pub fn stats(&self) -> Arc<ProcessStats> {
@@ -95,6 +113,7 @@ impl YtDlp {
             Query::Search(s) if s.trim().is_empty() => return Err(ResolveError::EmptyQuery),
             Query::Search(_) => None,
         };
+        let _slot = self.inner.lookups.global().await?;
         let cookies = self.private_cookies().await?;
         let args = self.args_for(Mode::Single(q), cookies.as_ref().map(|c| c.path()));
         let out = self
@@ -127,6 +146,7 @@ impl YtDlp {
     ) -> Result<(String, Vec<Track>), ResolveError> {
         check_url(url, self.policy()).await?;
         let limit = limit.clamp(1, MAX_PLAYLIST_ITEMS);
+        let _slot = self.inner.lookups.global().await?;
         let cookies = self.private_cookies().await?;
         let args = self.args_for(
             Mode::Playlist(url, limit),
@@ -193,7 +213,7 @@ mod tests {
         let policy = UrlPolicy::default();
         assert_send(&y.resolve(&q));
         assert_send(&y.resolve_playlist(&u, 5));
-        assert_send(&y.download("https://example.com/", &dest));
+        assert_send(&y.download("https://example.com/", &dest, None));
         assert_send(&y.version());
         assert_send(&parse_query("x", &policy));
         fn assert_sync<T: Send + Sync + Clone>(_: &T) {}
