@@ -30,7 +30,18 @@ impl YtDlp {
         if !out.status.success() {
             return Err(map_failure(out));
         }
-        let (pre, json) = split_stdout(&out.stdout);
+        self.single_from_stdout(&out.stdout, input_url).await
+    }
+
+    /// What a successful `-j` run printed, read into a track. Pure but for the stream URL's
+    /// DNS check (none when private hosts are allowed); public so that `fuzz/` can feed it
+    /// any bytes.
+    pub async fn single_from_stdout(
+        &self,
+        stdout: &[u8],
+        input_url: Option<&Url>,
+    ) -> Result<(Track, serde_json::Value), ResolveError> {
+        let (pre, json) = split_stdout(stdout);
         let Some(json) = json else {
             return Err(self.rejected(pre.as_ref()));
         };
@@ -116,7 +127,12 @@ impl YtDlp {
             .or(raw.extractor)
             .unwrap_or_else(|| "unknown".into())
             .to_lowercase();
-        let id = raw.id.unwrap_or_else(|| page_url.clone());
+        // A blank id would be the whole cache key's id: every such track of the extractor
+        // would share one entry, and with no title the track would show blank.
+        let id = raw
+            .id
+            .filter(|i| !i.trim().is_empty())
+            .unwrap_or_else(|| page_url.clone());
         let title = raw
             .title
             .filter(|t| !t.trim().is_empty())
@@ -147,7 +163,19 @@ impl YtDlp {
         if !out.status.success() {
             return Err(map_failure(out));
         }
-        let (pre, json) = split_stdout(&out.stdout);
+        self.playlist_from_stdout(&out.stdout, url, limit).await
+    }
+
+    /// What a successful `-J` run printed: the playlist's title and at most `limit`
+    /// unresolved entries (or the one resolved track of a plain URL). Public so that
+    /// `fuzz/` can feed it any bytes.
+    pub async fn playlist_from_stdout(
+        &self,
+        stdout: &[u8],
+        url: &Url,
+        limit: usize,
+    ) -> Result<(String, Vec<Track>), ResolveError> {
+        let (pre, json) = split_stdout(stdout);
         let Some(json) = json else {
             return Err(self.rejected(pre.as_ref()));
         };
@@ -201,7 +229,10 @@ impl YtDlp {
             .or(e.extractor)
             .unwrap_or_else(|| "unknown".into())
             .to_lowercase();
-        let id = e.id.unwrap_or_else(|| page_url.clone());
+        let id = e
+            .id
+            .filter(|i| !i.trim().is_empty())
+            .unwrap_or_else(|| page_url.clone());
         let thumbnail = e.thumbnail.or_else(|| {
             e.thumbnails
                 .unwrap_or_default()
@@ -468,6 +499,17 @@ mod tests {
             .unwrap();
         assert!(t.is_live);
         assert!(!t.seekable_hint());
+        // A blank id (found by fuzz/ytdlp_info) is no id: the page URL keys the cache and
+        // names the track, instead of one blank key and a blank title for all such tracks.
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"url":"http://8.8.8.8/a.mp3","ext":"mp3","id":" "}"#)
+                .unwrap();
+        let t = y2
+            .resolved_track(RawInfo::deserialize(&v).unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(t.id, "http://8.8.8.8/a.mp3");
+        assert_eq!(t.title, "http://8.8.8.8/a.mp3");
         // Direct link of unknown type (e.g. a text page).
         let v: serde_json::Value = serde_json::from_str(
             r#"{"url":"http://8.8.8.8/note.txt","direct":true,"ext":"unknown_video"}"#,
@@ -494,6 +536,12 @@ mod tests {
         assert_eq!(t.cache_key(), "youtube:a1");
         assert!(!t.is_resolved());
         assert_eq!(t.thumbnail.as_deref(), Some("https://i/2.jpg"));
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"url":"https://www.youtube.com/watch?v=a5","id":""}"#)
+                .unwrap();
+        let t = y.entry_track(RawInfo::deserialize(&v).unwrap()).unwrap();
+        assert_eq!(t.title, "https://www.youtube.com/watch?v=a5");
+        assert_eq!(t.cache_key(), "unknown:https://www.youtube.com/watch?v=a5");
         for bad in [
             r#"{"url":"https://www.youtube.com/watch?v=a2","duration":900}"#,
             r#"{"url":"https://www.youtube.com/watch?v=a3","live_status":"is_live"}"#,
