@@ -40,6 +40,6 @@ pub mod ytdlp;
 
 pub use error::{fmt_hms, ResolveError};
 pub use process::{child_env, kill_group, LiveProcess, ProcessStats};
-pub use query::{parse_query, Query, UrlPolicy};
+pub use query::{is_forbidden_ip, parse_query, Query, UrlPolicy};
 pub use track::Track;
 pub use ytdlp::{YtDlp, YtDlpConfig};
