@@ -381,7 +381,9 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// The checks serde cannot express (ranges, a data directory apart from the cache's).
+    /// Public so that `fuzz/` can run it on any configuration that parses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: &str| ConfigError::Invalid {
             key: key.into(),
             message: message.into(),

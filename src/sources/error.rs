@@ -32,6 +32,12 @@ pub enum ResolveError {
     TooLong { limit: Duration, actual: Duration },
     #[error("Live streams can't be played here.")]
     Live,
+    /// Only offered in segments (an HLS or DASH playlist): the bot streams one file with
+    /// range requests and cannot play those.
+    #[error(
+        "That is only offered as a stream in segments (HLS or DASH), which this bot can't play."
+    )]
+    Segmented,
     /// No length is known (a radio stream not flagged live, a file that does not say): it
     /// may never end, so it is refused like a live stream whenever a length limit is set.
     #[error("That has no known length (a live stream or a radio, maybe); only tracks up to {} can be played here.", fmt_hms(*.limit))]
@@ -58,7 +64,7 @@ impl ResolveError {
             | ResolveError::InvalidUrl
             | ResolveError::PrivateHost => "refused input",
             ResolveError::NotFound => "not found",
-            ResolveError::Unsupported => "unsupported",
+            ResolveError::Unsupported | ResolveError::Segmented => "unsupported",
             ResolveError::TimedOut(_) => "yt-dlp timeout",
             ResolveError::Missing(_) => "yt-dlp missing",
             ResolveError::TooLong { .. }
@@ -83,6 +89,7 @@ impl ResolveError {
             | ResolveError::PrivateHost
             | ResolveError::NotFound
             | ResolveError::Unsupported
+            | ResolveError::Segmented
             | ResolveError::TooLong { .. }
             | ResolveError::Live
             | ResolveError::UnknownLength { .. }

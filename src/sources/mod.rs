@@ -12,7 +12,7 @@
 //!   yt-dlp --ignore-config --no-plugin-dirs --no-warnings --no-progress
 //!     --socket-timeout 10 --retries 2 --extractor-retries 1 [--cookies C]
 //!     --proxy http://encore:SECRET@127.0.0.1:PORT
-//!     --no-playlist -f 'bestaudio[acodec=opus]/bestaudio/best'
+//!     --no-playlist -f FORMAT
 //!     [--match-filters '!is_live & duration<LIMIT'
 //!      --print 'pre_process:encore-pre %(.{duration,is_live,live_status})j']
 //!     -j -- <url | ytsearch1:text>
@@ -49,7 +49,7 @@ pub mod query;
 pub mod track;
 pub mod ytdlp;
 
-pub use egress::policy::UrlPolicy;
+pub use egress::policy::{is_forbidden_ip, UrlPolicy};
 pub use error::{fmt_hms, ResolveError};
 pub use process::{child_env, kill_group, ytdlp_env, LiveProcess, ProcessStats};
 pub use query::{parse_query, Query};

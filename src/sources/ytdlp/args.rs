@@ -18,7 +18,12 @@ use crate::sources::query::Query;
 
 /// Format selector: Opus audio (passthrough-friendly), else any audio-only, else the best
 /// combined format (needed for direct files whose codecs yt-dlp cannot tell).
-pub const FORMAT: &str = "bestaudio[acodec=opus]/bestaudio/best";
+/// Audio over plain http(s) first: the bot streams one file with range requests, and a
+/// format in segments (HLS `m3u8`, DASH) is refused once chosen ([`ResolveError::Segmented`]);
+/// the plain fallbacks let yt-dlp say what there is, so the refusal can name it.
+///
+/// [`ResolveError::Segmented`]: crate::sources::ResolveError::Segmented
+pub const FORMAT: &str = "bestaudio[acodec=opus][protocol^=http][protocol!*=dash]/bestaudio[protocol^=http][protocol!*=dash]/best[protocol^=http][protocol!*=dash]/bestaudio/best";
 
 /// Marker of the `--print pre_process:` line that reports duration / liveness even when
 /// `--match-filters` then rejects the entry (with `-j`, a rejection is otherwise silent).

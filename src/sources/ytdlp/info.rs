@@ -31,7 +31,18 @@ impl YtDlp {
         if !out.status.success() {
             return Err(map_failure(out));
         }
-        let (pre, json) = split_stdout(&out.stdout);
+        self.single_from_stdout(&out.stdout, input_url).await
+    }
+
+    /// What a successful `-j` run printed, read into a track. Pure but for the stream URL's
+    /// DNS check (none when private hosts are allowed); public so that `fuzz/` can feed it
+    /// any bytes.
+    pub async fn single_from_stdout(
+        &self,
+        stdout: &[u8],
+        input_url: Option<&Url>,
+    ) -> Result<(Track, serde_json::Value), ResolveError> {
+        let (pre, json) = split_stdout(stdout);
         let Some(json) = json else {
             return Err(self.rejected(pre.as_ref()));
         };
@@ -85,6 +96,13 @@ impl YtDlp {
         if raw.acodec.as_deref() == Some("none") {
             return Err(ResolveError::Unsupported);
         }
+        if raw
+            .protocol
+            .as_deref()
+            .is_some_and(|p| !matches!(p, "http" | "https"))
+        {
+            return Err(ResolveError::Segmented);
+        }
         let is_live = raw.is_live();
         if let Some(limit) = self.inner.cfg.max_duration {
             if is_live {
@@ -120,7 +138,12 @@ impl YtDlp {
             .or(raw.extractor)
             .unwrap_or_else(|| "unknown".into())
             .to_lowercase();
-        let id = raw.id.unwrap_or_else(|| page_url.clone());
+        // A blank id would be the whole cache key's id: every such track of the extractor
+        // would share one entry, and with no title the track would show blank.
+        let id = raw
+            .id
+            .filter(|i| !i.trim().is_empty())
+            .unwrap_or_else(|| page_url.clone());
         let title = raw
             .title
             .filter(|t| !t.trim().is_empty())
@@ -151,7 +174,19 @@ impl YtDlp {
         if !out.status.success() {
             return Err(map_failure(out));
         }
-        let (pre, json) = split_stdout(&out.stdout);
+        self.playlist_from_stdout(&out.stdout, url, limit).await
+    }
+
+    /// What a successful `-J` run printed: the playlist's title and at most `limit`
+    /// unresolved entries (or the one resolved track of a plain URL). Public so that
+    /// `fuzz/` can feed it any bytes.
+    pub async fn playlist_from_stdout(
+        &self,
+        stdout: &[u8],
+        url: &Url,
+        limit: usize,
+    ) -> Result<(String, Vec<Track>), ResolveError> {
+        let (pre, json) = split_stdout(stdout);
         let Some(json) = json else {
             return Err(self.rejected(pre.as_ref()));
         };
@@ -205,7 +240,9 @@ impl YtDlp {
             .or(e.extractor)
             .unwrap_or_else(|| "unknown".into())
             .to_lowercase();
-        let id = e.id.unwrap_or_else(|| page_url.clone());
+        let id =
+            e.id.filter(|i| !i.trim().is_empty())
+                .unwrap_or_else(|| page_url.clone());
         let thumbnail = e.thumbnail.or_else(|| {
             e.thumbnails
                 .unwrap_or_default()
@@ -320,6 +357,10 @@ struct RawInfo {
     ext: Option<String>,
     #[serde(deserialize_with = "lenient")]
     acodec: Option<String>,
+    /// How the chosen format is fetched: `http`/`https` for one file, `m3u8_native`,
+    /// `http_dash_segments`, ... for a playlist of segments.
+    #[serde(deserialize_with = "lenient")]
+    protocol: Option<String>,
     #[serde(deserialize_with = "lenient")]
     direct: Option<bool>,
     #[serde(deserialize_with = "lenient")]
@@ -439,6 +480,21 @@ mod tests {
             y2.resolved_track(raw, None).await,
             Err(ResolveError::Unsupported)
         );
+        // A format in segments (HLS, DASH) cannot be streamed with range requests.
+        for protocol in ["m3u8_native", "m3u8", "http_dash_segments"] {
+            let v = serde_json::json!({"url": "http://8.8.8.8/a.m3u8", "ext": "mp4", "protocol": protocol});
+            assert_eq!(
+                y2.resolved_track(RawInfo::deserialize(&v).unwrap(), None)
+                    .await,
+                Err(ResolveError::Segmented),
+                "{protocol}"
+            );
+        }
+        let v = serde_json::json!({"url": "https://8.8.8.8/a.mp3", "ext": "mp3", "protocol": "https", "duration": 3});
+        assert!(y2
+            .resolved_track(RawInfo::deserialize(&v).unwrap(), None)
+            .await
+            .is_ok());
         // Too long / live under a limit.
         let y3 = YtDlp::new(
             ytdlp(Some(Duration::from_secs(60))).inner.cfg.clone(),
@@ -482,6 +538,16 @@ mod tests {
             .unwrap();
         assert!(t.is_live);
         assert!(!t.seekable_hint());
+        // A blank id (found by fuzz/ytdlp_info) is no id: the page URL keys the cache and
+        // names the track, instead of one blank key and a blank title for all such tracks.
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"url":"http://8.8.8.8/a.mp3","ext":"mp3","id":" "}"#).unwrap();
+        let t = y2
+            .resolved_track(RawInfo::deserialize(&v).unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(t.id, "http://8.8.8.8/a.mp3");
+        assert_eq!(t.title, "http://8.8.8.8/a.mp3");
         // Direct link of unknown type (e.g. a text page).
         let v: serde_json::Value = serde_json::from_str(
             r#"{"url":"http://8.8.8.8/note.txt","direct":true,"ext":"unknown_video"}"#,
@@ -508,6 +574,12 @@ mod tests {
         assert_eq!(t.cache_key(), "youtube:a1");
         assert!(!t.is_resolved());
         assert_eq!(t.thumbnail.as_deref(), Some("https://i/2.jpg"));
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"url":"https://www.youtube.com/watch?v=a5","id":""}"#)
+                .unwrap();
+        let t = y.entry_track(RawInfo::deserialize(&v).unwrap()).unwrap();
+        assert_eq!(t.title, "https://www.youtube.com/watch?v=a5");
+        assert_eq!(t.cache_key(), "unknown:https://www.youtube.com/watch?v=a5");
         for bad in [
             r#"{"url":"https://www.youtube.com/watch?v=a2","duration":900}"#,
             r#"{"url":"https://www.youtube.com/watch?v=a3","live_status":"is_live"}"#,
