@@ -52,6 +52,15 @@ async fn ytdlp_settled(w: &World, n: u64) {
     }
 }
 
+/// The private network (127.0.0.2) got no request at all.
+fn assert_private_untouched(n: &Net) {
+    assert_eq!(
+        n.private.requests(),
+        Vec::<String>::new(),
+        "nothing reached 127.0.0.2"
+    );
+}
+
 /// The "Couldn't play" notice for `title`, once it is posted.
 async fn failure_notice(w: &World, title: &str) -> String {
     let deadline = tokio::time::Instant::now() + T;
@@ -103,11 +112,7 @@ async fn a_redirect_to_a_private_address_is_refused_to_ytdlp_and_to_the_stream()
         n.public.requests()
     );
 
-    assert_eq!(
-        n.private.requests(),
-        Vec::<String>::new(),
-        "nothing reached 127.0.0.2"
-    );
+    assert_private_untouched(&n);
     w.stop().await;
 }
 
@@ -135,11 +140,7 @@ async fn a_name_resolving_to_a_private_address_is_refused() {
     assert!(r.text().contains("Playing"), "{}", r.text());
     assert!((w.hear(25).await - 440.0).abs() < 15.0);
 
-    assert_eq!(
-        n.private.requests(),
-        Vec::<String>::new(),
-        "nothing reached 127.0.0.2"
-    );
+    assert_private_untouched(&n);
     w.stop().await;
 }
 
@@ -177,11 +178,7 @@ async fn hls_segments_on_a_private_address_are_never_fetched() {
         "{:?}",
         n.public.requests()
     );
-    assert_eq!(
-        n.private.requests(),
-        Vec::<String>::new(),
-        "nothing reached 127.0.0.2"
-    );
+    assert_private_untouched(&n);
     w.stop().await;
 }
 
@@ -205,11 +202,7 @@ async fn a_page_whose_media_is_on_a_private_address_is_refused() {
 
     assert!(n.public.requests().iter().any(|p| p == "/page.html"));
     assert!(n.public.requests().iter().any(|p| p == "/page-hls.html"));
-    assert_eq!(
-        n.private.requests(),
-        Vec::<String>::new(),
-        "nothing reached 127.0.0.2"
-    );
+    assert_private_untouched(&n);
     w.stop().await;
 }
 

@@ -136,8 +136,8 @@ pub fn kill_group(pgid: u32) -> bool {
 }
 
 /// Variables a child keeps from the bot's environment: what programs need to run (where
-/// to find programs, a home and a locale, temporary files), the operator's proxy and CA
-/// settings (yt-dlp and pip honour them), and pip's own settings for the managed install.
+/// to find programs, a home and a locale, temporary files) and the operator's CA settings
+/// (yt-dlp and pip honour them). The proxy settings are [`PROXY_ENV`].
 const CHILD_ENV: &[&str] = &[
     "PATH",
     "HOME",
@@ -149,22 +149,14 @@ const CHILD_ENV: &[&str] = &[
     "TMPDIR",
     "XDG_CACHE_HOME",
     "DENO_DIR",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
 ];
 
-/// The environment a child gets from `vars` (the bot's): only [`CHILD_ENV`], `LC_*` and
-/// `PIP_*` variables, and never one named for the bot (`ENCORE_*`, `DISCORD_*`) whatever
+/// The environment a child gets from `vars` (the bot's): only [`CHILD_ENV`], the
+/// operator's proxy settings ([`PROXY_ENV`]), `LC_*` and `PIP_*` variables, and never one named for the bot (`ENCORE_*`, `DISCORD_*`) whatever
 /// else it matches.
 pub fn child_env(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
@@ -177,12 +169,15 @@ pub fn child_env(
             if bots.iter().any(|p| upper.starts_with(p)) {
                 return false;
             }
-            CHILD_ENV.contains(&k) || k.starts_with("LC_") || k.starts_with("PIP_")
+            CHILD_ENV.contains(&k)
+                || PROXY_ENV.contains(&k)
+                || k.starts_with("LC_")
+                || k.starts_with("PIP_")
         })
         .collect()
 }
 
-/// The proxy variables of [`CHILD_ENV`]: pip uses the operator's, yt-dlp must not.
+/// The operator's proxy settings: pip uses them, yt-dlp must not ([`ytdlp_env`]).
 const PROXY_ENV: &[&str] = &[
     "HTTP_PROXY",
     "HTTPS_PROXY",

@@ -17,6 +17,8 @@ pub mod client;
 pub mod policy;
 pub mod proxy;
 pub mod resolve;
+#[cfg(test)]
+mod testutil;
 pub mod upstream;
 
 use std::sync::Arc;

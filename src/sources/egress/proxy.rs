@@ -346,30 +346,10 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     use super::*;
 
     async fn ok_server(ip: &str) -> (String, Arc<AtomicUsize>) {
-        let l = TcpListener::bind((ip, 0)).await.unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                h.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = vec![0; 4096];
-                    let _ = s.read(&mut buf).await;
-                    let _ = s
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        )
-                        .await;
-                });
-            }
-        });
-        (base, hits)
+        crate::sources::egress::testutil::server(ip, None).await
     }
 
     #[tokio::test]
