@@ -70,8 +70,10 @@ impl Bot {
         clone_dir(&env.data_dir, &data_dir)?;
         let config = env.work.join(format!("{name}.toml"));
         let text = format!(
-            "[data]\ndir = {}\n\n[ytdlp]\npath = {}\nallow_private_hosts = true\n\n\
-             [player]\ndefault_volume = {volume}\n\n[limits]\nmax_calls = 100000\n\n\
+            "[data]\ndir = {}\n\n[ytdlp]\npath = {}\nallow_private_hosts = true\n\
+             max_duration = \"0s\"\n\n\
+             [player]\ndefault_volume = {volume}\n\n[limits]\nmax_calls = 100000\n\
+             max_lookups_per_member = 100000\n\n\
              [lifecycle]\nidle_timeout = \"0s\"\nalone_timeout = \"0s\"\npause_timeout = \"0s\"\n\n\
              [log]\nlevel = \"warn\"\n",
             toml_str(&data_dir.to_string_lossy()),

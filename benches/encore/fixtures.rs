@@ -91,12 +91,17 @@ impl Media {
     }
 }
 
-/// The config the bots get (what matters here: data dir, yt-dlp, private hosts allowed).
+/// The config the bots get (what matters here: data dir, yt-dlp, private hosts allowed, no
+/// length limit: the tones are plain files whose length yt-dlp cannot tell, refused as
+/// "no known length" under one; and no per-member lookup cap: one synthetic member plays
+/// for every call).
 pub fn config(data_dir: &Path, ytdlp: &Path) -> Config {
     let mut c = Config::default();
     c.data.dir = data_dir.to_path_buf();
     c.ytdlp.path = ytdlp.to_path_buf();
     c.ytdlp.allow_private_hosts = true;
+    c.ytdlp.max_duration = std::time::Duration::ZERO;
+    c.limits.max_lookups_per_member = 100_000;
     c
 }
 
