@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use encore::config::Config;
-use support::egress::{PrivateServer, PublicServer, RecordingProxy};
+use support::egress::{PublicServer, RecordingProxy};
 use support::world::*;
+use support::FileServer;
 
 const REFUSAL: &str = "private network addresses are not allowed";
 
@@ -29,12 +30,12 @@ fn guarded(c: &mut Config) {
 }
 
 struct Net {
-    private: PrivateServer,
+    private: FileServer,
     public: PublicServer,
 }
 
 async fn net(w: &World, flip_after: usize) -> Net {
-    let private = PrivateServer::start(&w.media_dir()).await;
+    let private = FileServer::start_on("127.0.0.2", &w.media_dir()).await;
     let public = PublicServer::start(&w.media_dir(), &private, flip_after).await;
     Net { private, public }
 }
@@ -55,7 +56,11 @@ async fn ytdlp_settled(w: &World, n: u64) {
 /// The private network (127.0.0.2) got no request at all.
 fn assert_private_untouched(n: &Net) {
     assert_eq!(
-        n.private.requests(),
+        n.private
+            .request_log()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>(),
         Vec::<String>::new(),
         "nothing reached 127.0.0.2"
     );
@@ -120,7 +125,7 @@ async fn a_redirect_to_a_private_address_is_refused_to_ytdlp_and_to_the_stream()
 async fn a_name_resolving_to_a_private_address_is_refused() {
     let w = World::start_with(guarded).await;
     let n = net(&w, 0).await;
-    let port = n.private.addr.port();
+    let port = n.private.addr().port();
 
     // Given directly: refused before yt-dlp runs.
     let r = w

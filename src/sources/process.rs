@@ -156,8 +156,8 @@ const CHILD_ENV: &[&str] = &[
 ];
 
 /// The environment a child gets from `vars` (the bot's): only [`CHILD_ENV`], the
-/// operator's proxy settings ([`PROXY_ENV`]), `LC_*` and `PIP_*` variables, and never one named for the bot (`ENCORE_*`, `DISCORD_*`) whatever
-/// else it matches.
+/// operator's proxy settings ([`PROXY_ENV`]), `LC_*` and `PIP_*` variables, and never one
+/// named for the bot (`ENCORE_*`, `DISCORD_*`) whatever else it matches.
 pub fn child_env(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Vec<(OsString, OsString)> {

@@ -67,8 +67,7 @@ struct Opened {
     track: Track,
     /// Keeps a cached file from eviction while it plays.
     file: Option<InUseGuard>,
-    /// A stream's byte cap and the flag set when it was hit (see [`http::byte_cap`]).
-    cap: Option<(u64, Arc<AtomicBool>)>,
+    cap: StreamCap,
 }
 
 /// The track songbird is playing for us.
@@ -86,7 +85,7 @@ struct Playing {
     last_position: Duration,
     /// Keeps the cached file being played from eviction.
     _file: Option<InUseGuard>,
-    cap: Option<(u64, Arc<AtomicBool>)>,
+    cap: StreamCap,
 }
 
 /// Makes a [`SongbirdCall`] per guild, all sharing one HTTP client for streaming.
@@ -109,12 +108,16 @@ struct ForwardEnd {
     token: u64,
     events: VoiceEvents,
     report: Arc<AtomicBool>,
-    cap: Option<(u64, Arc<AtomicBool>)>,
+    cap: StreamCap,
 }
+
+/// A stream's byte cap and the flag its reader sets when it hit it (see
+/// [`http::byte_cap`]); `None` for a cached file or a stream with no cap.
+type StreamCap = Option<(u64, Arc<AtomicBool>)>;
 
 /// How a track ended: songbird's play mode, unless the stream was cut at its byte cap
 /// (songbird sees that as a plain end; the listeners are told why it stopped early).
-fn outcome(mode: Option<&PlayMode>, cap: &Option<(u64, Arc<AtomicBool>)>) -> TrackOutcome {
+fn outcome(mode: Option<&PlayMode>, cap: &StreamCap) -> TrackOutcome {
     match (mode, cap) {
         (Some(PlayMode::Errored(e)), _) => TrackOutcome::Failed(short_play_error(&e.to_string())),
         (_, Some((max, hit))) if hit.load(Ordering::SeqCst) => TrackOutcome::Failed(format!(

@@ -1,5 +1,5 @@
-//! Servers for the egress tests: a "private" server on 127.0.0.2 that records every
-//! request it gets, a "public" server on 127.0.0.1 whose routes lead there (redirects, an
+//! Servers for the egress tests: the "private" server is a [`FileServer`] on 127.0.0.2,
+//! which records every request it gets; a "public" server on 127.0.0.1 whose routes lead there (redirects, an
 //! HLS manifest, a page), and a small recording HTTP proxy (CONNECT and absolute-form)
 //! standing in for an operator's `ytdlp.proxy`.
 
@@ -10,52 +10,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::fixtures::serve_file;
+use super::fixtures::{serve_file, AbortOnDrop, FileServer};
 use super::http::{self, HttpRequest, HttpResponse};
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Serves `media` on 127.0.0.2 and records every request's path.
-pub struct PrivateServer {
-    pub addr: std::net::SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    _task: AbortOnDrop,
-}
-
-impl PrivateServer {
-    pub async fn start(media: &Path) -> PrivateServer {
-        let listener = TcpListener::bind("127.0.0.2:0")
-            .await
-            .expect("bind 127.0.0.2");
-        let addr = listener.local_addr().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (l2, dir) = (log.clone(), media.to_path_buf());
-        let handler = Arc::new(move |req: HttpRequest| {
-            l2.lock().unwrap().push(req.path.clone());
-            serve_file(&dir, &req)
-        });
-        let task = tokio::spawn(http::serve(listener, handler));
-        PrivateServer {
-            addr,
-            log,
-            _task: AbortOnDrop(task),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
-    }
-
-    /// Every path requested so far.
-    pub fn requests(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-}
 
 /// The public side on 127.0.0.1: files from `media`, and routes leading to `private`:
 /// - `/redirect` → 302 to the private server's `/low.wav`;
@@ -71,14 +27,14 @@ pub struct PublicServer {
 }
 
 impl PublicServer {
-    pub async fn start(media: &Path, private: &PrivateServer, flip_after: usize) -> PublicServer {
+    pub async fn start(media: &Path, private: &FileServer, flip_after: usize) -> PublicServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let flips = Arc::new(AtomicUsize::new(0));
         let (l2, dir): (_, PathBuf) = (log.clone(), media.to_path_buf());
-        let private_base = format!("http://{}", private.addr);
-        let private_port = private.addr.port();
+        let private_base = format!("http://{}", private.addr());
+        let private_port = private.addr().port();
         let handler = Arc::new(move |req: HttpRequest| {
             l2.lock().unwrap().push(req.path.clone());
             let redirect = |to: String| HttpResponse::new(302).header("Location", to);

@@ -169,7 +169,8 @@ pub struct FileServer {
     task: Arc<AbortOnDrop>,
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts the server task when the last handle goes.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
@@ -178,9 +179,15 @@ impl Drop for AbortOnDrop {
 
 impl FileServer {
     pub async fn start(dir: &Path) -> FileServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on("127.0.0.1", dir).await
+    }
+
+    /// [`start`](Self::start) on another loopback address (`127.0.0.2` is the egress
+    /// tests' "private network").
+    pub async fn start_on(ip: &str, dir: &Path) -> FileServer {
+        let listener = TcpListener::bind((ip, 0))
             .await
-            .expect("bind file server");
+            .unwrap_or_else(|e| panic!("bind file server on {ip}: {e}"));
         let addr = listener.local_addr().unwrap();
         let count = Arc::new(AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -209,6 +216,10 @@ impl FileServer {
     /// `http://127.0.0.1:PORT/name`.
     pub fn url(&self, name: &str) -> String {
         format!("http://{}/{}", self.addr, name.trim_start_matches('/'))
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     /// Number of requests served so far.
