@@ -134,7 +134,9 @@ impl App {
         std::fs::create_dir_all(&config.data.dir).with_context(|| {
             format!("cannot create data directory {}", config.data.dir.display())
         })?;
-        let db = crate::db::open(&config.data.database_path()).await?;
+        let stores = crate::db::Stores::open(&config.data).await?;
+        let db = stores.db.clone();
+        tracing::info!(database = %config.data.database().describe(), "database open");
         let managed = crate::sources::managed::ManagedYtDlp::from_config(&config);
         if let Some(m) = &managed {
             m.ensure_installed().await?;
@@ -156,7 +158,7 @@ impl App {
         )));
         let ytdlp = ytdlp_with(&config, egress);
         let resolver = crate::cache::Resolver::new(
-            db.clone(),
+            &stores,
             ytdlp.clone(),
             crate::cache::CacheSettings::from_config(&config),
             tasks.clone(),
@@ -209,7 +211,7 @@ impl App {
             managed: managed.clone(),
             config: config.clone(),
             players,
-            db,
+            stores,
             status,
             ready: tokio::sync::watch::Sender::new(false),
             shutdown: shutdown.clone(),
@@ -280,7 +282,7 @@ impl App {
         }
         // Flushed and idle: nothing is lost by stopping it here.
         self.writer.abort();
-        bot.db.close().await;
+        bot.stores.close().await;
         tracing::info!("stopped");
         result.map_err(|e| anyhow::anyhow!(describe_gateway_error(&e)))
     }

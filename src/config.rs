@@ -44,8 +44,64 @@ pub struct DiscordConfig {
 pub struct DataConfig {
     /// Directory for the database and anything else the bot keeps; created if missing.
     pub dir: PathBuf,
-    /// SQLite file; defaults to `<dir>/encore.db`.
-    pub database: Option<PathBuf>,
+    /// Where the bot keeps what it must not forget: a SQLite file (a path, or `sqlite:`
+    /// and a path; the default is `<dir>/encore.db`), or a PostgreSQL URL
+    /// (`postgres://user:password@host/db`) that every node of a cluster shares.
+    pub database: Option<String>,
+}
+
+/// The database the bot opens, read from `data.database`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// The embedded default: one file on this machine.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (the URL as written, password included).
+    Postgres(String),
+}
+
+impl DatabaseTarget {
+    fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            let url = url::Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err("a PostgreSQL URL needs a host (postgres://user@host/db)".into());
+            }
+            return Ok(DatabaseTarget::Postgres(s.to_string()));
+        }
+        if s.contains("://") && !s.starts_with("sqlite://") {
+            return Err("must be a file path, sqlite:<path> or a postgres:// URL".into());
+        }
+        let path = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+            .unwrap_or(s);
+        if path.is_empty() {
+            return Err("is empty".into());
+        }
+        Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+    }
+
+    /// What to call it in logs and replies (never the password).
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseTarget::Sqlite(p) => format!("SQLite {}", p.display()),
+            DatabaseTarget::Postgres(url) => format!("PostgreSQL {}", redact_url(url)),
+        }
+    }
+}
+
+/// `url` without its password, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(an unparsable URL)".into(),
+    }
 }
 
 impl Default for DataConfig {
@@ -58,10 +114,28 @@ impl Default for DataConfig {
 }
 
 impl DataConfig {
-    pub fn database_path(&self) -> PathBuf {
-        self.database
-            .clone()
-            .unwrap_or_else(|| self.dir.join("encore.db"))
+    /// The configured database (validated when the config loads).
+    pub fn database(&self) -> DatabaseTarget {
+        match &self.database {
+            Some(s) => DatabaseTarget::parse(s)
+                .unwrap_or_else(|_| DatabaseTarget::Sqlite(PathBuf::from(s))),
+            None => DatabaseTarget::Sqlite(self.dir.join("encore.db")),
+        }
+    }
+
+    /// The SQLite file, when the database is one.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match self.database() {
+            DatabaseTarget::Sqlite(p) => Some(p),
+            DatabaseTarget::Postgres(_) => None,
+        }
+    }
+
+    /// This machine's own SQLite file: the database itself, or (with a PostgreSQL store)
+    /// `<dir>/node.db`, which indexes what only this machine has (its audio files).
+    pub fn local_path(&self) -> PathBuf {
+        self.sqlite_path()
+            .unwrap_or_else(|| self.dir.join("node.db"))
     }
 }
 
@@ -367,7 +441,7 @@ impl Config {
             self.data.dir = PathBuf::from(v);
         }
         if let Some(v) = set("ENCORE_DATABASE") {
-            self.data.database = Some(PathBuf::from(v));
+            self.data.database = Some(v);
         }
         if let Some(v) = set("ENCORE_YTDLP_PATH") {
             self.ytdlp.path = PathBuf::from(v);
@@ -388,6 +462,9 @@ impl Config {
             key: key.into(),
             message: message.into(),
         };
+        if let Some(db) = &self.data.database {
+            DatabaseTarget::parse(db).map_err(|m| invalid("data.database", &m))?;
+        }
         if let Some(base) = &self.discord.api_base {
             let parsed =
                 url::Url::parse(base).map_err(|e| invalid("discord.api_base", &e.to_string()))?;
@@ -471,7 +548,7 @@ impl Config {
         }
         if self.cache.enabled && self.cache.audio {
             let audio = self.cache.audio_dir(&self.data);
-            let db = self.data.database_path();
+            let db = self.data.local_path();
             if audio == self.data.dir || db.parent() == Some(audio.as_path()) {
                 return Err(invalid(
                     "cache.dir",
@@ -560,7 +637,10 @@ mod tests {
     fn empty_file_gives_defaults() {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c.ytdlp.timeout, Duration::from_secs(20));
-        assert_eq!(c.data.database_path(), PathBuf::from("data/encore.db"));
+        assert_eq!(
+            c.data.database(),
+            DatabaseTarget::Sqlite(PathBuf::from("data/encore.db"))
+        );
         assert_eq!(c.player.default_volume, 100);
     }
 
@@ -606,6 +686,30 @@ mod tests {
             vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
         );
         assert_eq!(c.ytdlp.test_hosts["private.test"].to_string(), "127.0.0.2");
+    }
+
+    #[test]
+    fn database_targets_parse_once_at_load() {
+        let parse = DatabaseTarget::parse;
+        assert_eq!(
+            parse("/var/lib/encore/encore.db"),
+            Ok(DatabaseTarget::Sqlite("/var/lib/encore/encore.db".into()))
+        );
+        assert_eq!(
+            parse("sqlite:data/x.db"),
+            Ok(DatabaseTarget::Sqlite("data/x.db".into()))
+        );
+        let pg = "postgres://encore:s3cret@db.internal:5432/encore";
+        assert_eq!(parse(pg), Ok(DatabaseTarget::Postgres(pg.into())));
+        let shown = parse(pg).unwrap().describe();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("db.internal:5432/encore"), "{shown}");
+        assert!(parse("mysql://x/y").is_err());
+        assert!(parse("postgres:///nohost").is_err());
+        assert!(parse("").is_err());
+        let env = |k: &str| (k == "ENCORE_DATABASE").then(|| "mysql://db/encore".to_string());
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("data.database"), "{err}");
     }
 
     #[test]

@@ -136,7 +136,7 @@ async fn run(config: Config, token: Token, notifier: &'static Notifier) -> anyho
         }
     };
     let ready = app.bot.ready.subscribe();
-    let db = app.bot.db.clone();
+    let db = app.bot.stores.db.clone();
     let managed = app.managed.clone();
     let supervisor = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -165,10 +165,10 @@ async fn run(config: Config, token: Token, notifier: &'static Notifier) -> anyho
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    let path = config.data.database_path();
-    let pool = encore::db::open(&path).await?;
-    pool.close().await;
-    println!("database {} is up to date", path.display());
+    let target = config.data.database();
+    let stores = encore::db::Stores::open(&config.data).await?;
+    stores.close().await;
+    println!("database {} is up to date", target.describe());
     Ok(())
 }
 

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-
 use crate::config::Config;
+use crate::db::{with_db, Db};
 
 /// What a guild has changed; `None` keeps the config default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -159,7 +158,7 @@ impl Bounds {
 }
 
 pub struct Settings {
-    pool: SqlitePool,
+    pool: Db,
     defaults: GuildSettings,
     bounds: Bounds,
     cache: Mutex<HashMap<u64, Overrides>>,
@@ -175,7 +174,7 @@ fn from_ms(v: Option<i64>) -> Option<Duration> {
 
 impl Settings {
     /// Loads every guild's overrides.
-    pub async fn load(pool: SqlitePool, config: &Config) -> Result<Self, sqlx::Error> {
+    pub async fn load(pool: Db, config: &Config) -> Result<Self, sqlx::Error> {
         type Row = (
             i64,
             Option<i64>,
@@ -185,12 +184,12 @@ impl Settings {
             Option<i64>,
             Option<i64>,
         );
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows: Vec<Row> = with_db!(&pool, p => sqlx::query_as(
             "SELECT guild_id, idle_timeout_ms, alone_timeout_ms, default_volume, max_queue,
                     max_track_duration_ms, dj_role FROM guild_settings",
         )
-        .fetch_all(&pool)
-        .await?;
+        .fetch_all(p)
+        .await)?;
         let bounds = Bounds::from_config(config);
         let cache = rows
             .into_iter()
@@ -255,10 +254,10 @@ impl Settings {
             Change::DjRole(r) => o.dj_role = r,
             Change::Reset => o = Overrides::default(),
         }
-        sqlx::query(
+        with_db!(&self.pool, p => sqlx::query(
             "INSERT INTO guild_settings (guild_id, idle_timeout_ms, alone_timeout_ms, default_volume,
                 max_queue, max_track_duration_ms, dj_role, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (guild_id) DO UPDATE SET idle_timeout_ms = excluded.idle_timeout_ms,
                 alone_timeout_ms = excluded.alone_timeout_ms, default_volume = excluded.default_volume,
                 max_queue = excluded.max_queue, max_track_duration_ms = excluded.max_track_duration_ms,
@@ -272,8 +271,9 @@ impl Settings {
         .bind(ms(o.max_track_duration))
         .bind(o.dj_role.map(|v| v as i64))
         .bind(crate::db::unix_now())
-        .execute(&self.pool)
-        .await?;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         self.cache
             .lock()
             .expect("settings lock")
@@ -289,7 +289,12 @@ mod tests {
     #[tokio::test]
     async fn a_guild_cannot_pass_the_operators_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("s.db")).await.unwrap();
+        for pool in crate::db::testutil::each_engine(dir.path()).await {
+            a_guild_cannot_pass_the_operators_limits_on(pool).await;
+        }
+    }
+
+    async fn a_guild_cannot_pass_the_operators_limits_on(pool: Db) {
         let mut config = Config::default();
         config.player.max_queue = 100;
         config.ytdlp.max_duration = Duration::from_secs(3600);
@@ -337,8 +342,12 @@ mod tests {
     #[tokio::test]
     async fn overrides_apply_persist_and_reset() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let pool = crate::db::open(&path).await.unwrap();
+        for pool in crate::db::testutil::each_engine(dir.path()).await {
+            overrides_apply_persist_and_reset_on(pool).await;
+        }
+    }
+
+    async fn overrides_apply_persist_and_reset_on(pool: Db) {
         let config = Config::default();
         let s = Settings::load(pool.clone(), &config).await.unwrap();
         assert_eq!(s.get(1), GuildSettings::defaults(&config));

@@ -236,7 +236,9 @@ impl World {
         tasks: &TaskTracker,
         cancel: &CancellationToken,
     ) -> (Resolver, sqlx::SqlitePool) {
-        let pool = encore::db::open(&data.join("encore.db")).await.unwrap();
+        let pool = encore::db::open_sqlite(&data.join("encore.db"))
+            .await
+            .unwrap();
         let ytdlp = YtDlp::new(
             YtDlpConfig {
                 path: ytdlp_path(),
@@ -250,7 +252,7 @@ impl World {
         );
         let settings = CacheSettings::with_dir(data.join("audio"));
         let r = Resolver::with_clock(
-            pool.clone(),
+            &encore::db::Stores::single(pool.clone()),
             ytdlp,
             settings,
             tasks.clone(),

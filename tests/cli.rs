@@ -156,6 +156,65 @@ async fn doctor_passes_with_everything_in_place() {
     assert!(out.stdout.contains("is writable and migrated"), "{out:?}");
 }
 
+/// With `data.database` a PostgreSQL URL, doctor checks that server (and never prints
+/// the password), `encore migrate` migrates it, and an unreachable one fails the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_and_migrate_work_on_a_postgres_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The test server trusts loopback, so any password is accepted: enough to show that
+    // it never reaches the output.
+    let url = support::postgres::server()
+        .fresh_database()
+        .await
+        .replace("encore@", "encore:hunter2@");
+    let env = [
+        ("ENCORE_DATABASE", url.as_str()),
+        ("ENCORE_DATA_DIR", s(&data)),
+    ];
+    let line = |out: &Out| {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(" database "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let out = encore(dir.path(), &["doctor"], &env).await;
+    let db = line(&out);
+    assert!(db.starts_with("warn  database"), "{out:?}");
+    assert!(db.contains("3 migration(s) pending"), "{out:?}");
+    assert!(!out.stdout.contains("hunter2"), "{out:?}");
+
+    let m = encore(dir.path(), &["migrate"], &env).await;
+    assert_eq!(m.code, Some(0), "{m:?}");
+    assert!(
+        m.stdout.contains("PostgreSQL") && m.stdout.contains("is up to date"),
+        "{m:?}"
+    );
+    assert!(!m.stdout.contains("hunter2"), "{m:?}");
+    let db = line(&encore(dir.path(), &["doctor"], &env).await);
+    assert!(
+        db.starts_with("ok    database") && db.contains("is writable and migrated (3 migrations)"),
+        "{db}"
+    );
+
+    // Nothing listens on port 9 of the loopback.
+    let env = [
+        (
+            "ENCORE_DATABASE",
+            "postgres://encore:hunter2@127.0.0.1:9/encore",
+        ),
+        ("ENCORE_DATA_DIR", s(&data)),
+    ];
+    let out = encore(dir.path(), &["doctor"], &env).await;
+    let db = line(&out);
+    assert!(
+        db.starts_with("FAIL  database") && db.contains("cannot connect"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("hunter2"), "{out:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_reports_a_token_discord_refuses_and_a_missing_ytdlp() {
     let emu = Emulator::start().await;

@@ -1,13 +1,30 @@
 //! Nothing is lost across restarts: queues resume where they were (after a graceful stop
 //! and after a kill), settings survive, and a repeat play is answered from the cache.
+//! Every test runs twice: on SQLite (the default) and on PostgreSQL (a cluster's store).
 
 mod support;
 
 use std::time::Duration;
 
+use encore::config::DatabaseTarget;
+use encore::db::Db;
 use serde_json::json;
+use support::postgres::Engine;
 use support::world::*;
 use support::*;
+
+crate::on_both_engines!(
+    a_graceful_restart_resumes_the_queue_in_order,
+    an_empty_channel_drops_the_saved_queue_silently,
+    settings_take_effect_and_survive_a_restart,
+    a_killed_bot_resumes_from_the_last_committed_change,
+);
+
+/// A bot on `engine`, with a fresh database.
+async fn start(engine: Engine) -> World {
+    let database = engine.fresh_database().await;
+    World::start_with(move |c| c.data.database = database).await
+}
 
 fn sounds_like(seq: &[f32], want: &[f32]) -> bool {
     seq.len() == want.len() && seq.iter().zip(want).all(|(a, b)| (a - b).abs() < 20.0)
@@ -15,32 +32,38 @@ fn sounds_like(seq: &[f32], want: &[f32]) -> bool {
 
 /// Waits until `sql` (one number, for the test guild) read from the bot's database
 /// satisfies `done`; panics with what it last read.
-async fn saved_until(db: &std::path::Path, sql: &str, done: impl Fn(i64) -> bool) {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{ConnectOptions, Connection};
+async fn saved_until(target: &DatabaseTarget, sql: &str, done: impl Fn(i64) -> bool) {
+    let db = Db::open(target).await.unwrap();
     let deadline = tokio::time::Instant::now() + T;
     let mut saved = -1;
     while tokio::time::Instant::now() < deadline {
-        let opts = SqliteConnectOptions::new().filename(db).read_only(true);
-        if let Ok(mut conn) = opts.connect().await {
-            saved = sqlx::query_scalar(sql)
-                .bind(GUILD as i64)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap_or(-1);
-            let _ = conn.close().await;
-            if done(saved) {
-                return;
+        let read = match &db {
+            Db::Sqlite(p) => {
+                sqlx::query_scalar(sql)
+                    .bind(GUILD as i64)
+                    .fetch_one(p)
+                    .await
             }
+            Db::Postgres(p) => {
+                sqlx::query_scalar(sql)
+                    .bind(GUILD as i64)
+                    .fetch_one(p)
+                    .await
+            }
+        };
+        saved = read.unwrap_or(-1);
+        if done(saved) {
+            db.close().await;
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{}: `{sql}` is still {saved}", db.display());
+    panic!("{}: `{sql}` is still {saved}", target.describe());
 }
 
 /// Waits until the bot's database holds `n` saved tracks for the test guild.
-async fn saved_tracks_reach(db: &std::path::Path, n: i64) {
-    let sql = "SELECT COUNT(*) FROM saved_queue_tracks WHERE guild_id = ?";
+async fn saved_tracks_reach(db: &DatabaseTarget, n: i64) {
+    let sql = "SELECT COUNT(*) FROM saved_queue_tracks WHERE guild_id = $1";
     saved_until(db, sql, |saved| saved == n).await;
 }
 
@@ -57,9 +80,8 @@ fn write_tones(w: &World) {
     write_tone_wav(&w.media_dir().join("c.wav"), 880.0, 2.0, 0.5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_graceful_restart_resumes_the_queue_in_order() {
-    let mut w = World::start().await;
+async fn a_graceful_restart_resumes_the_queue_in_order(engine: Engine) {
+    let mut w = start(engine).await;
     write_tones(&w);
     // a: 4 s at 440 Hz, then 16 s at 550 Hz: restarted in the second part, it resumes there.
     // The second part is long so that a busy machine, which notices the 550 Hz late and
@@ -100,9 +122,8 @@ async fn a_graceful_restart_resumes_the_queue_in_order() {
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_empty_channel_drops_the_saved_queue_silently() {
-    let mut w = World::start().await;
+async fn an_empty_channel_drops_the_saved_queue_silently(engine: Engine) {
+    let mut w = start(engine).await;
     write_tones(&w);
     queue_three(&w).await;
     w.emu.wait_audio_frames(GUILD, 10, T).await;
@@ -115,14 +136,15 @@ async fn an_empty_channel_drops_the_saved_queue_silently() {
     let updates = w.emu.voice_state_updates(GUILD);
     assert_eq!(updates.last(), Some(&None), "no rejoin: {updates:?}");
     assert_eq!(updates.len(), joins_before + 1, "only the shutdown leave");
-    let saved = encore::db::queues::load_all(&w.bot.db).await.unwrap();
+    let saved = encore::db::queues::load_all(&w.bot.stores.db)
+        .await
+        .unwrap();
     assert!(saved.is_empty(), "the queue was dropped");
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settings_take_effect_and_survive_a_restart() {
-    let mut w = World::start().await;
+async fn settings_take_effect_and_survive_a_restart(engine: Engine) {
+    let mut w = start(engine).await;
     let boss = 1_000_000_000_000_398;
     w.emu.add_member(GUILD, boss, "boss", false, true);
     let r = w
@@ -169,9 +191,9 @@ async fn settings_take_effect_and_survive_a_restart() {
 
 /// The real binary, killed with SIGKILL mid-track, resumes from the last committed change:
 /// the queue, and the position it saved while playing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_bot_resumes_from_the_last_committed_change() {
-    let w = World::start().await;
+async fn a_killed_bot_resumes_from_the_last_committed_change(engine: Engine) {
+    let w = start(engine).await;
+    let database = w.config.data.database.clone();
     write_tones(&w);
     // a: 4 s at 440 Hz, then 16 s at 550 Hz. Killed in the second part, it must resume there.
     write_tone_pair_wav(&w.media_dir().join("a.wav"), (440.0, 4.0), (550.0, 16.0));
@@ -198,9 +220,18 @@ async fn a_killed_bot_resumes_from_the_last_committed_change() {
         .unwrap()
         .unwrap();
     let data = dir.path().join("binary-data");
+    // On PostgreSQL the binary takes over the in-process bot's database (which played
+    // nothing); on SQLite it gets a file of its own in its own data directory.
+    let target = match &database {
+        Some(url) => DatabaseTarget::Postgres(url.clone()),
+        None => DatabaseTarget::Sqlite(data.join("encore.db")),
+    };
     let spawn_bot = |emu: &Emulator| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_encore"))
-            .env("DISCORD_TOKEN", emu.bot_token())
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_encore"));
+        if let Some(url) = &database {
+            cmd.env("ENCORE_DATABASE", url);
+        }
+        cmd.env("DISCORD_TOKEN", emu.bot_token())
             .env("DISCORD_API_BASE", emu.api_base())
             .env("ENCORE_DATA_DIR", &data)
             .env("ENCORE_YTDLP_PATH", ytdlp_path())
@@ -237,10 +268,9 @@ async fn a_killed_bot_resumes_from_the_last_committed_change() {
     // "Up to the last committed change": kill only once all three are committed (the
     // writer commits right after each change, but a loaded machine can lag behind), and a
     // position in a's second half has been saved while it played.
-    let db = data.join("encore.db");
-    saved_tracks_reach(&db, 3).await;
-    let position = "SELECT COALESCE(MAX(position_ms), -1) FROM saved_queues WHERE guild_id = ?";
-    saved_until(&db, position, |ms| ms >= 4_500).await;
+    saved_tracks_reach(&target, 3).await;
+    let position = "SELECT COALESCE(MAX(position_ms), -1) FROM saved_queues WHERE guild_id = $1";
+    saved_until(&target, position, |ms| ms >= 4_500).await;
     // SIGKILL: no shutdown code runs at all.
     bot.start_kill().unwrap();
     let status = tokio::time::timeout(T, bot.wait()).await.unwrap().unwrap();

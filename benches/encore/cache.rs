@@ -63,7 +63,8 @@ pub async fn run(dir: &std::path::Path, entries: usize, lookups: usize) -> anyho
         ..Default::default()
     };
     let path = dir.join("cache-bench.db");
-    let pool = encore::db::open(&path).await?;
+    let stores = encore::db::Stores::single(encore::db::open_sqlite(&path).await?);
+    let pool = stores.db.clone();
     let mut settings = CacheSettings::with_dir(dir.join("cache-bench-audio"));
     // Full: the stores measured at the end each evict the least recently used entry.
     settings.max_entries = entries as u64;
@@ -124,7 +125,7 @@ pub async fn run(dir: &std::path::Path, entries: usize, lookups: usize) -> anyho
         },
         encore::sources::UrlPolicy::DENY_PRIVATE,
     );
-    let resolver = Resolver::new(pool.clone(), ytdlp, settings, tasks.clone(), cancel.clone());
+    let resolver = Resolver::new(&stores, ytdlp, settings, tasks.clone(), cancel.clone());
     for _ in 0..lookups.min(5000) {
         let i = rng.gen_range(0..entries);
         let s = Instant::now();

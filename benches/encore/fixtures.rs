@@ -110,11 +110,11 @@ pub fn config(data_dir: &Path, ytdlp: &Path) -> Config {
 /// with an audio file. Returns the time it took.
 pub async fn fill_audio_cache(config: &Config, urls: &[String]) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
-    let pool = encore::db::open(&config.data.database_path()).await?;
+    let stores = encore::db::Stores::open(&config.data).await?;
     let tasks = TaskTracker::new();
     let cancel = CancellationToken::new();
     let resolver = Resolver::new(
-        pool.clone(),
+        &stores,
         encore::app::ytdlp(config),
         CacheSettings::from_config(config),
         tasks.clone(),
@@ -158,6 +158,6 @@ pub async fn fill_audio_cache(config: &Config, urls: &[String]) -> anyhow::Resul
     cancel.cancel();
     tasks.close();
     tasks.wait().await;
-    pool.close().await;
+    stores.close().await;
     Ok(t0.elapsed())
 }

@@ -201,15 +201,17 @@ impl Drop for Evicting<'_> {
 }
 
 impl AudioCache {
+    /// `pool` is this machine's own database (the files are on its disk); `meta` counts
+    /// downloads in the shared one.
     pub fn new(
         pool: SqlitePool,
+        meta: MetadataCache,
         ytdlp: YtDlp,
         settings: Arc<CacheSettings>,
         clock: Arc<dyn Clock>,
         tasks: TaskTracker,
         cancel: CancellationToken,
     ) -> Self {
-        let meta = MetadataCache::new(pool.clone(), settings.clone(), clock.clone());
         let permits = Semaphore::new(settings.download_concurrency.max(1));
         AudioCache {
             inner: Arc::new(Inner {
@@ -672,6 +674,7 @@ mod tests {
     use super::*;
     use crate::cache::clock::SystemClock;
     use crate::cache::testutil::{pool, track, ytdlp};
+    use crate::db::Db;
 
     struct Fixture {
         _tmp: tempfile::TempDir,
@@ -695,11 +698,15 @@ mod tests {
         let program = program
             .map(Path::to_path_buf)
             .unwrap_or_else(|| tmp.path().join("no-such-yt-dlp"));
+        let s = Arc::new(s);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let meta = MetadataCache::new(Db::Sqlite(pool.clone()), s.clone(), clock.clone());
         let cache = AudioCache::new(
             pool.clone(),
+            meta,
             ytdlp(&program, &tmp.path().join("work")),
-            Arc::new(s),
-            Arc::new(SystemClock),
+            s,
+            clock,
             tasks.clone(),
             cancel.clone(),
         );

@@ -17,12 +17,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sqlx::{Row, SqlitePool};
 use url::Url;
 
 use super::clock::{from_unix_secs, secs, unix_secs, Clock};
 use super::error::CacheError;
 use super::settings::CacheSettings;
+use crate::db::{with_db, Db};
 use crate::sources::{Query, Track};
 
 /// `expires_at` of URL aliases: a URL keeps naming the same item, so its alias lives as
@@ -184,10 +184,39 @@ pub fn is_tracking_param(host: &str, name: &str) -> bool {
     share_host && matches!(n.as_str(), "si" | "feature" | "pp" | "ref")
 }
 
+/// Deletes the least recently used entries (and their aliases) beyond `max`, inside the
+/// open transaction `tx`, and evaluates to (entries removed, aliases removed). A macro, not
+/// a function, because it runs on either engine's transaction type (see `db::with_db`).
+/// `LIMIT i64::MAX OFFSET max` is how both engines say "all rows after the first `max`".
+macro_rules! evict_past {
+    ($tx:ident, $max:expr) => {{
+        let keep = i64::try_from($max).unwrap_or(i64::MAX);
+        let aliases = sqlx::query(
+            "DELETE FROM cache_aliases WHERE key IN
+                 (SELECT key FROM cache_tracks ORDER BY lru DESC LIMIT $1 OFFSET $2)",
+        )
+        .bind(i64::MAX)
+        .bind(keep)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        let entries = sqlx::query(
+            "DELETE FROM cache_tracks WHERE key IN
+                 (SELECT key FROM cache_tracks ORDER BY lru DESC LIMIT $1 OFFSET $2)",
+        )
+        .bind(i64::MAX)
+        .bind(keep)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        (entries, aliases)
+    }};
+}
+
 /// The metadata cache over the shared pool. Cheap to clone.
 #[derive(Clone)]
 pub struct MetadataCache {
-    pool: SqlitePool,
+    pool: Db,
     clock: Arc<dyn Clock>,
     settings: Arc<CacheSettings>,
 }
@@ -199,7 +228,7 @@ impl std::fmt::Debug for MetadataCache {
 }
 
 impl MetadataCache {
-    pub fn new(pool: SqlitePool, settings: Arc<CacheSettings>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(pool: Db, settings: Arc<CacheSettings>, clock: Arc<dyn Clock>) -> Self {
         MetadataCache {
             pool,
             clock,
@@ -218,21 +247,17 @@ impl MetadataCache {
 
     pub async fn lookup_alias(&self, alias: &str) -> Result<Lookup, CacheError> {
         let now = self.now();
-        let row = sqlx::query(
+        let row: Option<(String, String, i64, i64)> = with_db!(&self.pool, p => sqlx::query_as(
             "SELECT t.key, t.track_json, t.resolved_at, a.expires_at
              FROM cache_aliases a JOIN cache_tracks t ON t.key = a.key
-             WHERE a.alias = ?",
+             WHERE a.alias = $1",
         )
         .bind(alias)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
+        .fetch_optional(p)
+        .await)?;
+        let Some((key, json, resolved_at, alias_expires)) = row else {
             return Ok(Lookup::Missing);
         };
-        let key: String = row.get(0);
-        let json: String = row.get(1);
-        let resolved_at: i64 = row.get(2);
-        let alias_expires: i64 = row.get(3);
         if unix_secs(now) >= alias_expires {
             return Ok(Lookup::Missing);
         }
@@ -263,25 +288,25 @@ impl MetadataCache {
 
     /// The entry stored under `key`, fresh or not.
     pub async fn get(&self, key: &str) -> Result<Option<Track>, CacheError> {
-        let json: Option<String> =
-            sqlx::query_scalar("SELECT track_json FROM cache_tracks WHERE key = ?")
+        let json: Option<String> = with_db!(&self.pool, p => sqlx::query_scalar("SELECT track_json FROM cache_tracks WHERE key = $1")
                 .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(p)
+                .await)?;
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
     /// Marks `key` as just used (least-recently-used order).
     pub async fn touch(&self, key: &str) -> Result<(), CacheError> {
-        sqlx::query(
-            "UPDATE cache_tracks SET last_used = ?,
+        with_db!(&self.pool, p => sqlx::query(
+            "UPDATE cache_tracks SET last_used = $1,
                  lru = (SELECT COALESCE(MAX(lru), 0) + 1 FROM cache_tracks)
-             WHERE key = ?",
+             WHERE key = $2",
         )
         .bind(unix_secs(self.now()))
         .bind(key)
-        .execute(&self.pool)
-        .await?;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -312,11 +337,13 @@ impl MetadataCache {
             }
         }
 
-        let mut tx = self.pool.begin().await?;
+        let max_entries = self.settings.max_entries;
+        with_db!(&self.pool, pool => {
+        let mut tx = pool.begin().await?;
         sqlx::query(
             "INSERT INTO cache_tracks
                  (key, title, page_url, track_json, resolved_at, stream_expires, last_used, lru)
-             VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(lru), 0) + 1 FROM cache_tracks))
+             VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(lru), 0) + 1 FROM cache_tracks))
              ON CONFLICT (key) DO UPDATE SET
                  title = excluded.title, page_url = excluded.page_url,
                  track_json = excluded.track_json, resolved_at = excluded.resolved_at,
@@ -334,7 +361,7 @@ impl MetadataCache {
         .await?;
         for (alias, expires) in &aliases {
             sqlx::query(
-                "INSERT INTO cache_aliases (alias, key, created_at, expires_at) VALUES (?, ?, ?, ?)
+                "INSERT INTO cache_aliases (alias, key, created_at, expires_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (alias) DO UPDATE SET
                      key = excluded.key, created_at = excluded.created_at,
                      expires_at = excluded.expires_at",
@@ -346,23 +373,26 @@ impl MetadataCache {
             .execute(&mut *tx)
             .await?;
         }
-        evict_past(&mut tx, self.settings.max_entries).await?;
-        tx.commit().await?;
+        evict_past!(tx, max_entries);
+        tx.commit().await
+        })?;
         Ok(true)
     }
 
     /// Forgets `key` and its aliases.
     pub async fn remove(&self, key: &str) -> Result<(), CacheError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM cache_aliases WHERE key = ?")
+        with_db!(&self.pool, pool => {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM cache_aliases WHERE key = $1")
             .bind(key)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM cache_tracks WHERE key = ?")
+        sqlx::query("DELETE FROM cache_tracks WHERE key = $1")
             .bind(key)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        tx.commit().await
+        })?;
         Ok(())
     }
 
@@ -371,10 +401,12 @@ impl MetadataCache {
     pub async fn expire(&self) -> Result<(u64, u64), CacheError> {
         let now = unix_secs(self.now());
         let stale_before = now.saturating_sub(secs(self.settings.metadata_ttl));
-        let mut tx = self.pool.begin().await?;
+        let max_entries = self.settings.max_entries;
+        let (entries, aliases) = with_db!(&self.pool, pool => {
+        let mut tx = pool.begin().await?;
         let mut aliases = sqlx::query(
-            "DELETE FROM cache_aliases WHERE expires_at <= ?
-                 OR key IN (SELECT key FROM cache_tracks WHERE resolved_at <= ?)
+            "DELETE FROM cache_aliases WHERE expires_at <= $1
+                 OR key IN (SELECT key FROM cache_tracks WHERE resolved_at <= $2)
                  OR key NOT IN (SELECT key FROM cache_tracks)",
         )
         .bind(now)
@@ -382,26 +414,28 @@ impl MetadataCache {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let mut entries = sqlx::query("DELETE FROM cache_tracks WHERE resolved_at <= ?")
+        let mut entries = sqlx::query("DELETE FROM cache_tracks WHERE resolved_at <= $1")
             .bind(stale_before)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let (e, a) = evict_past(&mut tx, self.settings.max_entries).await?;
+        let (e, a) = evict_past!(tx, max_entries);
         entries += e;
         aliases += a;
         tx.commit().await?;
+        Ok::<_, sqlx::Error>((entries, aliases))
+        })?;
         Ok((entries, aliases))
     }
 
     /// Number of entries and of aliases.
     pub async fn len(&self) -> Result<(u64, u64), CacheError> {
-        let row = sqlx::query(
+        let (entries, aliases): (i64, i64) = with_db!(&self.pool, p => sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM cache_tracks), (SELECT COUNT(*) FROM cache_aliases)",
         )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
+        .fetch_one(p)
+        .await)?;
+        Ok((entries as u64, aliases as u64))
     }
 
     /// Adds `by` to a persistent counter.
@@ -409,14 +443,15 @@ impl MetadataCache {
         if by == 0 {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO cache_counters (name, value) VALUES (?, ?)
-             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        with_db!(&self.pool, p => sqlx::query(
+            "INSERT INTO cache_counters (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = cache_counters.value + excluded.value",
         )
         .bind(counter.name())
         .bind(by as i64)
-        .execute(&self.pool)
-        .await?;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -428,9 +463,9 @@ impl MetadataCache {
     }
 
     pub async fn counters(&self) -> Result<Counters, CacheError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM cache_counters")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, i64)> = with_db!(&self.pool, p => sqlx::query_as("SELECT name, value FROM cache_counters")
+            .fetch_all(p)
+            .await)?;
         let mut c = Counters::default();
         for (name, value) in rows {
             let v = value.max(0) as u64;
@@ -465,60 +500,28 @@ impl MetadataCache {
             .replace('_', "\\_");
         let contains = format!("%{escaped}%");
         let prefix = format!("{escaped}%");
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String)> = with_db!(&self.pool, p => sqlx::query_as(
             "SELECT title, page_url FROM cache_tracks
-             WHERE title LIKE ?1 ESCAPE '\\'
-               AND (?2 IS NULL OR key IN (SELECT track_key FROM play_history WHERE guild_id = ?2))
-             ORDER BY (title LIKE ?3 ESCAPE '\\') DESC, lru DESC
-             LIMIT ?4",
+             WHERE LOWER(title) LIKE LOWER($1) ESCAPE '\\'
+               AND ($2 IS NULL OR key IN (SELECT track_key FROM play_history WHERE guild_id = $2))
+             ORDER BY (LOWER(title) LIKE LOWER($3) ESCAPE '\\') DESC, lru DESC
+             LIMIT $4",
         )
         .bind(contains)
         .bind(guild.map(|g| g as i64))
         .bind(prefix)
         .bind(limit.min(25) as i64)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(p)
+        .await)?;
         Ok(rows)
     }
-}
-
-/// Deletes the least recently used entries (and their aliases) beyond `max`. Returns
-/// (entries removed, aliases removed).
-async fn evict_past(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    max: u64,
-) -> Result<(u64, u64), CacheError> {
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_tracks")
-        .fetch_one(&mut **tx)
-        .await?;
-    let excess = count - i64::try_from(max).unwrap_or(i64::MAX);
-    if excess <= 0 {
-        return Ok((0, 0));
-    }
-    let aliases = sqlx::query(
-        "DELETE FROM cache_aliases WHERE key IN
-             (SELECT key FROM cache_tracks ORDER BY lru ASC LIMIT ?)",
-    )
-    .bind(excess)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    let entries = sqlx::query(
-        "DELETE FROM cache_tracks WHERE key IN
-             (SELECT key FROM cache_tracks ORDER BY lru ASC LIMIT ?)",
-    )
-    .bind(excess)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok((entries, aliases))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cache::clock::{ManualClock, SystemClock};
-    use crate::cache::testutil::{pool, track};
+    use crate::cache::testutil::track;
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
@@ -584,12 +587,14 @@ mod tests {
     #[tokio::test]
     async fn ttl_expiry_with_injected_clock() {
         let dir = tempfile::tempdir().unwrap();
+        for db in crate::db::testutil::each_engine(dir.path()).await {
+            ttl_expiry_with_injected_clock_on(db).await;
+        }
+    }
+
+    async fn ttl_expiry_with_injected_clock_on(db: Db) {
         let clock = ManualClock::starting_now();
-        let m = MetadataCache::new(
-            pool(dir.path()).await,
-            settings(100),
-            Arc::new(clock.clone()),
-        );
+        let m = MetadataCache::new(db, settings(100), Arc::new(clock.clone()));
         let search = Query::Search("Some Song".into());
         let link = Query::Url(url("https://example.com/share/a?utm_source=x"));
         let t = track("a");
@@ -652,7 +657,13 @@ mod tests {
     #[tokio::test]
     async fn live_and_unresolved_tracks_are_not_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let m = MetadataCache::new(pool(dir.path()).await, settings(100), Arc::new(SystemClock));
+        for db in crate::db::testutil::each_engine(dir.path()).await {
+            live_and_unresolved_tracks_are_not_stored_on(db).await;
+        }
+    }
+
+    async fn live_and_unresolved_tracks_are_not_stored_on(db: Db) {
+        let m = MetadataCache::new(db, settings(100), Arc::new(SystemClock));
         let mut live = track("l");
         live.is_live = true;
         assert!(!m.store(None, &live).await.unwrap());
@@ -665,11 +676,13 @@ mod tests {
     #[tokio::test]
     async fn lru_evicts_past_max_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let m = MetadataCache::new(
-            pool(dir.path()).await,
-            settings(3),
-            Arc::new(ManualClock::starting_now()),
-        );
+        for db in crate::db::testutil::each_engine(dir.path()).await {
+            lru_evicts_past_max_entries_on(db).await;
+        }
+    }
+
+    async fn lru_evicts_past_max_entries_on(db: Db) {
+        let m = MetadataCache::new(db, settings(3), Arc::new(ManualClock::starting_now()));
         for id in ["a", "b", "c"] {
             m.store(Some(&Query::Search(id.into())), &track(id))
                 .await
@@ -706,14 +719,19 @@ mod tests {
     #[tokio::test]
     async fn counters_survive_reopening_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let p = pool(dir.path()).await;
-        let m = MetadataCache::new(p.clone(), settings(10), Arc::new(SystemClock));
-        m.count(Counter::Hits).await;
-        m.count(Counter::Hits).await;
-        m.count(Counter::Misses).await;
-        m.bump(Counter::Evictions, 5).await.unwrap();
-        p.close().await;
-        let p = pool(dir.path()).await;
+        for target in crate::db::testutil::targets(dir.path()).await {
+            let p = Db::open(&target).await.unwrap();
+            let m = MetadataCache::new(p.clone(), settings(10), Arc::new(SystemClock));
+            m.count(Counter::Hits).await;
+            m.count(Counter::Hits).await;
+            m.count(Counter::Misses).await;
+            m.bump(Counter::Evictions, 5).await.unwrap();
+            p.close().await;
+            counters_were_kept(Db::open(&target).await.unwrap()).await;
+        }
+    }
+
+    async fn counters_were_kept(p: Db) {
         let m = MetadataCache::new(p, settings(10), Arc::new(SystemClock));
         let c = m.counters().await.unwrap();
         assert_eq!((c.hits, c.misses, c.evictions, c.downloads), (2, 1, 5, 0));
@@ -722,7 +740,13 @@ mod tests {
     #[tokio::test]
     async fn search_titles_by_text_and_guild() {
         let dir = tempfile::tempdir().unwrap();
-        let p = pool(dir.path()).await;
+        for db in crate::db::testutil::each_engine(dir.path()).await {
+            search_titles_by_text_and_guild_on(db).await;
+        }
+    }
+
+    async fn search_titles_by_text_and_guild_on(db: Db) {
+        let p = db;
         let m = MetadataCache::new(p.clone(), settings(100), Arc::new(SystemClock));
         let mut t1 = track("1");
         t1.title = "Blue Monday".into();

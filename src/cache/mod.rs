@@ -86,13 +86,15 @@ mod tests {
     async fn migrations_apply_on_an_empty_db_and_on_one_at_0001() {
         let dir = tempfile::tempdir().unwrap();
         // Empty database.
-        let pool = crate::db::open(&dir.path().join("empty.db")).await.unwrap();
+        let pool = crate::db::open_sqlite(&dir.path().join("empty.db"))
+            .await
+            .unwrap();
         assert_eq!(tables(&pool).await, CACHE_TABLES);
         pool.close().await;
 
         // A database left at migration 0001 by an older encore, with data in it.
         let path = dir.path().join("old.db");
-        let all = sqlx::migrate!("./migrations");
+        let all = sqlx::migrate!("./migrations/sqlite");
         let first = Migrator {
             migrations: Cow::Owned(all.iter().filter(|m| m.version == 1).cloned().collect()),
             ..Migrator::DEFAULT
@@ -109,12 +111,17 @@ mod tests {
             .unwrap();
         first.run(&old).await.unwrap();
         assert!(tables(&old).await.is_empty());
-        crate::db::history::record(&old, 1, &testutil::track("kept"), 2)
-            .await
-            .unwrap();
+        crate::db::history::record(
+            &crate::db::Db::Sqlite(old.clone()),
+            1,
+            &testutil::track("kept"),
+            2,
+        )
+        .await
+        .unwrap();
         old.close().await;
 
-        let pool = crate::db::open(&path).await.unwrap();
+        let pool = crate::db::open_sqlite(&path).await.unwrap();
         assert_eq!(tables(&pool).await, CACHE_TABLES);
         let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
             .fetch_one(&pool)

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
+use crate::db::Stores;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -110,21 +110,29 @@ impl std::fmt::Debug for Resolver {
 }
 
 impl Resolver {
-    /// `pool` must have been opened with [`crate::db::open`] (migrations applied).
+    /// `stores` must have been opened (migrations applied): the metadata cache lives in
+    /// the database, the audio files' index in this machine's own file.
     /// Downloads are spawned on `tasks` and stop when `cancel` fires.
     pub fn new(
-        pool: SqlitePool,
+        stores: &Stores,
         ytdlp: YtDlp,
         settings: CacheSettings,
         tasks: TaskTracker,
         cancel: CancellationToken,
     ) -> Self {
-        Self::with_clock(pool, ytdlp, settings, tasks, cancel, Arc::new(SystemClock))
+        Self::with_clock(
+            stores,
+            ytdlp,
+            settings,
+            tasks,
+            cancel,
+            Arc::new(SystemClock),
+        )
     }
 
     /// [`new`](Self::new) with another clock (tests).
     pub fn with_clock(
-        pool: SqlitePool,
+        stores: &Stores,
         ytdlp: YtDlp,
         settings: CacheSettings,
         tasks: TaskTracker,
@@ -132,9 +140,10 @@ impl Resolver {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let settings = Arc::new(settings);
-        let meta = MetadataCache::new(pool.clone(), settings.clone(), clock.clone());
+        let meta = MetadataCache::new(stores.db.clone(), settings.clone(), clock.clone());
         let audio = AudioCache::new(
-            pool,
+            stores.local.clone(),
+            meta.clone(),
             ytdlp.clone(),
             settings.clone(),
             clock.clone(),
@@ -385,7 +394,7 @@ mod tests {
     use super::*;
     use crate::cache::clock::ManualClock;
     use crate::cache::metadata::STREAM_MARGIN;
-    use crate::cache::testutil::{pool, ytdlp};
+    use crate::cache::testutil::{stores, ytdlp};
 
     /// A fake yt-dlp answering `-j` for any query: id = the query with non-alphanumerics
     /// as `_` (for its own page URLs `https://example.com/watch/<id>`: that id); the stream URL carries `<dir>/expire` (e.g. `?expire=123`) when present;
@@ -431,7 +440,7 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
             let program = fake_ytdlp(dir);
             let settings = CacheSettings::with_dir(dir.join("audio"));
             Resolver::with_clock(
-                pool(dir).await,
+                &stores(dir).await,
                 ytdlp(&program, &dir.join("work")),
                 settings,
                 TaskTracker::new(),
@@ -616,7 +625,7 @@ printf '{{"url":"http://127.0.0.1:9/a.webm%s","webpage_url":"https://example.com
         let mut settings = CacheSettings::with_dir(tmp.path().join("audio"));
         settings.enabled = false;
         let r = Resolver::new(
-            pool(tmp.path()).await,
+            &stores(tmp.path()).await,
             ytdlp(&program, &tmp.path().join("work")),
             settings,
             TaskTracker::new(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sqlx::SqlitePool;
 
+use crate::db::Stores;
 use crate::sources::{Track, UrlPolicy, YtDlp, YtDlpConfig};
 
 pub fn track(id: &str) -> Track {
@@ -18,8 +19,16 @@ pub fn track(id: &str) -> Track {
     }
 }
 
+/// This machine's SQLite database in `dir` (the audio cache's).
 pub async fn pool(dir: &Path) -> SqlitePool {
-    crate::db::open(&dir.join("encore.db")).await.unwrap()
+    crate::db::open_sqlite(&dir.join("encore.db"))
+        .await
+        .unwrap()
+}
+
+/// The single-machine setup: one SQLite file in `dir` for everything.
+pub async fn stores(dir: &Path) -> Stores {
+    Stores::single(pool(dir).await)
 }
 
 /// A YtDlp pointing at `program` (never run unless a test means it to).

@@ -1,18 +1,17 @@
 //! What each guild played, newest first: shown to people as suggestions.
 
-use sqlx::SqlitePool;
-
+use super::Db;
 use crate::sources::Track;
 
 pub async fn record(
-    pool: &SqlitePool,
+    db: &Db,
     guild: u64,
     track: &Track,
     requested_by: u64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    with_db!(db, p => sqlx::query(
         "INSERT INTO play_history (guild_id, track_key, title, page_url, requested_by, played_at)
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(guild as i64)
     .bind(track.cache_key())
@@ -20,14 +19,15 @@ pub async fn record(
     .bind(&track.page_url)
     .bind(requested_by as i64)
     .bind(super::unix_now())
-    .execute(pool)
-    .await?;
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// Distinct (title, url) pairs this guild played whose title contains `needle`, newest first.
 pub async fn search(
-    pool: &SqlitePool,
+    db: &Db,
     guild: u64,
     needle: &str,
     limit: u32,
@@ -39,16 +39,21 @@ pub async fn search(
             .replace('%', "\\%")
             .replace('_', "\\_")
     );
-    sqlx::query_as(
-        "SELECT title, page_url FROM play_history
-         WHERE guild_id = ? AND title LIKE ? ESCAPE '\\'
-         GROUP BY page_url ORDER BY MAX(played_at) DESC, MAX(id) DESC LIMIT ?",
+    // The newest play of each page, newest first; LOWER on both sides because SQLite's
+    // LIKE ignores case and PostgreSQL's does not.
+    with_db!(db, p => sqlx::query_as(
+        "SELECT title, page_url FROM (
+             SELECT title, page_url, played_at, id, ROW_NUMBER() OVER (
+                 PARTITION BY page_url ORDER BY played_at DESC, id DESC) AS newest
+             FROM play_history
+             WHERE guild_id = $1 AND LOWER(title) LIKE LOWER($2) ESCAPE '\\') AS plays
+         WHERE newest = 1 ORDER BY played_at DESC, id DESC LIMIT $3",
     )
     .bind(guild as i64)
     .bind(pattern)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    .bind(i64::from(limit))
+    .fetch_all(p)
+    .await)
 }
 
 #[cfg(test)]
@@ -58,7 +63,12 @@ mod tests {
     #[tokio::test]
     async fn records_and_finds_by_title() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("h.db")).await.unwrap();
+        for pool in crate::db::testutil::each_engine(dir.path()).await {
+            records_and_finds_by_title_on(pool).await;
+        }
+    }
+
+    async fn records_and_finds_by_title_on(pool: Db) {
         let mut t = crate::player::test_track("Blue Monday");
         record(&pool, 1, &t, 7).await.unwrap();
         record(&pool, 1, &t, 7).await.unwrap();

@@ -1,13 +1,13 @@
-//! Saved queues in SQLite, written by one task: players send their latest state, the
+//! Saved queues in the database, written by one task: players send their latest state, the
 //! writer coalesces per guild and commits in one transaction. A failed write is logged
 //! and retried with backoff; nothing is dropped and the music never waits for the disk.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::Db;
 use crate::player::persist::{QueueStore, SavedQueue};
 use crate::player::queue::{LoopMode, Requester};
 use crate::sources::Track;
@@ -50,7 +50,7 @@ impl QueueWriter {
 
 /// The writer and the future that runs it; the future ends when every `QueueWriter` is
 /// dropped, after committing what it was sent.
-pub fn writer(pool: SqlitePool) -> (QueueWriter, impl std::future::Future<Output = ()>) {
+pub fn writer(pool: Db) -> (QueueWriter, impl std::future::Future<Output = ()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (QueueWriter { tx }, run(pool, rx))
 }
@@ -91,7 +91,7 @@ impl Pending {
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Msg>) {
+async fn run(pool: Db, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut pending = Pending::default();
     let mut retry = RETRY_FIRST;
     loop {
@@ -127,22 +127,23 @@ async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Msg>) {
     }
 }
 
-async fn commit(pool: &SqlitePool, pending: &Pending) -> Result<(), sqlx::Error> {
+async fn commit(db: &Db, pending: &Pending) -> Result<(), sqlx::Error> {
+    with_db!(db, pool => {
     let mut tx = pool.begin().await?;
     for (guild, state) in &pending.saves {
         let g = *guild as i64;
-        sqlx::query("DELETE FROM saved_queue_tracks WHERE guild_id = ?")
+        sqlx::query("DELETE FROM saved_queue_tracks WHERE guild_id = $1")
             .bind(g)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM saved_queues WHERE guild_id = ?")
+        sqlx::query("DELETE FROM saved_queues WHERE guild_id = $1")
             .bind(g)
             .execute(&mut *tx)
             .await?;
         let Some(s) = state else { continue };
         sqlx::query(
             "INSERT INTO saved_queues (guild_id, voice_channel, text_channel, loop_mode, paused,
-                volume, position_ms, playing, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                volume, position_ms, playing, saved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(g)
         .bind(s.voice_channel as i64)
@@ -160,7 +161,7 @@ async fn commit(pool: &SqlitePool, pending: &Pending) -> Result<(), sqlx::Error>
                 serde_json::to_string(track).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
             sqlx::query(
                 "INSERT INTO saved_queue_tracks (guild_id, ord, track_json, requester_id, requester)
-                 VALUES (?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(g)
             .bind(ord as i64)
@@ -173,7 +174,7 @@ async fn commit(pool: &SqlitePool, pending: &Pending) -> Result<(), sqlx::Error>
     }
     // A guild whose queue was forgotten has no row left: the update then changes nothing.
     for (guild, position) in &pending.positions {
-        sqlx::query("UPDATE saved_queues SET position_ms = ?, saved_at = ? WHERE guild_id = ?")
+        sqlx::query("UPDATE saved_queues SET position_ms = $1, saved_at = $2 WHERE guild_id = $3")
             .bind(position.as_millis() as i64)
             .bind(super::unix_now())
             .bind(*guild as i64)
@@ -181,10 +182,12 @@ async fn commit(pool: &SqlitePool, pending: &Pending) -> Result<(), sqlx::Error>
             .await?;
     }
     tx.commit().await
+    })
 }
 
 /// Every saved queue, for the restore after start-up. Unreadable tracks are skipped.
-pub async fn load_all(pool: &SqlitePool) -> Result<Vec<(u64, SavedQueue)>, sqlx::Error> {
+pub async fn load_all(db: &Db) -> Result<Vec<(u64, SavedQueue)>, sqlx::Error> {
+    with_db!(db, pool => {
     type Head = (i64, i64, i64, String, bool, i64, i64, bool);
     let heads: Vec<Head> = sqlx::query_as(
         "SELECT guild_id, voice_channel, text_channel, loop_mode, paused, volume, position_ms,
@@ -196,7 +199,7 @@ pub async fn load_all(pool: &SqlitePool) -> Result<Vec<(u64, SavedQueue)>, sqlx:
     for (g, voice, text, loop_mode, paused, volume, pos, playing) in heads {
         let rows: Vec<(String, i64, String)> = sqlx::query_as(
             "SELECT track_json, requester_id, requester FROM saved_queue_tracks
-             WHERE guild_id = ? ORDER BY ord",
+             WHERE guild_id = $1 ORDER BY ord",
         )
         .bind(g)
         .fetch_all(pool)
@@ -230,6 +233,7 @@ pub async fn load_all(pool: &SqlitePool) -> Result<Vec<(u64, SavedQueue)>, sqlx:
         ));
     }
     Ok(out)
+    })
 }
 
 #[cfg(test)]
@@ -262,7 +266,12 @@ mod tests {
     #[tokio::test]
     async fn saves_coalesces_flushes_and_loads() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("q.db")).await.unwrap();
+        for pool in crate::db::testutil::each_engine(dir.path()).await {
+            saves_coalesces_flushes_and_loads_on(pool).await;
+        }
+    }
+
+    async fn saves_coalesces_flushes_and_loads_on(pool: Db) {
         let (w, run) = writer(pool.clone());
         let task = tokio::spawn(run);
         for n in 1..=5 {
@@ -285,7 +294,12 @@ mod tests {
     #[tokio::test]
     async fn checkpoints_move_the_position_until_a_newer_state_replaces_them() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("q.db")).await.unwrap();
+        for pool in crate::db::testutil::each_engine(dir.path()).await {
+            checkpoints_move_the_position_until_a_newer_state_replaces_them_on(pool).await;
+        }
+    }
+
+    async fn checkpoints_move_the_position_until_a_newer_state_replaces_them_on(pool: Db) {
         let (w, run) = writer(pool.clone());
         let task = tokio::spawn(run);
         let position = |all: &[(u64, SavedQueue)]| all[0].1.position;
@@ -309,18 +323,21 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_is_retried_not_lost() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("q.db")).await.unwrap();
+        for pool in crate::db::testutil::each_engine(dir.path()).await {
+            a_failed_write_is_retried_not_lost_on(pool).await;
+        }
+    }
+
+    async fn a_failed_write_is_retried_not_lost_on(pool: Db) {
         // Break the table so commits fail, then repair it while the writer retries.
-        sqlx::query("ALTER TABLE saved_queues RENAME TO saved_queues_away")
-            .execute(&pool)
+        pool.execute("ALTER TABLE saved_queues RENAME TO saved_queues_away")
             .await
             .unwrap();
         let (w, run) = writer(pool.clone());
         let task = tokio::spawn(run);
         w.save(1, Some(saved(3)));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        sqlx::query("ALTER TABLE saved_queues_away RENAME TO saved_queues")
-            .execute(&pool)
+        pool.execute("ALTER TABLE saved_queues_away RENAME TO saved_queues")
             .await
             .unwrap();
         assert!(

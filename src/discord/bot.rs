@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
-
 use crate::config::Config;
 use crate::player::Players;
 
@@ -24,7 +22,8 @@ pub struct Bot {
     pub settings: Arc<crate::settings::Settings>,
     /// Cache first, yt-dlp on a miss: what `/play` resolves through.
     pub resolver: crate::cache::Resolver,
-    pub db: SqlitePool,
+    /// The database and this machine's own file.
+    pub stores: crate::db::Stores,
     /// Uptime, CPU, mixer load and yt-dlp figures for `/resources`.
     pub status: Arc<crate::status::Status>,
     /// Becomes true once the gateway is ready and commands are registered (systemd's

@@ -23,7 +23,7 @@ pub fn spawn(ctx: serenity::Context, bot: Arc<Bot>) {
 }
 
 async fn restore(ctx: &serenity::Context, bot: &Bot) {
-    let saved = match crate::db::queues::load_all(&bot.db).await {
+    let saved = match crate::db::queues::load_all(&bot.stores.db).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot read saved queues; nothing resumed");

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::check::Check;
-use crate::config::Config;
+use crate::config::{redact_url, Config, DatabaseTarget};
+use crate::db::Engine;
 
 fn writable(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -18,9 +19,23 @@ fn writable(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
+const NAME: &str = "database";
+
 pub(super) async fn check_database(config: &Config) -> Check {
-    const NAME: &str = "database";
-    let path = config.data.database_path();
+    match config.data.database() {
+        DatabaseTarget::Sqlite(path) => check_sqlite(&path).await,
+        DatabaseTarget::Postgres(url) => verdict(
+            &redact_url(&url),
+            inspect_postgres(&url).await,
+            "check the URL, that this machine reaches the server, and that its user may create \
+             tables in that database"
+                .into(),
+        ),
+    }
+}
+
+async fn check_sqlite(path: &Path) -> Check {
+    let path = path.to_path_buf();
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -84,7 +99,19 @@ pub(super) async fn check_database(config: &Config) -> Check {
             ),
         );
     }
-    match inspect_database(&path).await {
+    verdict(
+        &path.display().to_string(),
+        inspect_database(&path).await,
+        format!(
+            "make sure the bot's user owns {} and the files in it (chown -R)",
+            dir.display()
+        ),
+    )
+}
+
+/// The check's result from what the database's migration table says.
+fn verdict(label: &str, inspected: Result<Migrations, String>, fix: String) -> Check {
+    match inspected {
         Ok(Migrations {
             applied,
             pending,
@@ -94,15 +121,14 @@ pub(super) async fn check_database(config: &Config) -> Check {
             if let Some(v) = failed.first() {
                 Check::fail(
                     NAME,
-                    format!("{}: migration {v} failed part-way", path.display()),
+                    format!("{label}: migration {v} failed part-way"),
                     "restore the database from a backup, then start the bot",
                 )
             } else if let Some(v) = unknown.first() {
                 Check::fail(
                     NAME,
                     format!(
-                        "{} was migrated by a newer encore (migration {v} is unknown to this version)",
-                        path.display()
+                        "{label} was migrated by a newer encore (migration {v} is unknown to this version)"
                     ),
                     "install that newer encore again, or restore a backup made before the upgrade",
                 )
@@ -110,8 +136,7 @@ pub(super) async fn check_database(config: &Config) -> Check {
                 Check::warn(
                     NAME,
                     format!(
-                        "{} is writable; {} migration(s) pending",
-                        path.display(),
+                        "{label} is writable; {} migration(s) pending",
                         pending.len()
                     ),
                     "they are applied at the next start, or now with `encore migrate`",
@@ -119,21 +144,11 @@ pub(super) async fn check_database(config: &Config) -> Check {
             } else {
                 Check::ok(
                     NAME,
-                    format!(
-                        "{} is writable and migrated ({applied} migrations)",
-                        path.display()
-                    ),
+                    format!("{label} is writable and migrated ({applied} migrations)"),
                 )
             }
         }
-        Err(e) => Check::fail(
-            NAME,
-            format!("{}: {e}", path.display()),
-            format!(
-                "make sure the bot's user owns {} and the files in it (chown -R)",
-                dir.display()
-            ),
-        ),
+        Err(e) => Check::fail(NAME, format!("{label}: {e}"), fix),
     }
 }
 
@@ -180,16 +195,68 @@ async fn inspect_database(path: &Path) -> Result<Migrations, String> {
         } else {
             Vec::new()
         };
-        let known: Vec<i64> = sqlx::migrate!("./migrations")
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .map(|m| m.version)
-            .collect();
         let applied: Vec<(i64, bool)> = rows
             .iter()
             .map(|r| (r.get::<i64, _>(0), r.get::<bool, _>(1)))
             .collect();
-        Ok(Migrations {
+        Ok(Migrations::new(Engine::Sqlite, applied))
+    }
+    .await;
+    let _ = conn.close().await;
+    result
+}
+
+/// The same questions of a PostgreSQL database: it answers, takes a write (rolled back),
+/// and how far it is migrated.
+async fn inspect_postgres(url: &str) -> Result<Migrations, String> {
+    use sqlx::{Connection, Row};
+    let options = url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .map_err(|e| format!("invalid URL: {e}"))?;
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(10),
+        sqlx::PgConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|_| "no answer within 10 s".to_string())?
+    .map_err(|e| format!("cannot connect: {e}"))?;
+    let result = async {
+        let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
+        sqlx::query("CREATE TABLE encore_doctor_probe (x BIGINT)")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| format!("cannot create a table: {e}"))?;
+        tx.rollback().await.map_err(|e| e.to_string())?;
+        let rows = sqlx::query("SELECT version, success FROM _sqlx_migrations")
+            .fetch_all(&mut conn)
+            .await;
+        // Before the first start the table does not exist: nothing applied yet.
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(format!("cannot read the migration table: {e}")),
+        };
+        let applied = rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(0), r.get::<bool, _>(1)))
+            .collect();
+        Ok(Migrations::new(Engine::Postgres, applied))
+    }
+    .await;
+    let _ = conn.close().await;
+    result
+}
+
+impl Migrations {
+    /// Compares what a database applied (version, succeeded) with what this build knows.
+    fn new(engine: Engine, applied: Vec<(i64, bool)>) -> Migrations {
+        let known: Vec<i64> = engine
+            .migrations()
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| m.version)
+            .collect();
+        Migrations {
             applied: applied.len(),
             pending: known
                 .iter()
@@ -206,9 +273,6 @@ async fn inspect_database(path: &Path) -> Result<Migrations, String> {
                 .filter(|(_, ok)| !ok)
                 .map(|(v, _)| *v)
                 .collect(),
-        })
+        }
     }
-    .await;
-    let _ = conn.close().await;
-    result
 }

@@ -35,9 +35,13 @@ pub mod fixtures;
 pub mod gateway;
 pub mod http;
 pub mod payloads;
+pub mod postgres;
 pub mod ratelimit;
 pub mod rest;
 pub mod state;
+/// The private PostgreSQL server, the same file the unit tests use.
+#[path = "../../src/db/testpg.rs"]
+pub mod testpg;
 pub mod tls;
 pub mod voice;
 pub mod world;

@@ -28,7 +28,7 @@ pub async fn play_query(ctx: Context<'_>, partial: &str) -> serenity::CreateAuto
     }
     let bot = ctx.data();
     let lookups = async {
-        let history = crate::db::history::search(&bot.db, guild, text, MAX_CHOICES as u32)
+        let history = crate::db::history::search(&bot.stores.db, guild, text, MAX_CHOICES as u32)
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "history search failed");

@@ -318,7 +318,8 @@ fn skipped_note(r: &PlaylistReport) -> String {
 async fn record(ctx: Context<'_>, target: &Target, tracks: &[Arc<Track>]) {
     for t in tracks {
         if let Err(e) =
-            crate::db::history::record(&ctx.data().db, target.guild, t, target.requester.id).await
+            crate::db::history::record(&ctx.data().stores.db, target.guild, t, target.requester.id)
+                .await
         {
             tracing::warn!(error = %e, "could not record play history");
             return;
