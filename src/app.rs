@@ -207,7 +207,7 @@ impl App {
             settings,
             queue_writer,
             tasks: tasks.clone(),
-            restored: Default::default(),
+            restoring: Default::default(),
             managed: managed.clone(),
             config: config.clone(),
             players,

@@ -185,14 +185,25 @@ async fn commit(db: &Db, pending: &Pending) -> Result<(), sqlx::Error> {
     })
 }
 
-/// Every saved queue, for the restore after start-up. Unreadable tracks are skipped.
+/// Every saved queue. Unreadable tracks are skipped.
 pub async fn load_all(db: &Db) -> Result<Vec<(u64, SavedQueue)>, sqlx::Error> {
+    load_where(db, None).await
+}
+
+/// `guild`'s saved queue, for the restore when the guild becomes available to this node
+/// (after a start, or when this node takes over the guild's shard).
+pub async fn load(db: &Db, guild: u64) -> Result<Option<SavedQueue>, sqlx::Error> {
+    Ok(load_where(db, Some(guild)).await?.pop().map(|(_, q)| q))
+}
+
+async fn load_where(db: &Db, guild: Option<u64>) -> Result<Vec<(u64, SavedQueue)>, sqlx::Error> {
     with_db!(db, pool => {
     type Head = (i64, i64, i64, String, bool, i64, i64, bool);
     let heads: Vec<Head> = sqlx::query_as(
         "SELECT guild_id, voice_channel, text_channel, loop_mode, paused, volume, position_ms,
-                playing FROM saved_queues ORDER BY guild_id",
+                playing FROM saved_queues WHERE $1 IS NULL OR guild_id = $1 ORDER BY guild_id",
     )
+    .bind(guild.map(|g| g as i64))
     .fetch_all(pool)
     .await?;
     let mut out = Vec::with_capacity(heads.len());
@@ -282,6 +293,8 @@ mod tests {
         assert!(w.flush(Duration::from_secs(5)).await);
         let all = load_all(&pool).await.unwrap();
         assert_eq!(all.len(), 1, "guild 2 was forgotten");
+        assert_eq!(load(&pool, 1).await.unwrap().as_ref(), Some(&all[0].1));
+        assert_eq!(load(&pool, 2).await.unwrap(), None);
         assert_eq!(all[0].0, 1);
         assert_eq!(all[0].1, saved(5), "the latest state wins, in order");
         drop(w);

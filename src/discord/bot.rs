@@ -16,8 +16,8 @@ pub struct Bot {
     pub tasks: tokio_util::task::TaskTracker,
     /// The bot's own yt-dlp install, when `ytdlp.managed` (updated by `/cleanup update_ytdlp`).
     pub managed: Option<crate::sources::managed::ManagedYtDlp>,
-    /// Set once saved queues were restored (on the first cache-ready after start).
-    pub restored: std::sync::atomic::AtomicBool,
+    /// Guilds whose saved queue is being restored (`restore::guild_available`).
+    pub restoring: std::sync::Mutex<std::collections::HashSet<u64>>,
     /// Per-guild settings (`/settings`) over the config's defaults.
     pub settings: Arc<crate::settings::Settings>,
     /// Cache first, yt-dlp on a miss: what `/play` resolves through.

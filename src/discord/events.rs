@@ -15,11 +15,9 @@ pub async fn on_event(
     let bot = framework.user_data().await;
     let ctx = framework.serenity_context;
     match event {
-        // The guilds (and who is in which channel) are known only now, not at READY.
-        serenity::FullEvent::CacheReady { .. }
-            if !bot.restored.swap(true, std::sync::atomic::Ordering::SeqCst) =>
-        {
-            super::restore::spawn(ctx.clone(), bot.clone());
+        // A guild (and who is in which of its channels) is known only now, not at READY.
+        serenity::FullEvent::GuildCreate { guild, .. } => {
+            super::restore::guild_available(ctx, bot, guild.id.get());
         }
         serenity::FullEvent::VoiceStateUpdate { old, new } => {
             let Some(guild) = new.guild_id else {
