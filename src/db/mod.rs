@@ -7,7 +7,9 @@
 //! query here is written once, in the SQL both engines accept (`$1` placeholders, which
 //! sqlx's SQLite driver also binds by number), and [`with_db!`] runs it on whichever pool
 //! is open. The migrations differ (column types), so each engine has its own folder,
-//! `migrations/sqlite` and `migrations/postgres`, with the same versions side by side.
+//! `migrations/sqlite` and `migrations/postgres`, with the same versions side by side; the
+//! cluster's tables (`0004_cluster.sql`: nodes, shard leases, identify slots) exist on
+//! PostgreSQL only, since a SQLite store is one process.
 
 use std::path::Path;
 use std::str::FromStr;

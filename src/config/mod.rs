@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod cluster;
+pub use cluster::{ClusterConfig, ShardPlan};
+
 /// Everything the bot reads at start-up. Every section has defaults, so an empty file (or
 /// no file at all) is a valid configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -21,6 +24,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -37,6 +41,9 @@ pub struct DiscordConfig {
     pub rest_address: Option<std::net::SocketAddr>,
     /// Register slash commands in this guild only (instant) instead of globally.
     pub dev_guild: Option<u64>,
+    /// Gateway shards: `"auto"` (as many as Discord recommends), a total, or a static
+    /// range `"a-b/N"` for this process alone.
+    pub shards: ShardPlan,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -443,6 +450,12 @@ impl Config {
         if let Some(v) = set("ENCORE_DATABASE") {
             self.data.database = Some(v);
         }
+        if let Some(v) = set("ENCORE_SHARDS") {
+            self.discord.shards = ShardPlan::parse(&v).map_err(|message| ConfigError::Invalid {
+                key: "ENCORE_SHARDS".into(),
+                message,
+            })?;
+        }
         if let Some(v) = set("ENCORE_YTDLP_PATH") {
             self.ytdlp.path = PathBuf::from(v);
         }
@@ -508,6 +521,9 @@ impl Config {
                 "player.save_position_every",
                 "must be 0 (off) or at least 1s",
             ));
+        }
+        if self.cluster.lease < Duration::from_secs(2) {
+            return Err(invalid("cluster.lease", "must be at least 2s"));
         }
         if self.lifecycle.sweep_interval < Duration::from_secs(1) {
             return Err(invalid("lifecycle.sweep_interval", "must be at least 1s"));
@@ -732,6 +748,36 @@ mod tests {
         assert_eq!(c.ytdlp.path, PathBuf::from("/usr/bin/yt-dlp"));
         assert_eq!(c.data.dir, PathBuf::from("/var/x"));
         assert!(c.ytdlp.allow_private_hosts);
+    }
+
+    #[test]
+    fn shards_and_cluster_read_from_toml_and_env() {
+        let c = Config::from_toml("[discord]\nshards = 4\n[cluster]\nlease = \"6s\"\n").unwrap();
+        assert_eq!(c.discord.shards, ShardPlan::Total(4));
+        assert_eq!(c.cluster.lease, Duration::from_secs(6));
+        let c = Config::from_toml("[discord]\nshards = \"2-3/4\"\n").unwrap();
+        assert!(c.discord.shards.is_static());
+        assert_eq!(Config::default().discord.shards, ShardPlan::Auto);
+        let err = Config::from_toml("[discord]\nshards = \"4-2/4\"\n").unwrap_err();
+        assert!(err.contains("range"), "{err}");
+        let env = |k: &str| (k == "ENCORE_SHARDS").then(|| "0-1/2".to_string());
+        let c = Config::load(Some(&write_empty()), env).unwrap();
+        assert_eq!(c.discord.shards.to_string(), "0-1/2");
+        let env = |k: &str| (k == "ENCORE_SHARDS").then(|| "none".to_string());
+        let err = Config::load(Some(&write_empty()), env).unwrap_err();
+        assert!(err.to_string().contains("ENCORE_SHARDS"), "{err}");
+        let err = Config::from_toml("[cluster]\nlease = \"1s\"\n")
+            .unwrap()
+            .validate();
+        assert!(err.unwrap_err().to_string().contains("cluster.lease"));
+    }
+
+    /// An empty config file that outlives the test (a leaked temp dir is fine in tests).
+    fn write_empty() -> PathBuf {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("empty.toml");
+        std::fs::write(&path, "").unwrap();
+        path
     }
 
     #[test]
