@@ -9,7 +9,7 @@ use poise::serenity_prelude as serenity;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, Token};
+use crate::config::{Config, ShardPlan, Token};
 use crate::discord::{self, Bot};
 use crate::player::{PlayerSettings, Players};
 use crate::resources::sweeper::Sweeper;
@@ -208,6 +208,7 @@ impl App {
             queue_writer,
             tasks: tasks.clone(),
             restoring: Default::default(),
+            cluster: Default::default(),
             managed: managed.clone(),
             config: config.clone(),
             players,
@@ -272,7 +273,30 @@ impl App {
             }
             shards.shutdown_all().await;
         });
-        let result = self.client.start().await;
+        let result = match (&bot.stores.db, bot.config.discord.shards) {
+            // A shared store and no static range: this process is a node of a cluster,
+            // running the shards it wins a lease on until shutdown.
+            (crate::db::Db::Postgres(pool), plan) if !plan.is_static() => {
+                match discord::shards::join_cluster(
+                    &self.client,
+                    &self.songbird,
+                    &bot,
+                    pool.clone(),
+                )
+                .await
+                {
+                    Ok(()) => {
+                        self.shutdown.cancelled().await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (_, plan) => self
+                .start_shards(plan)
+                .await
+                .map_err(|e| anyhow::anyhow!(describe_gateway_error(&e))),
+        };
         // The gateway stopped on its own (bad token, network): stop everything else too.
         self.shutdown.cancel();
         let _ = stopper.await;
@@ -280,11 +304,29 @@ impl App {
         if !bot.queue_writer.flush(DRAIN).await {
             tracing::warn!("saved queues may be incomplete: the writer did not finish in time");
         }
+        // Saved: the other nodes may take this node's shards (and resume its queues) now.
+        if let Some(node) = bot.cluster.get() {
+            node.leave().await;
+        }
         // Flushed and idle: nothing is lost by stopping it here.
         self.writer.abort();
         bot.stores.close().await;
         tracing::info!("stopped");
-        result.map_err(|e| anyhow::anyhow!(describe_gateway_error(&e)))
+        result
+    }
+
+    /// Runs the gateway shards `plan` names in this process, until they stop.
+    async fn start_shards(&mut self, plan: ShardPlan) -> serenity::Result<()> {
+        tracing::info!(shards = %plan, "connecting to Discord");
+        match plan {
+            // Asks Discord (`GET /gateway/bot`) how many shards the bot needs.
+            ShardPlan::Auto => self.client.start_autosharded().await,
+            ShardPlan::Total(n) => self.client.start_shards(n).await,
+            // serenity's range end is inclusive.
+            ShardPlan::Range { first, last, total } => {
+                self.client.start_shard_range(first..last, total).await
+            }
+        }
     }
 }
 

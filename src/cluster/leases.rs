@@ -302,6 +302,39 @@ impl Leases {
     }
 }
 
+/// Hands every message of [`CHANNEL`] to `on_message` until `stop`, reconnecting after a
+/// lost connection (the node's loop works without it, only later).
+pub async fn listen(
+    pool: PgPool,
+    on_message: std::sync::Arc<dyn Fn(&str) + Send + Sync>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            Err(e) = listen_once(&pool, &*on_message) => {
+                tracing::debug!(error = %e, "cluster: notifications lost; listening again");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn listen_once(
+    pool: &PgPool,
+    on_message: &(dyn Fn(&str) + Send + Sync),
+) -> Result<std::convert::Infallible, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    loop {
+        let n = listener.recv().await?;
+        on_message(n.payload());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,8 @@ pub struct Bot {
     pub tasks: tokio_util::task::TaskTracker,
     /// The bot's own yt-dlp install, when `ytdlp.managed` (updated by `/cleanup update_ytdlp`).
     pub managed: Option<crate::sources::managed::ManagedYtDlp>,
+    /// This node's place in the cluster, once it joined one (PostgreSQL store only).
+    pub cluster: std::sync::OnceLock<crate::cluster::Membership>,
     /// Guilds whose saved queue is being restored (`restore::guild_available`).
     pub restoring: std::sync::Mutex<std::collections::HashSet<u64>>,
     /// Per-guild settings (`/settings`) over the config's defaults.

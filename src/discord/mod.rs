@@ -10,6 +10,7 @@ pub mod notify;
 pub mod presence;
 pub mod reply;
 pub mod restore;
+pub mod shards;
 
 use poise::serenity_prelude as serenity;
 

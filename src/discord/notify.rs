@@ -64,6 +64,7 @@ pub fn leave_reason(reason: CleanupReason, channel: u64, after: Option<Duration>
         CleanupReason::User => format!("someone asked me to leave <#{channel}>"),
         CleanupReason::GuildRemoved => "I was removed from this server".into(),
         CleanupReason::Shutdown => "I'm restarting".into(),
+        CleanupReason::HandOff => "another of my nodes takes over".into(),
     }
 }
 

@@ -119,10 +119,11 @@ impl GuildPlayer {
     }
 
     /// Clears the queue and leaves the channel, counting the cleanup and saying why in
-    /// the text channel where that helps. On shutdown the queue is saved with its position
-    /// instead of forgotten, so the next start resumes it.
+    /// the text channel where that helps. On shutdown or a hand-off the queue is saved
+    /// with its position instead of forgotten, so the next start (or the next owner of
+    /// the guild's shard) resumes it.
     pub(super) async fn leave(&mut self, reason: CleanupReason) {
-        if reason == CleanupReason::Shutdown {
+        if reason.keeps_queue() {
             // A track still opening has not moved: it resumes where it was to start.
             let position = match &self.starting {
                 Some(s) => s.start_at,
@@ -166,7 +167,10 @@ impl GuildPlayer {
         match reason {
             CleanupReason::Idle => Some(policy.idle.or(policy.paused)),
             CleanupReason::Alone => Some(policy.alone),
-            CleanupReason::User | CleanupReason::GuildRemoved | CleanupReason::Shutdown => None,
+            CleanupReason::User
+            | CleanupReason::GuildRemoved
+            | CleanupReason::Shutdown
+            | CleanupReason::HandOff => None,
             _ => Some(None),
         }
     }

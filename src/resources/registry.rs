@@ -46,6 +46,8 @@ pub enum CleanupReason {
     ChannelDeleted,
     GuildRemoved,
     Shutdown,
+    /// The guild's shard moved to another node of the cluster, which resumes the queue.
+    HandOff,
     /// An administrator's `/cleanup`.
     Admin,
     /// The voice connection failed and could not be restored.
@@ -65,11 +67,18 @@ impl CleanupReason {
             CleanupReason::ChannelDeleted => "channel deleted",
             CleanupReason::GuildRemoved => "guild removed",
             CleanupReason::Shutdown => "shutdown",
+            CleanupReason::HandOff => "handed off",
             CleanupReason::Admin => "admin",
             CleanupReason::Error => "error",
             CleanupReason::User => "user",
             CleanupReason::Leak => "leak",
         }
+    }
+
+    /// Whether the queue is saved where it was, for this node's next start or for the
+    /// node that takes the guild over, rather than forgotten.
+    pub fn keeps_queue(self) -> bool {
+        matches!(self, CleanupReason::Shutdown | CleanupReason::HandOff)
     }
 
     /// Forced by a person rather than decided by the bot.

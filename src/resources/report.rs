@@ -36,6 +36,61 @@ pub struct ResourceReport {
     pub cleanups: Cleanups,
     pub leaks: BTreeMap<&'static str, u64>,
     pub errors: BTreeMap<&'static str, u64>,
+    /// With a PostgreSQL store: every live node, as of its last heartbeat.
+    pub cluster: Option<ClusterFigures>,
+}
+
+/// The cluster as `/resources` shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterFigures {
+    /// The node that answered (its id).
+    pub this_node: String,
+    pub nodes: Vec<crate::cluster::NodeRow>,
+    /// Why the nodes could not be read, when they could not.
+    pub error: Option<String>,
+}
+
+/// At most this many node lines: an embed field holds 1024 characters.
+const NODE_LINES: usize = 8;
+
+impl ClusterFigures {
+    fn text(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("cannot read the nodes: {e}");
+        }
+        let calls: u64 = self.nodes.iter().map(|n| n.stats.calls).sum();
+        let shards: usize = self.nodes.iter().map(|n| n.stats.shards.len()).sum();
+        let mut lines = vec![format!(
+            "{} node{} · {shards} shard{} running · {calls} call{}",
+            self.nodes.len(),
+            if self.nodes.len() == 1 { "" } else { "s" },
+            if shards == 1 { "" } else { "s" },
+            if calls == 1 { "" } else { "s" },
+        )];
+        for n in self.nodes.iter().take(NODE_LINES) {
+            let shards = match n.stats.shards.as_slice() {
+                [] => "no shards".to_string(),
+                s => format!(
+                    "shards {}",
+                    s.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                ),
+            };
+            lines.push(format!(
+                "{}{} · {shards} · {} calls · RSS {} · CPU {:.1}% · v{} · beat {}s ago",
+                if n.id == self.this_node { "▶ " } else { "" },
+                n.host,
+                n.stats.calls,
+                format_bytes(n.stats.rss_bytes),
+                n.stats.cpu_percent,
+                n.version,
+                n.heartbeat_age.as_secs(),
+            ));
+        }
+        if self.nodes.len() > NODE_LINES {
+            lines.push(format!("and {} more", self.nodes.len() - NODE_LINES));
+        }
+        lines.join("\n")
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -160,6 +215,9 @@ impl ResourceReport {
                 counts(&by_reason)
             ),
         ));
+        if let Some(c) = &self.cluster {
+            f.push(("Cluster (▶ answered)".to_string(), c.text()));
+        }
         f.push((
             "Leaks found / errors".to_string(),
             format!(
@@ -219,5 +277,56 @@ mod tests {
         assert!(text.contains("RSS 3 GiB"), "{text}");
         assert!(text.contains("2 files, 1.5 KiB"), "{text}");
         assert!(r.fields().len() <= 25, "Discord allows 25 fields");
+    }
+
+    #[test]
+    fn the_cluster_shows_each_node_and_the_totals() {
+        use crate::cluster::{NodeRow, NodeStats};
+        let node = |id: &str, shards: Vec<u32>, calls| NodeRow {
+            id: id.into(),
+            host: format!("host-{id}"),
+            version: "1.2.3".into(),
+            uptime: Duration::from_secs(60),
+            heartbeat_age: Duration::from_secs(2),
+            stats: NodeStats {
+                shards,
+                calls,
+                rss_bytes: 50 << 20,
+                cpu_percent: 3.25,
+            },
+        };
+        let r = ResourceReport {
+            cluster: Some(ClusterFigures {
+                this_node: "b".into(),
+                nodes: vec![node("a", vec![0, 1], 2), node("b", vec![2], 1)],
+                error: None,
+            }),
+            ..Default::default()
+        };
+        let fields = r.fields();
+        let (_, text) = fields
+            .iter()
+            .find(|(n, _)| n.starts_with("Cluster"))
+            .unwrap();
+        assert!(
+            text.starts_with("2 nodes · 3 shards running · 3 calls"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nhost-a · shards 0,1 · 2 calls · RSS 50 MiB"),
+            "{text}"
+        );
+        assert!(text.contains("\n▶ host-b · shards 2 · 1 calls"), "{text}");
+        assert!(text.contains("CPU 3.2% · v1.2.3 · beat 2s ago"), "{text}");
+        let many = ClusterFigures {
+            nodes: (0..12).map(|i| node(&i.to_string(), vec![i], 0)).collect(),
+            ..Default::default()
+        };
+        let text = many.text();
+        assert!(text.ends_with("and 4 more") && text.len() < 1024, "{text}");
+        assert!(ResourceReport::default()
+            .fields()
+            .iter()
+            .all(|(n, _)| !n.starts_with("Cluster")));
     }
 }

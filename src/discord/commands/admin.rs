@@ -9,7 +9,7 @@ use poise::CreateReply;
 use crate::discord::bot::{Bot, Context, Error};
 use crate::discord::reply;
 use crate::player::Request;
-use crate::resources::report::{CacheFigures, ResourceReport};
+use crate::resources::report::{CacheFigures, ClusterFigures, ResourceReport};
 use crate::resources::{CleanupReason, Kind};
 use crate::status::ProcessMeter;
 
@@ -170,6 +170,20 @@ pub async fn gather(bot: &Bot, meter: &mut ProcessMeter) -> ResourceReport {
     r.cleanups = bot.registry.cleanups();
     r.leaks = bot.registry.leaks();
     r.errors = bot.registry.errors();
+    r.cluster = match bot.cluster.get() {
+        None => None,
+        Some(c) => Some(match c.nodes().await {
+            Ok(nodes) => ClusterFigures {
+                this_node: c.node().id.clone(),
+                nodes,
+                error: None,
+            },
+            Err(e) => ClusterFigures {
+                error: Some(e.to_string()),
+                ..Default::default()
+            },
+        }),
+    };
     r
 }
 
@@ -202,13 +216,7 @@ pub async fn cleanup(
     let bot = ctx.data().clone();
     ctx.defer().await?;
     let all = all.unwrap_or(false);
-    let mut left = 0;
-    for guild in bot.players.guilds() {
-        if bot.players.cleanup(guild, CleanupReason::Admin, !all).await {
-            left += 1;
-        }
-    }
-    let swept = bot.sweeper.sweep(true).await;
+    let (left, swept) = cleanup_node(&bot, all).await;
     let text = format!(
         "Reclaimed: {left} voice call{} ({}), {} stray call{}, {} yt-dlp process{}, {} cache entr{}.",
         if left == 1 { "" } else { "s" },
@@ -221,6 +229,12 @@ pub async fn cleanup(
         if swept.expired_cache_entries == 1 { "y" } else { "ies" },
     );
     let mut text = text;
+    if let (true, Some(cluster)) = (all, bot.cluster.get()) {
+        text.push_str(match cluster.ask_all_to_clean_up().await {
+            Ok(()) => "\nEvery other node was asked to do the same.",
+            Err(_) => "\nThe other nodes could not be reached through the database.",
+        });
+    }
     if update_ytdlp == Some(true) {
         let line = match &bot.managed {
             None => "yt-dlp is not managed by the bot (set ytdlp.managed = true).".to_string(),
@@ -234,6 +248,18 @@ pub async fn cleanup(
     }
     tracing::info!(user = %ctx.author().id, all, left, ?swept, "admin cleanup");
     reply::ok(ctx, text).await
+}
+
+/// `/cleanup` on this node: its idle calls (or all of them), then a forced sweep.
+/// Returns how many calls were left, and what the sweep reclaimed.
+pub async fn cleanup_node(bot: &Bot, all: bool) -> (usize, crate::resources::sweeper::SweepReport) {
+    let mut left = 0;
+    for guild in bot.players.guilds() {
+        if bot.players.cleanup(guild, CleanupReason::Admin, !all).await {
+            left += 1;
+        }
+    }
+    (left, bot.sweeper.sweep(true).await)
 }
 
 /// Parses a humantime duration typed by an administrator ("5m", "90s", "0" = off).

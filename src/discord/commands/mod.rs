@@ -1,6 +1,6 @@
 //! Slash commands, one file per group; the checks they share live in `checks.rs`.
 
-mod admin;
+pub(crate) mod admin;
 mod autocomplete;
 mod checks;
 mod control;
