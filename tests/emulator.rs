@@ -44,10 +44,25 @@ struct FakeBot {
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
     events: Vec<(String, sy::Event)>,
+    /// Every dispatch frame received, raw.
+    raw: Vec<Value>,
+    token: String,
 }
 
 impl FakeBot {
     async fn connect(emu: &Emulator, intents: u64) -> FakeBot {
+        Self::connect_as(emu, intents, None).await
+    }
+
+    /// Connects and identifies, as `shard` (`(id, count)`) if given (else without `shard`).
+    async fn connect_as(emu: &Emulator, intents: u64, shard: Option<(u32, u32)>) -> FakeBot {
+        let mut bot = Self::open(emu).await;
+        bot.identify(intents, shard).await;
+        bot
+    }
+
+    /// Connects and reads HELLO.
+    async fn open(emu: &Emulator) -> FakeBot {
         let (mut ws, _) =
             tokio_tungstenite::connect_async(format!("{}/?v=10&encoding=json", emu.gateway_url()))
                 .await
@@ -61,15 +76,75 @@ impl FakeBot {
         assert_eq!(hello["op"], 10);
         let parsed: sy::GatewayEvent = serde_json::from_value(hello).unwrap();
         assert!(matches!(parsed, sy::GatewayEvent::Hello(_)));
-        let identify = json!({"op": 2, "d": {"token": format!("Bot {}", emu.bot_token()), "intents": intents,
-            "properties": {"os": "linux", "browser": "test", "device": "test"}}});
-        ws.send(WsMessage::text(identify.to_string()))
-            .await
-            .unwrap();
         FakeBot {
             ws,
             events: Vec::new(),
+            raw: Vec::new(),
+            token: emu.bot_token(),
         }
+    }
+
+    async fn identify(&mut self, intents: u64, shard: Option<(u32, u32)>) {
+        let mut d = json!({"token": format!("Bot {}", self.token), "intents": intents,
+            "properties": {"os": "linux", "browser": "test", "device": "test"}});
+        if let Some((id, n)) = shard {
+            d["shard"] = json!([id, n]);
+        }
+        self.send(json!({"op": 2, "d": d})).await;
+    }
+
+    /// The next frame that is not a close, as JSON (dispatches are recorded like `expect`
+    /// records them).
+    async fn next_frame(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("timed out waiting for a gateway frame")
+                .expect("gateway closed")
+                .expect("gateway error");
+            let WsMessage::Text(text) = msg else {
+                assert!(!msg.is_close(), "gateway closed: {msg:?}");
+                continue;
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["op"] == 0 {
+                self.raw.push(v.clone());
+            }
+            return v;
+        }
+    }
+
+    /// The next frame must be the emulator's close; returns its code. Panics on anything
+    /// else or on a timeout.
+    async fn expect_close(&mut self) -> u16 {
+        let msg = tokio::time::timeout(T, self.ws.next())
+            .await
+            .expect("timed out waiting for the gateway to close");
+        match msg {
+            Some(Ok(WsMessage::Close(Some(frame)))) => frame.code.into(),
+            Some(Ok(WsMessage::Text(t))) => panic!("expected a close, got {t}"),
+            Some(Ok(other)) => panic!("expected a close frame with a code, got {other:?}"),
+            Some(Err(e)) => panic!("gateway error instead of a close frame: {e}"),
+            None => panic!("gateway ended without a close frame"),
+        }
+    }
+
+    /// The guilds of every dispatch received so far (`guild_id`, or the `id` of GUILD_*).
+    fn guilds_seen(&self) -> Vec<u64> {
+        self.raw
+            .iter()
+            .filter_map(|v| {
+                let d = &v["d"];
+                payloads::id_of(&d["guild_id"]).or_else(|| {
+                    v["t"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("GUILD_"))
+                        .then(|| payloads::id_of(&d["id"]))
+                        .flatten()
+                })
+            })
+            .collect()
     }
 
     async fn send(&mut self, v: Value) {
@@ -78,6 +153,11 @@ impl FakeBot {
 
     /// Reads until a dispatch `t` arrives; returns its raw `d` (after checking it parses).
     async fn expect(&mut self, t: &str) -> Value {
+        self.expect_where(t, |_| true).await
+    }
+
+    /// Reads until a dispatch `t` whose `d` satisfies `pred` arrives; returns that `d`.
+    async fn expect_where(&mut self, t: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + T;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next())
@@ -92,10 +172,12 @@ impl FakeBot {
                 .expect("gateway error");
             let WsMessage::Text(text) = msg else { continue };
             let v: Value = serde_json::from_str(&text).unwrap();
+            assert_ne!(v["op"], 9, "invalid session (op 9) while waiting for {t}");
             let ev: sy::GatewayEvent = serde_json::from_value(v.clone())
                 .unwrap_or_else(|e| panic!("serenity cannot parse gateway frame: {e}\n{v:#}"));
             if let sy::GatewayEvent::Dispatch(_, ev) = ev {
                 let name = v["t"].as_str().unwrap().to_string();
+                self.raw.push(v.clone());
                 if let sy::Event::Unknown(u) = &ev {
                     // serenity falls back to Unknown when the payload does not parse.
                     panic!(
@@ -104,7 +186,7 @@ impl FakeBot {
                     );
                 }
                 self.events.push((name.clone(), ev));
-                if name == t {
+                if name == t && pred(&v["d"]) {
                     return v["d"].clone();
                 }
             }
@@ -626,6 +708,314 @@ async fn gateway_resume_and_intent_filtering() {
     let inv: Value = serde_json::from_str(inv.to_text().unwrap()).unwrap();
     assert_eq!(inv["op"], 9);
     assert_eq!(emu.gateway_connections(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharding: /gateway/bot figures, IDENTIFY's `shard`, routing by shard, the identify rate limit.
+// ---------------------------------------------------------------------------------------------
+
+/// The guild ids of READY's `guilds`, sorted.
+fn ready_guilds(ready: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = ready["guilds"]
+        .as_array()
+        .expect("READY guilds")
+        .iter()
+        .map(|g| payloads::id_of(&g["id"]).unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn sorted(mut ids: Vec<u64>) -> Vec<u64> {
+    ids.sort_unstable();
+    ids
+}
+
+/// The shard pairs of the accepted IDENTIFYs, in order.
+fn identified_shards(emu: &Emulator) -> Vec<(u32, u32)> {
+    emu.identifies()
+        .iter()
+        .map(|(_, id, n)| (*id, *n))
+        .collect()
+}
+
+/// `GET /gateway/bot`: the recommended shard count follows the guild count (or the test's
+/// override), and the session start limit counts the sessions started.
+#[tokio::test]
+async fn gateway_bot_recommends_shards_and_counts_session_starts() {
+    let emu = Emulator::start().await;
+    let http = http(&emu);
+    let gw = http.get_bot_gateway().await.expect("bot gateway");
+    assert_eq!(gw.url, emu.gateway_url());
+    assert_eq!(gw.shards, 1, "no guilds still need one shard");
+    let limit = &gw.session_start_limit;
+    assert_eq!(
+        (limit.total, limit.remaining, limit.max_concurrency),
+        (1000, 1000, 1)
+    );
+    assert!(
+        limit.reset_after > 0 && limit.reset_after <= 24 * 60 * 60 * 1000,
+        "reset_after {}",
+        limit.reset_after
+    );
+
+    // An accepted IDENTIFY starts a session; one refused for coming too early does not.
+    let mut bot = FakeBot::connect(&emu, 0).await;
+    bot.expect("READY").await;
+    let mut early = FakeBot::connect(&emu, 0).await;
+    assert_eq!(early.next_frame().await["op"], 9);
+    let gw = http.get_bot_gateway().await.unwrap();
+    assert_eq!(gw.session_start_limit.remaining, 999);
+
+    // ceil(guilds / guilds_per_shard)
+    emu.set_guilds_per_shard(2);
+    for i in 0..5 {
+        emu.add_guild(G + i, "Guild");
+    }
+    assert_eq!(http.get_bot_gateway().await.unwrap().shards, 3);
+    assert_eq!(emu.recommended_shards(), 3);
+    emu.set_guilds_per_shard(5);
+    assert_eq!(http.get_bot_gateway().await.unwrap().shards, 1);
+
+    // The test's figures win.
+    emu.set_recommended_shards(8);
+    emu.set_max_concurrency(16);
+    let gw = http.get_bot_gateway().await.unwrap();
+    assert_eq!(gw.shards, 8);
+    assert_eq!(gw.session_start_limit.max_concurrency, 16);
+    assert_eq!(gw.session_start_limit.remaining, 999);
+}
+
+/// Two shards each get READY and GUILD_CREATE for their own guilds only, and every event
+/// about a guild (voice states, voice servers, members, channels, interactions, guilds
+/// created and deleted) reaches only the shard that owns it; op 4 on the wrong shard is a
+/// protocol error.
+#[tokio::test]
+async fn each_shard_gets_only_its_guilds_and_their_events() {
+    let emu = Emulator::start().await;
+    let a = [
+        emu.add_guild_on_shard(0, 2).await,
+        emu.add_guild_on_shard(0, 2).await,
+    ];
+    let b = [
+        emu.add_guild_on_shard(1, 2).await,
+        emu.add_guild_on_shard(1, 2).await,
+    ];
+    for g in &a {
+        assert_eq!(guild_on_shard(g.id, 2), 0);
+    }
+    for g in &b {
+        assert_eq!(guild_on_shard(g.id, 2), 1);
+    }
+    let http = http(&emu);
+    sy::Command::set_global_commands(
+        &http,
+        vec![sy::CreateCommand::new("ping").description("Ping")],
+    )
+    .await
+    .expect("register");
+    // Two buckets: both shards may identify at once.
+    emu.set_max_concurrency(2);
+    let intents = (sy::GatewayIntents::non_privileged() | sy::GatewayIntents::GUILD_MEMBERS).bits();
+    let mut s0 = FakeBot::connect_as(&emu, intents, Some((0, 2))).await;
+    let ready0 = s0.expect("READY").await;
+    let mut s1 = FakeBot::connect_as(&emu, intents, Some((1, 2))).await;
+    let ready1 = s1.expect("READY").await;
+    assert_eq!(ready0["shard"], json!([0, 2]));
+    assert_eq!(ready1["shard"], json!([1, 2]));
+    assert_eq!(
+        ready_guilds(&ready0),
+        sorted(a.iter().map(|g| g.id).collect())
+    );
+    assert_eq!(
+        ready_guilds(&ready1),
+        sorted(b.iter().map(|g| g.id).collect())
+    );
+    for (bot, own) in [(&mut s0, &a), (&mut s1, &b)] {
+        let mut created = Vec::new();
+        for _ in 0..2 {
+            created.push(payloads::id_of(&bot.expect("GUILD_CREATE").await["id"]).unwrap());
+        }
+        assert_eq!(sorted(created), sorted(own.iter().map(|g| g.id).collect()));
+    }
+    assert_eq!(emu.connected_shards(), vec![(0, 2), (1, 2)]);
+    assert_eq!(identified_shards(&emu), vec![(0, 2), (1, 2)]);
+
+    // A user's voice state, a new member, an interaction: each to its guild's shard.
+    let is_guild = |g: u64| move |d: &Value| payloads::id_of(&d["guild_id"]) == Some(g);
+    emu.user_leave_voice(b[0].id, b[0].member).await;
+    emu.user_leave_voice(a[0].id, a[0].member).await;
+    s0.expect_where("VOICE_STATE_UPDATE", is_guild(a[0].id))
+        .await;
+    s1.expect_where("VOICE_STATE_UPDATE", is_guild(b[0].id))
+        .await;
+    let newcomer = 700_000_000_000_009_001;
+    emu.add_member(a[1].id, newcomer, "newcomer", false, false);
+    s0.expect_where("GUILD_MEMBER_ADD", is_guild(a[1].id)).await;
+    let ix = emu
+        .command(b[1].id, b[1].text, b[1].member, "ping", json!([]))
+        .await;
+    let d = s1.expect("INTERACTION_CREATE").await;
+    assert_eq!(payloads::id_of(&d["id"]), Some(ix.id));
+
+    // op 4 on a shard that does not own the guild: ignored, and a protocol error.
+    s1.send(json!({"op": 4, "d": {"guild_id": a[0].id.to_string(), "channel_id": a[0].voice.to_string(), "self_mute": false, "self_deaf": true}})).await;
+    emu.wait_for("the misrouted op 4 to be reported", T, |e| {
+        e.protocol_errors()
+            .iter()
+            .any(|p| p.contains("does not own"))
+    })
+    .await;
+    assert_eq!(emu.bot_voice_channel(a[0].id), None);
+    assert!(emu.voice_state_updates(a[0].id).is_empty());
+    // On the owning shard it is answered there.
+    s0.send(json!({"op": 4, "d": {"guild_id": a[0].id.to_string(), "channel_id": a[0].voice.to_string(), "self_mute": false, "self_deaf": true}})).await;
+    s0.expect_where("VOICE_STATE_UPDATE", is_guild(a[0].id))
+        .await;
+    s0.expect_where("VOICE_SERVER_UPDATE", is_guild(a[0].id))
+        .await;
+    assert_eq!(emu.bot_voice_channel(a[0].id), Some(a[0].voice));
+
+    // Guilds joined and left go to their shard too.
+    let late = emu.add_guild_on_shard(1, 2).await;
+    let d = s1.expect("GUILD_CREATE").await;
+    assert_eq!(payloads::id_of(&d["id"]), Some(late.id));
+    emu.remove_guild(a[1].id).await;
+    let d = s0.expect("GUILD_DELETE").await;
+    assert_eq!(payloads::id_of(&d["id"]), Some(a[1].id));
+
+    // Barriers: a channel on shard 0, then 1, then 0 again. Each shard reads up to its
+    // last one, so anything routed to the wrong shard before it has been read.
+    let (c1, c2, c3) = (
+        700_000_000_000_008_001,
+        700_000_000_000_008_002,
+        700_000_000_000_008_003,
+    );
+    emu.add_text_channel(a[0].id, c1, "one");
+    emu.add_text_channel(b[0].id, c2, "two");
+    emu.add_text_channel(a[0].id, c3, "three");
+    let is_channel = |c: u64| move |d: &Value| payloads::id_of(&d["id"]) == Some(c);
+    s0.expect_where("CHANNEL_CREATE", is_channel(c3)).await;
+    s1.expect_where("CHANNEL_CREATE", is_channel(c2)).await;
+    let strays0: Vec<u64> = s0
+        .guilds_seen()
+        .into_iter()
+        .filter(|g| guild_on_shard(*g, 2) != 0)
+        .collect();
+    let strays1: Vec<u64> = s1
+        .guilds_seen()
+        .into_iter()
+        .filter(|g| guild_on_shard(*g, 2) != 1)
+        .collect();
+    assert!(
+        strays0.is_empty(),
+        "shard 0 got events of guilds {strays0:?}"
+    );
+    assert!(
+        strays1.is_empty(),
+        "shard 1 got events of guilds {strays1:?}"
+    );
+    assert!(s1.guilds_seen().contains(&late.id));
+    let errors = emu.protocol_errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+}
+
+/// IDENTIFY with a shard that cannot exist is closed with 4010 (Invalid shard).
+#[tokio::test]
+async fn an_invalid_shard_is_closed_with_4010() {
+    let emu = Emulator::start().await;
+    world(&emu);
+    for shard in [(2, 2), (0, 0), (5, 3)] {
+        let mut bot = FakeBot::connect_as(&emu, 0, Some(shard)).await;
+        assert_eq!(bot.expect_close().await, 4010, "shard {shard:?}");
+    }
+    assert!(emu.identifies().is_empty());
+    assert!(emu.connected_shards().is_empty());
+    assert_eq!(
+        emu.protocol_errors()
+            .iter()
+            .filter(|e| e.contains("invalid shard"))
+            .count(),
+        3
+    );
+    // The same bot with a valid pair is welcome.
+    let mut bot = FakeBot::connect_as(&emu, 0, Some((1, 2))).await;
+    assert_eq!(bot.expect("READY").await["shard"], json!([1, 2]));
+    assert_eq!(emu.connected_shards(), vec![(1, 2)]);
+}
+
+/// IDENTIFY as a shard that would hold more than `guilds_per_shard` guilds is closed with
+/// 4011 (Sharding required); enough shards are let in.
+#[tokio::test]
+async fn too_many_guilds_on_a_shard_is_closed_with_4011() {
+    let emu = Emulator::start().await;
+    emu.set_guilds_per_shard(2);
+    let mut ids = Vec::new();
+    for shard in [0, 0, 1] {
+        ids.push(emu.add_guild_on_shard(shard, 2).await.id);
+    }
+    assert_eq!(emu.recommended_shards(), 2);
+    let mut unsharded = FakeBot::connect(&emu, 0).await;
+    assert_eq!(unsharded.expect_close().await, 4011);
+    let mut one_of_one = FakeBot::connect_as(&emu, 0, Some((0, 1))).await;
+    assert_eq!(one_of_one.expect_close().await, 4011);
+    assert!(emu.identifies().is_empty());
+    assert!(emu
+        .protocol_errors()
+        .iter()
+        .all(|e| e.contains("Sharding required")));
+
+    let mut s0 = FakeBot::connect_as(&emu, 0, Some((0, 2))).await;
+    let ready = s0.expect("READY").await;
+    assert_eq!(ready_guilds(&ready), sorted(ids[..2].to_vec()));
+    assert_eq!(emu.connected_shards(), vec![(0, 2)]);
+}
+
+/// One IDENTIFY per bucket (`shard_id % max_concurrency`) per identify interval: an earlier
+/// one in the same bucket gets op 9 (`d: false`), one in another bucket does not, and the
+/// refused connection may identify once the interval has passed.
+#[tokio::test]
+async fn identify_rate_limit_is_per_bucket() {
+    let emu = Emulator::start().await;
+    emu.set_max_concurrency(2);
+    emu.set_identify_interval(Duration::from_secs(60));
+    let mut s0 = FakeBot::connect_as(&emu, 0, Some((0, 2))).await;
+    s0.expect("READY").await;
+    // Bucket 1: not limited by shard 0's IDENTIFY.
+    let mut s1 = FakeBot::connect_as(&emu, 0, Some((1, 2))).await;
+    s1.expect("READY").await;
+    assert_eq!(emu.refused_identifies(), 0);
+    // Bucket 0 again, within the interval.
+    let mut again = FakeBot::connect_as(&emu, 0, Some((0, 2))).await;
+    let inv = again.next_frame().await;
+    assert_eq!(
+        (inv["op"].clone(), inv["d"].clone()),
+        (json!(9), json!(false))
+    );
+    let parsed: sy::GatewayEvent = serde_json::from_value(inv).unwrap();
+    assert!(matches!(parsed, sy::GatewayEvent::InvalidateSession(false)));
+    assert_eq!(emu.refused_identifies(), 1);
+    // With one bucket, shard 1 shares shard 0's.
+    emu.set_max_concurrency(1);
+    let mut s1_again = FakeBot::connect_as(&emu, 0, Some((1, 2))).await;
+    assert_eq!(s1_again.next_frame().await["op"], 9);
+    assert_eq!(emu.refused_identifies(), 2);
+    assert_eq!(identified_shards(&emu), vec![(0, 2), (1, 2)]);
+    assert_eq!(emu.connected_shards(), vec![(0, 2), (1, 2)]);
+
+    // Once the interval has passed since the bucket's last IDENTIFY, the refused
+    // connection identifies.
+    let interval = Duration::from_millis(300);
+    emu.set_identify_interval(interval);
+    let last = emu.identifies().last().unwrap().0;
+    tokio::time::sleep_until((last + interval).into()).await;
+    again.identify(0, Some((0, 2))).await;
+    assert_eq!(again.expect("READY").await["shard"], json!([0, 2]));
+    let accepted = emu.identifies();
+    assert_eq!(accepted.len(), 3);
+    assert!(accepted[2].0.duration_since(accepted[1].0) >= interval);
+    assert_eq!(emu.refused_identifies(), 2);
+    assert_eq!(emu.connected_shards(), vec![(0, 2), (1, 2)]);
 }
 
 /// The voice leg end to end: a songbird Driver connects to the emulator's TLS voice server and

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::payloads;
+use super::shards::{self, Admission};
 use super::state::{
     emu_debug, random_token, GatewayConn, GwOut, Shared, State, VoiceCmd, VoiceStateRec,
 };
@@ -89,8 +90,8 @@ async fn handle_conn(tcp: TcpStream, shared: Arc<Shared>) {
                             break;
                         }
                     }
-                    Reply::Close(code) => {
-                        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Library(code), reason: "".into() }))).await;
+                    Reply::Close(code, reason) => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Library(code), reason: reason.into() }))).await;
                         break;
                     }
                 }
@@ -117,18 +118,15 @@ async fn handle_conn(tcp: TcpStream, shared: Arc<Shared>) {
             }
         }
     }
-    shared.with(|s| {
-        if s.gw_current.as_ref().is_some_and(|c| c.conn_id == conn_id) {
-            s.gw_current = None;
-        }
-    });
+    shared.with(|s| s.gw_conns.remove(&conn_id));
     emu_debug!("gateway connection {conn_id} closed");
 }
 
 enum Reply {
     None,
     Send(Value),
-    Close(u16),
+    /// Close code and reason.
+    Close(u16, &'static str),
 }
 
 fn handle_client_frame(
@@ -145,10 +143,20 @@ fn handle_client_frame(
         3 => Reply::None, // presence update
         4 => {
             shared.with(|s| {
-                let is_current = s.gw_current.as_ref().is_some_and(|c| c.conn_id == conn_id);
-                if !is_current {
+                let Some(shard) = s.gw_conns.get(&conn_id).map(|c| c.shard) else {
                     s.protocol_error("op 4 on a gateway connection that is not identified".into());
                     return;
+                };
+                // Discord ignores a voice state update sent on a shard that does not own
+                // the guild.
+                if let Some(g) = payloads::id_of(&d["guild_id"]) {
+                    if shards::guild_on_shard(g, shard.1) != shard.0 {
+                        s.protocol_error(format!(
+                            "op 4 for guild {g} on shard [{}, {}], which does not own it (ignored): {d}",
+                            shard.0, shard.1
+                        ));
+                        return;
+                    }
                 }
                 bot_voice_state_update(s, &d);
             });
@@ -174,7 +182,7 @@ fn handle_client_frame(
         }
         _ => {
             shared.with(|s| s.protocol_error(format!("unknown gateway opcode from bot: {v}")));
-            Reply::Close(4001)
+            Reply::Close(4001, "Unknown opcode")
         }
     }
 }
@@ -188,40 +196,56 @@ fn identify(s: &mut State, conn_id: u64, tx: &mpsc::UnboundedSender<GwOut>, d: &
             "IDENTIFY with wrong token {token:?} (expected {:?})",
             s.token
         ));
-        return Reply::Close(4004);
+        return Reply::Close(4004, "Authentication failed");
     }
+    let shard = match shards::admit_identify(s, d) {
+        Admission::Accept(shard) => shard,
+        Admission::Close(code, why) => {
+            s.protocol_error(why);
+            let reason = if code == 4010 {
+                "Invalid shard"
+            } else {
+                "Sharding required"
+            };
+            return Reply::Close(code, reason);
+        }
+        Admission::Refuse => {
+            return Reply::Send(json!({"op": 9, "s": null, "t": null, "d": false}))
+        }
+    };
     let intents = d["intents"].as_u64().unwrap_or(0);
     let session_id = random_token(32);
-    // A new session: the bot's previous session (and its voice states) are gone.
-    let bot = s.bot_user_id;
-    for g in s.guilds.values_mut() {
-        g.voice_states.remove(&bot);
-    }
-    for v in s.bot_voice.values_mut() {
-        *v = None;
-    }
-    s.gw_current = Some(GatewayConn {
+    // A new session of this shard: the bot's previous session on it (and its voice states
+    // in the shard's guilds) are gone.
+    s.forget_bot_voice_on(shard);
+    s.install_conn(GatewayConn {
         conn_id,
         tx: tx.clone(),
         session_id: session_id.clone(),
         intents,
+        shard,
     });
     s.gw_sessions.insert(session_id.clone(), 0);
     s.gw_session_intents.insert(session_id.clone(), intents);
-    let ready = payloads::ready_json(s, &session_id);
-    s.dispatch("READY", ready);
-    let guilds: Vec<Value> = s
+    s.shards.session_shard.insert(session_id.clone(), shard);
+    let ready = payloads::ready_json(s, &session_id, shard);
+    let guilds: Vec<u64> = s
         .guilds
-        .values()
-        .map(|g| payloads::guild_create_json(g, s.bot_user_id, intents))
+        .keys()
+        .copied()
+        .filter(|g| shards::guild_on_shard(*g, shard.1) == shard.0)
         .collect();
-    for g in guilds {
-        s.dispatch("GUILD_CREATE", g);
+    s.dispatch_to(conn_id, "READY", ready);
+    for g in &guilds {
+        let gc = payloads::guild_create_json(&s.guilds[g], s.bot_user_id, intents);
+        s.dispatch_to(conn_id, "GUILD_CREATE", gc);
     }
     s.readies += 1;
     emu_debug!(
-        "IDENTIFY ok (intents {intents:#x}), READY + {} GUILD_CREATE sent",
-        s.guilds.len()
+        "IDENTIFY ok as shard [{}, {}] (intents {intents:#x}), READY + {} GUILD_CREATE sent",
+        shard.0,
+        shard.1,
+        guilds.len()
     );
     Reply::None
 }
@@ -232,21 +256,23 @@ fn resume(s: &mut State, conn_id: u64, tx: &mpsc::UnboundedSender<GwOut>, d: &Va
     let session_id = d["session_id"].as_str().unwrap_or("").to_string();
     if token != s.token {
         s.protocol_error("RESUME with wrong token".into());
-        return Reply::Close(4004);
+        return Reply::Close(4004, "Authentication failed");
     }
     if !s.gw_sessions.contains_key(&session_id) {
         emu_debug!("RESUME of unknown session {session_id}: invalid session");
         return Reply::Send(json!({"op": 9, "s": null, "t": null, "d": false}));
     }
     let intents = s.gw_session_intents.get(&session_id).copied().unwrap_or(0);
-    s.gw_current = Some(GatewayConn {
+    let shard = s.shards.session_shard.get(&session_id).copied();
+    s.install_conn(GatewayConn {
         conn_id,
         tx: tx.clone(),
         session_id,
         intents,
+        shard: shard.unwrap_or(shards::NO_SHARDING),
     });
     s.gateway_resumes += 1;
-    s.dispatch("RESUMED", json!({"_trace": ["emulator"]}));
+    s.dispatch_to(conn_id, "RESUMED", json!({"_trace": ["emulator"]}));
     Reply::None
 }
 
@@ -279,9 +305,7 @@ pub fn set_bot_voice(
 ) {
     let bot = s.bot_user_id;
     let session_id = s
-        .gw_current
-        .as_ref()
-        .map(|c| c.session_id.clone())
+        .session_of_guild(guild_id)
         .unwrap_or_else(|| "no-session".into());
     let Some(g) = s.guilds.get_mut(&guild_id) else {
         // A leave for a guild the bot was just removed from is what every library sends

@@ -38,6 +38,7 @@ pub mod payloads;
 pub mod postgres;
 pub mod ratelimit;
 pub mod rest;
+pub mod shards;
 pub mod state;
 /// The private PostgreSQL server, the same file the unit tests use.
 #[path = "../../src/db/testpg.rs"]
@@ -55,6 +56,7 @@ pub use fixtures::{
     write_tone_ffmpeg, write_tone_mp3, write_tone_ogg, write_tone_pair_wav, write_tone_wav,
     write_tone_webm, write_two_tone_wav, FileRequest, FileServer,
 };
+pub use shards::{guild_on_shard, ShardGuild};
 pub use state::{AudioFrame, Reply, ReplySource};
 pub use tls::install_test_ca;
 
@@ -264,9 +266,8 @@ impl Emulator {
                     bot_permissions: payloads::BOT_PERMISSIONS,
                 },
             );
-            if let Some(intents) = s.gateway_intents() {
-                let g = payloads::guild_create_json(&s.guilds[&guild_id], bot, intents);
-                s.dispatch("GUILD_CREATE", g);
+            if !s.gw_conns.is_empty() {
+                s.dispatch_guild_create(guild_id);
             }
         });
     }
@@ -291,7 +292,7 @@ impl Emulator {
                 kind,
             });
             let ev = payloads::channel_event_json(g, channel_id).unwrap();
-            if s.gw_current.is_some() {
+            if !s.gw_conns.is_empty() {
                 s.dispatch("CHANNEL_CREATE", ev);
             }
         });
@@ -339,7 +340,7 @@ impl Emulator {
             };
             let ev = payloads::guild_member_add_json(g, &m, bot);
             g.members.push(m);
-            if s.gw_current.is_some() {
+            if !s.gw_conns.is_empty() {
                 s.dispatch("GUILD_MEMBER_ADD", ev);
             }
         });
@@ -496,7 +497,7 @@ impl Emulator {
         let ok = self
             .shared()
             .wait_until(timeout, |s| {
-                (s.gw_current.is_some() && s.readies > 0 && !s.registrations.is_empty())
+                (!s.gw_conns.is_empty() && s.readies > 0 && !s.registrations.is_empty())
                     .then_some(())
             })
             .await;
@@ -548,9 +549,10 @@ impl Emulator {
         }
     }
 
-    /// Whether a gateway connection is currently identified or resumed.
+    /// Whether a gateway connection is currently identified or resumed (any shard; see
+    /// [`connected_shards`](Self::connected_shards)).
     pub fn gateway_connected(&self) -> bool {
-        self.read(|s| s.gw_current.is_some())
+        self.read(|s| !s.gw_conns.is_empty())
     }
 
     /// Number of successful gateway RESUMEs.
@@ -583,10 +585,11 @@ impl Emulator {
         self.read(|s| s.dropped_dispatches.clone())
     }
 
-    /// Closes the bot's gateway websocket with `code` (e.g. 4000 → serenity resumes).
+    /// Closes the bot's gateway websocket(s), every shard's, with `code` (e.g. 4000 →
+    /// serenity resumes). One shard: [`disconnect_shard`](Self::disconnect_shard).
     pub async fn disconnect_gateway(&self, code: u16) {
         self.with(|s| {
-            if let Some(c) = &s.gw_current {
+            for c in s.gw_conns.values() {
                 let _ = c.tx.send(state::GwOut::Close(code));
             }
         });
@@ -642,10 +645,16 @@ impl Emulator {
         build: impl FnOnce(&State, &InteractionRec) -> Value,
     ) -> Interaction {
         let res: Result<(u64, String), String> = self.with(|s| {
-            if s.gw_current.is_none() {
+            if s.gw_conns.is_empty() {
                 return Err(
                     "the bot is not connected to the gateway (call wait_ready first)".into(),
                 );
+            }
+            if s.conns_owning(guild_id).is_empty() {
+                return Err(format!(
+                    "no live gateway connection is on the shard of guild {guild_id} (live: {:?})",
+                    s.gw_conns.values().map(|c| c.shard).collect::<Vec<_>>()
+                ));
             }
             let Some(g) = s.guilds.get(&guild_id) else {
                 return Err(format!("unknown guild {guild_id}"));
@@ -1031,7 +1040,7 @@ impl Emulator {
 
     /// The READY `d` a new session would get.
     pub fn build_ready(&self) -> Value {
-        self.read(|s| payloads::ready_json(s, "session"))
+        self.read(|s| payloads::ready_json(s, "session", shards::NO_SHARDING))
     }
     /// The GUILD_CREATE `d` for a guild (as if all intents were given).
     pub fn build_guild_create(&self, guild_id: u64) -> Value {

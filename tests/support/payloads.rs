@@ -332,14 +332,21 @@ pub fn guild_create_json(guild: &GuildState, bot_user_id: u64, intents: u64) -> 
     v
 }
 
-pub fn ready_json(state: &State, session_id: &str) -> Value {
+/// READY for a session of `shard` (`(shard_id, num_shards)`): it lists the guilds it owns.
+pub fn ready_json(state: &State, session_id: &str, shard: (u32, u32)) -> Value {
+    let guilds: Vec<Value> = state
+        .guilds
+        .keys()
+        .filter(|id| super::shards::guild_on_shard(**id, shard.1) == shard.0)
+        .map(|id| json!({"id": id.to_string(), "unavailable": true}))
+        .collect();
     json!({
         "v": 10,
         "user": bot_user_json(state),
-        "guilds": state.guilds.keys().map(|id| json!({"id": id.to_string(), "unavailable": true})).collect::<Vec<_>>(),
+        "guilds": guilds,
         "session_id": session_id,
         "resume_gateway_url": state.gateway_url,
-        "shard": [0, 1],
+        "shard": [shard.0, shard.1],
         "application": {"id": state.app_id.to_string(), "flags": 0},
         "private_channels": [],
         "relationships": [],

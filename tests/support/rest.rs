@@ -94,11 +94,7 @@ fn route(s: &mut State, req: &HttpRequest) -> HttpResponse {
 
     match (m, seg.as_slice()) {
         ("GET", ["gateway"]) => HttpResponse::json(200, &json!({"url": s.gateway_url})),
-        ("GET", ["gateway", "bot"]) => HttpResponse::json(
-            200,
-            &json!({"url": s.gateway_url, "shards": 1,
-                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}),
-        ),
+        ("GET", ["gateway", "bot"]) => HttpResponse::json(200, &super::shards::gateway_bot_json(s)),
         ("GET", ["users", "@me"]) => HttpResponse::json(200, &payloads::bot_user_json(s)),
         ("GET", ["users", uid]) => {
             let Some(uid) = uid.parse::<u64>().ok() else {

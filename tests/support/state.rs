@@ -207,6 +207,8 @@ pub struct GatewayConn {
     pub tx: mpsc::UnboundedSender<GwOut>,
     pub session_id: String,
     pub intents: u64,
+    /// `(shard_id, num_shards)` from IDENTIFY (`(0, 1)` without `shard`).
+    pub shard: super::shards::ShardPair,
 }
 
 pub enum VoiceCmd {
@@ -277,7 +279,10 @@ pub struct State {
     pub guilds: BTreeMap<u64, GuildState>,
 
     // gateway
-    pub gw_current: Option<GatewayConn>,
+    /// Live (identified or resumed) connections by id, at most one per shard pair; see
+    /// `shards.rs` for which of them gets which dispatch.
+    pub gw_conns: BTreeMap<u64, GatewayConn>,
+    pub shards: super::shards::Sharding,
     /// session_id -> last sequence number sent.
     pub gw_sessions: HashMap<String, u64>,
     /// session_id -> intents given at IDENTIFY (for RESUME).
@@ -394,7 +399,8 @@ impl State {
             gateway_url: String::new(),
             voice_endpoint: String::new(),
             guilds: BTreeMap::new(),
-            gw_current: None,
+            gw_conns: BTreeMap::new(),
+            shards: Default::default(),
             gw_sessions: HashMap::new(),
             gw_session_intents: HashMap::new(),
             gateway_connections: 0,
@@ -447,6 +453,11 @@ impl State {
         id
     }
 
+    /// Later snowflakes are greater than `id` (one made by hand, e.g. to land on a shard).
+    pub fn bump_snowflake(&mut self, id: u64) {
+        self.last_snowflake = self.last_snowflake.max(id);
+    }
+
     pub fn next_ssrc(&mut self) -> u32 {
         self.next_ssrc += 1;
         self.next_ssrc
@@ -467,44 +478,6 @@ impl State {
             .values()
             .find(|g| g.channels.iter().any(|c| c.id == channel_id))
             .map(|g| g.id)
-    }
-
-    pub fn gateway_intents(&self) -> Option<u64> {
-        self.gw_current.as_ref().map(|c| c.intents)
-    }
-
-    /// Sends a dispatch to the current gateway connection (if any and if its intents allow it).
-    pub fn dispatch(&mut self, t: &str, d: Value) {
-        let Some(conn) = self.gw_current.as_ref() else {
-            emu_debug!("no gateway connection: dropping {t}");
-            self.dropped_dispatches
-                .push(format!("{t} (no gateway connection)"));
-            return;
-        };
-        let needed = match t {
-            "GUILD_CREATE" | "GUILD_DELETE" | "CHANNEL_CREATE" | "CHANNEL_UPDATE"
-            | "CHANNEL_DELETE" | "GUILD_UPDATE" => INTENT_GUILDS,
-            "VOICE_STATE_UPDATE" => INTENT_GUILD_VOICE_STATES,
-            "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" | "GUILD_MEMBER_UPDATE" => {
-                INTENT_GUILD_MEMBERS
-            }
-            _ => 0,
-        };
-        if needed != 0 && conn.intents & needed == 0 {
-            emu_debug!(
-                "intents {:#x} lack {needed:#x}: not sending {t}",
-                conn.intents
-            );
-            self.dropped_dispatches
-                .push(format!("{t} (intents {} lack {needed})", conn.intents));
-            return;
-        }
-        let seq = self.gw_sessions.entry(conn.session_id.clone()).or_insert(0);
-        *seq += 1;
-        let frame = json!({"op": 0, "t": t, "s": *seq, "d": d});
-        emu_debug!("gateway -> {t} s={}", *seq);
-        let _ = conn.tx.send(GwOut::Frame(frame.clone()));
-        self.dispatched.push(frame);
     }
 
     /// Stores a new message and returns its JSON.
@@ -618,14 +591,14 @@ impl State {
             v.iter().rev().take(n).rev().cloned().collect()
         };
         format!(
-            "gateway connections: {}, identifies: {}, READY sent: {}, current gateway: {}\n\
+            "gateway connections: {}, identifies: {}, READY sent: {}, live shards: {:?}\n\
              registrations: {:?}\nlast requests: {:#?}\nunhandled requests: {:#?}\n\
              dropped dispatches: {:?}\nprotocol errors: {:#?}\nvoice errors: {:?}\nvoice log (tail): {:#?}\n\
              DAVE: {:?}",
             self.gateway_connections,
             self.identifies.len(),
             self.readies,
-            self.gw_current.is_some(),
+            self.gw_conns.values().map(|c| c.shard).collect::<Vec<_>>(),
             self.registrations
                 .iter()
                 .map(|(g, c)| (g, c.iter().filter_map(|c| c["name"].as_str()).collect::<Vec<_>>()))
