@@ -200,13 +200,8 @@ fn identify(s: &mut State, conn_id: u64, tx: &mpsc::UnboundedSender<GwOut>, d: &
     }
     let shard = match shards::admit_identify(s, d) {
         Admission::Accept(shard) => shard,
-        Admission::Close(code, why) => {
+        Admission::Close(code, reason, why) => {
             s.protocol_error(why);
-            let reason = if code == 4010 {
-                "Invalid shard"
-            } else {
-                "Sharding required"
-            };
             return Reply::Close(code, reason);
         }
         Admission::Refuse => {

@@ -23,6 +23,9 @@
 //! - Voice speaks DAVE (E2EE v1) by default: simulated listeners (the humans in the bot's voice
 //!   channel) are in the MLS group and decrypt every frame; `audio()` is what they decrypted
 //!   (see [`dave`], [`Emulator::dave_stats`], [`Emulator::set_dave`] for transport-only v0).
+//! - Sharding follows Discord ([`shards`]): IDENTIFY's `shard` is checked (4010, 4011 over
+//!   [`Emulator::set_guilds_per_shard`]), one IDENTIFY per bucket per 5 s (else op 9;
+//!   [`Emulator::set_identify_interval`]), and each shard gets only its guilds and their events.
 //! - Set `EMULATOR_DEBUG=1` to log every request, dispatch and voice frame to stderr.
 #![allow(dead_code, unused_imports, unused_macros)]
 // tungstenite fixes the handshake callback's error type; interaction builders mirror Discord's fields.

@@ -13,7 +13,7 @@
 //! and the test-facing [`Emulator`] setters and readers of sharding.
 
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::payloads::{self, id_of};
@@ -114,8 +114,9 @@ pub fn gateway_bot_json(s: &State) -> Value {
 pub enum Admission {
     /// A new session as this shard (recorded in [`Sharding::accepted`]).
     Accept(ShardPair),
-    /// Close the connection with this code (4010 Invalid shard, 4011 Sharding required).
-    Close(u16, String),
+    /// Close the connection: 4010 Invalid shard, or 4011 Sharding required (the close code,
+    /// its reason, and the protocol error that says why).
+    Close(u16, &'static str, String),
     /// Too early in its bucket: op 9 `d: false` (counted in [`Sharding::refused`]).
     Refuse,
 }
@@ -134,21 +135,21 @@ pub fn admit_identify(s: &mut State, d: &Value) -> Admission {
         Some((id, n)) if n >= 1 && id < n => (id, n),
         _ => {
             let why = format!("IDENTIFY with an invalid shard {} (4010)", d["shard"]);
-            return Admission::Close(4010, why);
+            return Admission::Close(4010, "Invalid shard", why);
         }
     };
     let (id, n) = shard;
-    let mut per_shard = vec![0usize; n as usize];
+    let mut per_shard: BTreeMap<u32, usize> = BTreeMap::new();
     for g in s.guilds.keys() {
-        per_shard[guild_on_shard(*g, n) as usize] += 1;
+        *per_shard.entry(guild_on_shard(*g, n)).or_default() += 1;
     }
     let limit = s.shards.guilds_per_shard;
-    if let Some((busiest, count)) = per_shard.iter().enumerate().find(|(_, c)| **c > limit) {
+    if let Some((busiest, count)) = per_shard.iter().find(|(_, c)| **c > limit) {
         let why = format!(
             "IDENTIFY as shard [{id}, {n}]: shard {busiest} would hold {count} guilds, over \
              guilds_per_shard {limit} (4011 Sharding required)"
         );
-        return Admission::Close(4011, why);
+        return Admission::Close(4011, "Sharding required", why);
     }
     let sh = &mut s.shards;
     let now = Instant::now();
@@ -366,7 +367,8 @@ impl Emulator {
         self.with(|s| s.shards.identify_interval = d);
     }
 
-    /// Accepted IDENTIFYs, in order: when, shard id, shard count.
+    /// Accepted IDENTIFYs, in order: when, shard id, shard count (every IDENTIFY payload,
+    /// accepted or not: [`identify_payloads`](Self::identify_payloads)).
     pub fn identifies(&self) -> Vec<(Instant, u32, u32)> {
         self.read(|s| s.shards.accepted.clone())
     }
