@@ -339,6 +339,14 @@ fn describe_gateway_error(e: &serenity::Error) -> String {
         | serenity::Error::Gateway(serenity::GatewayError::InvalidGatewayIntents) => {
             "Discord refused the gateway intents".into()
         }
+        serenity::Error::Gateway(serenity::GatewayError::OverloadedShard) => {
+            "Discord requires more shards for this many servers (close 4011): set \
+             discord.shards = \"auto\" or a larger total"
+                .into()
+        }
+        serenity::Error::Gateway(serenity::GatewayError::InvalidShardData) => {
+            "Discord refused the shard numbers (close 4010): check discord.shards".into()
+        }
         other => format!("Discord connection failed: {other}"),
     }
 }

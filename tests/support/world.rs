@@ -2,7 +2,7 @@
 //! with two voice channels, a text channel, two members (ANN in MUSIC, BEN nowhere), and
 //! tone files served on 127.0.0.1. Shared by every end-to-end test file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -61,6 +61,56 @@ fn init_logs() {
     });
 }
 
+/// The bot, in this process, against an emulator: what [`World`] starts, for tests that
+/// set the emulator up their own way.
+pub struct RunningBot {
+    pub bot: Arc<Bot>,
+    pub songbird: Arc<songbird::Songbird>,
+    pub shutdown: CancellationToken,
+    pub run: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub config: Config,
+}
+
+/// Builds the bot against `emu` with its data under `dir`, `tweak` applied to the
+/// config, and starts it; does not wait for it to connect (it may be refused).
+pub async fn start_bot(emu: &Emulator, dir: &Path, tweak: impl FnOnce(&mut Config)) -> RunningBot {
+    let mut config = Config::default();
+    // `https://discord.com`, served by the emulator: serenity's rate limiter stays on,
+    // as in production, and obeys the emulator's rate-limit headers.
+    config.discord.rest_address = Some(emu.rest_tls_addr());
+    config.data.dir = dir.join("data");
+    config.ytdlp.path = ytdlp_path();
+    config.ytdlp.allow_private_hosts = true;
+    // The tones are plain files, whose length yt-dlp cannot tell, and a track of unknown
+    // length is refused under a length limit: tests of that limit set one.
+    config.ytdlp.max_duration = Duration::ZERO;
+    tweak(&mut config);
+    let token = Token::parse(Some(&emu.bot_token())).expect("emulator token is well-formed");
+    let shutdown = CancellationToken::new();
+    let app = App::build(config.clone(), token, shutdown.clone())
+        .await
+        .unwrap();
+    RunningBot {
+        bot: app.bot.clone(),
+        songbird: app.songbird.clone(),
+        shutdown,
+        run: tokio::spawn(app.run()),
+        config,
+    }
+}
+
+impl RunningBot {
+    /// A graceful stop (as on SIGTERM); fails the test unless the bot exits cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(T, self.run)
+            .await
+            .expect("the bot shuts down in time")
+            .expect("run task")
+            .expect("clean exit");
+    }
+}
+
 pub struct World {
     pub emu: Emulator,
     pub files: FileServer,
@@ -99,25 +149,13 @@ impl World {
         write_tone_wav(&media.join("long.wav"), 330.0, 8.0, 0.5);
         let files = FileServer::start(&media).await;
 
-        let mut config = Config::default();
-        // `https://discord.com`, served by the emulator: serenity's rate limiter stays on,
-        // as in production, and obeys the emulator's rate-limit headers.
-        config.discord.rest_address = Some(emu.rest_tls_addr());
-        config.data.dir = dir.path().join("data");
-        config.ytdlp.path = ytdlp_path();
-        config.ytdlp.allow_private_hosts = true;
-        // The tones are plain files, whose length yt-dlp cannot tell, and a track of unknown
-        // length is refused under a length limit: tests of that limit set one.
-        config.ytdlp.max_duration = Duration::ZERO;
-        tweak(&mut config);
-        let token = Token::parse(Some(&emu.bot_token())).expect("emulator token is well-formed");
-        let shutdown = CancellationToken::new();
-        let app = App::build(config.clone(), token, shutdown.clone())
-            .await
-            .unwrap();
-        let bot = app.bot.clone();
-        let songbird = app.songbird.clone();
-        let run = tokio::spawn(app.run());
+        let RunningBot {
+            bot,
+            songbird,
+            shutdown,
+            run,
+            config,
+        } = start_bot(&emu, dir.path(), tweak).await;
         emu.wait_ready(T).await;
         World {
             emu,
