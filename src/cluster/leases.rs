@@ -290,6 +290,16 @@ impl Leases {
             .collect())
     }
 
+    /// A cluster of its own on the test run's private PostgreSQL server.
+    #[cfg(test)]
+    pub async fn on_fresh_database(lease: Duration) -> Leases {
+        let url = crate::db::testpg::server().fresh_database().await;
+        let crate::db::Db::Postgres(pool) = crate::db::open_postgres(&url).await.unwrap() else {
+            unreachable!("a postgres:// URL opens PostgreSQL")
+        };
+        Leases::new(pool, lease)
+    }
+
     /// Who holds `shard` now (an unexpired lease), if anyone.
     pub async fn owner_of(&self, shard: u32) -> Result<Option<String>, sqlx::Error> {
         let row: Option<(Option<String>,)> = sqlx::query_as(
@@ -340,11 +350,7 @@ mod tests {
     use super::*;
 
     async fn leases(lease: Duration) -> Leases {
-        let url = crate::db::testpg::server().fresh_database().await;
-        let crate::db::Db::Postgres(pool) = crate::db::open_postgres(&url).await.unwrap() else {
-            unreachable!()
-        };
-        Leases::new(pool, lease)
+        Leases::on_fresh_database(lease).await
     }
 
     fn node(name: &str) -> NodeInfo {

@@ -310,12 +310,11 @@ mod tests {
         }
     }
 
-    async fn leases(lease: Duration) -> Leases {
-        let url = crate::db::testpg::server().fresh_database().await;
-        let crate::db::Db::Postgres(pool) = crate::db::open_postgres(&url).await.unwrap() else {
-            unreachable!()
-        };
-        Leases::new(pool, lease)
+    /// A fresh cluster of `shards` shards whose leases last `lease`.
+    async fn cluster(lease: Duration, shards: u32) -> Leases {
+        let l = Leases::on_fresh_database(lease).await;
+        l.ensure_shards(shards).await.unwrap();
+        l
     }
 
     struct Running {
@@ -323,6 +322,13 @@ mod tests {
         id: String,
         stop: CancellationToken,
         task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Running {
+        async fn stop(self) {
+            self.stop.cancel();
+            self.task.await.unwrap();
+        }
     }
 
     fn spawn(leases: &Leases, name: &str, lease: Duration, total: u32) -> Running {
@@ -351,8 +357,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_nodes_split_the_shards_and_the_survivor_takes_them_all() {
         let lease = Duration::from_secs(2);
-        let l = leases(lease).await;
-        l.ensure_shards(4).await.unwrap();
+        let l = cluster(lease, 4).await;
         let a = spawn(&l, "a", lease, 4);
         until("a runs all four", || a.control.running().len() == 4).await;
         let b = spawn(&l, "b", lease, 4);
@@ -368,28 +373,25 @@ mod tests {
         for shard in b_shards {
             assert_eq!(l.owner_of(shard).await.unwrap(), Some(a.id.clone()));
         }
-        a.stop.cancel();
-        a.task.await.unwrap();
+        a.stop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_node_that_leaves_hands_its_shards_over_at_once() {
         let lease = Duration::from_secs(30);
-        let l = leases(lease).await;
-        l.ensure_shards(2).await.unwrap();
+        let l = cluster(lease, 2).await;
         let a = spawn(&l, "a", lease, 2);
         until("a runs both", || a.control.running().len() == 2).await;
         let b = spawn(&l, "b", lease, 2);
         until("one each", || b.control.running().len() == 1).await;
-        b.stop.cancel();
-        b.task.await.unwrap();
+        let b_id = b.id.clone();
+        b.stop().await;
         let left = Instant::now();
-        l.leave(&b.id).await.unwrap();
+        l.leave(&b_id).await.unwrap();
         // Far sooner than the 30 s lease: a is told (here by its next look) and takes it.
         until("a runs both again", || a.control.running().len() == 2).await;
         assert!(left.elapsed() < lease / 2, "{:?}", left.elapsed());
-        a.stop.cancel();
-        a.task.await.unwrap();
+        a.stop().await;
     }
 
     /// Cut off from the database, a node stops its shards before its lease runs out,
@@ -397,8 +399,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_node_cut_off_from_the_database_stops_before_its_lease_ends() {
         let lease = Duration::from_secs(2);
-        let l = leases(lease).await;
-        l.ensure_shards(1).await.unwrap();
+        let l = cluster(lease, 1).await;
         let a = spawn(&l, "a", lease, 1);
         until("a runs the shard", || a.control.running().len() == 1).await;
         // Close a's pool under it: every query fails from now on.
@@ -411,15 +412,13 @@ mod tests {
             "stopped only after {:?}",
             stopped.duration_since(cut)
         );
-        a.stop.cancel();
-        a.task.await.unwrap();
+        a.stop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn starts_in_one_bucket_are_spaced_across_nodes() {
         let lease = Duration::from_secs(10);
-        let l = leases(lease).await;
-        l.ensure_shards(4).await.unwrap();
+        let l = cluster(lease, 4).await;
         let a = spawn(&l, "a", lease, 4);
         let b = spawn(&l, "b", lease, 4);
         until("all four started", || {
@@ -438,8 +437,7 @@ mod tests {
             assert!(gap >= Duration::from_millis(90), "two starts {gap:?} apart");
         }
         for n in [a, b] {
-            n.stop.cancel();
-            n.task.await.unwrap();
+            n.stop().await;
         }
     }
 }
