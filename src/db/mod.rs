@@ -235,6 +235,10 @@ mod tests {
         n as usize
     }
 
+    /// Migrations only PostgreSQL has: the cluster's leases and node table (0004) mean nothing
+    /// to one process on SQLite. Every other version exists for both engines.
+    const POSTGRES_ONLY: &[i64] = &[4];
+
     #[tokio::test]
     async fn postgres_migrates_twice_and_both_engines_have_the_same_versions() {
         let url = testpg::server().fresh_database().await;
@@ -243,10 +247,14 @@ mod tests {
         let db = open_postgres(&url).await.unwrap();
         assert_eq!(applied(&db).await, POSTGRES_MIGRATIONS.iter().count());
         let versions = |m: &Migrator| m.iter().map(|m| m.version).collect::<Vec<_>>();
+        let shared: Vec<i64> = versions(&POSTGRES_MIGRATIONS)
+            .into_iter()
+            .filter(|v| !POSTGRES_ONLY.contains(v))
+            .collect();
         assert_eq!(
             versions(&SQLITE_MIGRATIONS),
-            versions(&POSTGRES_MIGRATIONS),
-            "every schema change exists for both engines"
+            shared,
+            "every schema change but the cluster's exists for both engines"
         );
     }
 }
