@@ -152,9 +152,14 @@ impl Member {
             "cluster: no lease renewal for {:?}; stopping this node's shards",
             self.timing.fence_after
         );
-        for shard in std::mem::take(&mut self.started) {
-            self.control.stop(shard).await;
-        }
+        // All at once: each stop may wait on the unreachable database for its queues.
+        let control = &self.control;
+        futures::future::join_all(
+            std::mem::take(&mut self.started)
+                .into_iter()
+                .map(|shard| control.stop(shard)),
+        )
+        .await;
         self.held.clear();
     }
 

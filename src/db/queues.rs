@@ -17,6 +17,8 @@ enum Msg {
     Position(u64, Duration),
     /// Answered once everything sent before it is committed.
     Flush(oneshot::Sender<()>),
+    /// Drop what is still waiting for these guilds: another node owns them now.
+    Forget(Vec<u64>),
 }
 
 /// The players' handle to the writer.
@@ -45,6 +47,15 @@ impl QueueWriter {
         tokio::time::timeout(timeout, done)
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl QueueWriter {
+    /// Drops the saves still waiting for `guilds`, because another node serves them now
+    /// (their shard was handed off or fenced while the database was out of reach): a stale
+    /// state written later would overwrite what the new owner saved since.
+    pub fn forget(&self, guilds: Vec<u64>) {
+        let _ = self.tx.send(Msg::Forget(guilds));
     }
 }
 
@@ -83,6 +94,12 @@ impl Pending {
                 self.positions.insert(g, p);
             }
             Msg::Flush(ack) => self.waiting.push(ack),
+            Msg::Forget(guilds) => {
+                for g in guilds {
+                    self.saves.remove(&g);
+                    self.positions.remove(&g);
+                }
+            }
         }
     }
 
@@ -358,6 +375,44 @@ mod tests {
             "the retry commits it"
         );
         assert_eq!(load_all(&pool).await.unwrap()[0].1, saved(3));
+        drop(w);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_guild_handed_to_another_node_is_not_written_late() {
+        let dir = tempfile::tempdir().unwrap();
+        for pool in crate::db::testutil::each_engine(dir.path()).await {
+            a_guild_handed_to_another_node_is_not_written_late_on(pool).await;
+        }
+    }
+
+    async fn a_guild_handed_to_another_node_is_not_written_late_on(pool: Db) {
+        pool.execute("ALTER TABLE saved_queues RENAME TO saved_queues_away")
+            .await
+            .unwrap();
+        let (w, run) = writer(pool.clone());
+        let task = tokio::spawn(run);
+        w.save(1, Some(saved(3)));
+        w.save(2, Some(saved(2)));
+        w.checkpoint(1, Duration::from_secs(9));
+        assert!(
+            !w.flush(Duration::from_millis(300)).await,
+            "the table is away"
+        );
+        // Guild 1's shard went to another node while the database was out of reach.
+        w.forget(vec![1]);
+        pool.execute("ALTER TABLE saved_queues_away RENAME TO saved_queues")
+            .await
+            .unwrap();
+        assert!(w.flush(Duration::from_secs(10)).await);
+        let all = load_all(&pool).await.unwrap();
+        let guilds: Vec<u64> = all.iter().map(|(g, _)| *g).collect();
+        assert_eq!(
+            guilds,
+            vec![2],
+            "only the guild still served here is written"
+        );
         drop(w);
         task.await.unwrap();
     }

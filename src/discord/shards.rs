@@ -63,11 +63,20 @@ impl ShardControl for SerenityShards {
                 .map(|g| players.cleanup(*g, CleanupReason::HandOff, false)),
         )
         .await;
-        // The next owner reads these queues as soon as it has the shard.
-        if !self.bot.queue_writer.flush(SAVE_WAIT).await {
-            tracing::warn!(shard, "saved queues may be behind at the hand-off");
-        }
+        // Off the gateway before waiting on the database: a fenced node (one that cannot
+        // reach the database) must not still hold the shard when its lease runs out.
         self.manager.shutdown(ShardId(shard), 1000).await;
+        // The next owner reads these queues as soon as it has the shard (the lease is
+        // released after this returns). What cannot be saved in time is dropped, never
+        // written over the new owner's queue later.
+        if !self.bot.queue_writer.flush(SAVE_WAIT).await {
+            tracing::warn!(
+                shard,
+                "the database did not take the hand-off's queues in time; the next owner \
+                 resumes from the last saved state"
+            );
+            self.bot.queue_writer.forget(guilds.clone());
+        }
         tracing::info!(shard, guilds = guilds.len(), "shard stopped and handed off");
     }
 
