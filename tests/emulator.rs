@@ -708,6 +708,8 @@ async fn gateway_resume_and_intent_filtering() {
     let inv: Value = serde_json::from_str(inv.to_text().unwrap()).unwrap();
     assert_eq!(inv["op"], 9);
     assert_eq!(emu.gateway_connections(), 3);
+    // A resume continues the session it resumes: not a second session of the shard.
+    assert_eq!(emu.shard_overlaps(), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1016,6 +1018,10 @@ async fn identify_rate_limit_is_per_bucket() {
     assert!(accepted[2].0.duration_since(accepted[1].0) >= interval);
     assert_eq!(emu.refused_identifies(), 2);
     assert_eq!(emu.connected_shards(), vec![(0, 2), (1, 2)]);
+    // s0 never went away: shard 0 had two sessions at once, which a bot must never do.
+    let overlaps = emu.shard_overlaps();
+    assert_eq!(overlaps.len(), 1, "{overlaps:?}");
+    assert!(overlaps[0].starts_with("shard [0, 2]"), "{overlaps:?}");
 }
 
 /// The voice leg end to end: a songbird Driver connects to the emulator's TLS voice server and

@@ -60,6 +60,10 @@ pub struct Sharding {
     pub accepted: Vec<(Instant, u32, u32)>,
     /// IDENTIFYs answered with op 9 for coming too early in their bucket.
     pub refused: usize,
+    /// A new session identified as a shard while another session of that shard was still
+    /// connected: two processes served the same guilds at once (Discord allows it and
+    /// sends both every event; the emulator keeps only the newer and records it here).
+    pub overlaps: Vec<String>,
     /// session_id -> the shard it was identified as (a RESUME continues that shard).
     pub session_shard: HashMap<String, ShardPair>,
 }
@@ -74,6 +78,7 @@ impl Default for Sharding {
             window_start: Instant::now(),
             accepted: Vec::new(),
             refused: 0,
+            overlaps: Vec::new(),
             session_shard: HashMap::new(),
         }
     }
@@ -205,8 +210,21 @@ impl State {
 
     /// Makes `conn` the live connection of its shard; an earlier live connection of the
     /// same shard (an older session) gets nothing more.
+    /// A second session live on one shard at once is recorded in [`Sharding::overlaps`].
     pub fn install_conn(&mut self, conn: GatewayConn) {
         let shard = conn.shard;
+        let overlapping: Vec<String> = self
+            .gw_conns
+            .values()
+            .filter(|c| c.shard == shard && c.session_id != conn.session_id)
+            .map(|c| c.session_id.clone())
+            .collect();
+        for old in overlapping {
+            self.shards.overlaps.push(format!(
+                "shard [{}, {}]: session {} began while session {old} was still connected",
+                shard.0, shard.1, conn.session_id
+            ));
+        }
         self.gw_conns.retain(|_, c| c.shard != shard);
         self.gw_conns.insert(conn.conn_id, conn);
     }
@@ -371,6 +389,11 @@ impl Emulator {
     /// accepted or not: [`identify_payloads`](Self::identify_payloads)).
     pub fn identifies(&self) -> Vec<(Instant, u32, u32)> {
         self.read(|s| s.shards.accepted.clone())
+    }
+
+    /// Each time a shard had two live sessions at once (see [`Sharding::overlaps`]).
+    pub fn shard_overlaps(&self) -> Vec<String> {
+        self.read(|s| s.shards.overlaps.clone())
     }
 
     /// IDENTIFYs answered with op 9 for coming too early in their bucket.
