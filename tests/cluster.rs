@@ -26,6 +26,10 @@ const LEASE: Duration = Duration::from_secs(4);
 /// How often a node renews (`lease / 5`, `ClusterConfig::renew_every`).
 const RENEW: Duration = Duration::from_millis(800);
 
+/// One test of this file at a time: each runs several bots and their calls, and on a
+/// 2-core machine running them side by side measures the machine, not the cluster.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn play(url: &str) -> serde_json::Value {
     json!([{"name": "query", "type": 3, "value": url}])
 }
@@ -77,6 +81,7 @@ fn assert_identify_rate(emu: &Emulator) {
 /// and runs all four, each guild heard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_runs_the_shards_discord_asks_for() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (emu, guilds, files) = sharded_emulator(dir.path()).await;
     emu.set_guilds_per_shard(2);
@@ -399,6 +404,7 @@ async fn two_nodes(
 /// hands its shards over at once, so its guilds are silent for less time than the crash cost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_moves_the_guilds_and_a_rolling_restart_moves_them_sooner() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (emu, guilds, files) = sharded_emulator(dir.path()).await;
     let database = postgres::server().fresh_database().await;
@@ -499,6 +505,7 @@ async fn a_crash_moves_the_guilds_and_a_rolling_restart_moves_them_sooner() {
 /// back, the cut-off node rejoins and takes its share again, still without overlap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_from_the_database_stops_before_another_takes_over() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (emu, guilds, files) = sharded_emulator(dir.path()).await;
     let server = postgres::server();
