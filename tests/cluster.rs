@@ -376,10 +376,14 @@ fn longest_silence(emu: &Emulator, guild: u64, from: Instant, to: Instant) -> Du
         .unwrap_or(to - from)
 }
 
-/// Two nodes start against four shards, the cluster's database fresh.
-async fn two_nodes(
+/// Two nodes start against four shards, the cluster's database fresh, and every guild
+/// plays until it is into the second tone and saved there (a queue restarted from its
+/// start would be heard).
+async fn two_nodes_playing(
     dir: &Path,
     emu: &Emulator,
+    files: &FileServer,
+    guilds: &[ShardGuild],
     a_database: &str,
     b_database: &str,
 ) -> (Node, Node, Store) {
@@ -393,6 +397,12 @@ async fn two_nodes(
         e.connected_shards().len() == SHARDS as usize
     })
     .await;
+    for g in guilds {
+        play_in(emu, files, g).await;
+    }
+    store
+        .until_saved_past(guilds, Duration::from_millis(5_500))
+        .await;
     (a, b, store)
 }
 
@@ -408,14 +418,8 @@ async fn a_crash_moves_the_guilds_and_a_rolling_restart_moves_them_sooner() {
     let dir = tempfile::tempdir().unwrap();
     let (emu, guilds, files) = sharded_emulator(dir.path()).await;
     let database = postgres::server().fresh_database().await;
-    let (a, b, store) = two_nodes(dir.path(), &emu, &database, &database).await;
-    for g in &guilds {
-        play_in(&emu, &files, g).await;
-    }
-    // Into the second tone, and saved there: a restart from the start would be heard.
-    store
-        .until_saved_past(&guilds, Duration::from_millis(5_500))
-        .await;
+    let (a, b, store) =
+        two_nodes_playing(dir.path(), &emu, &files, &guilds, &database, &database).await;
     store.until_reported(SHARDS as i64).await;
     let r = emu
         .command(guilds[0].id, guilds[0].text, BOSS, "resources", json!([]))
@@ -515,13 +519,8 @@ async fn a_node_cut_off_from_the_database_stops_before_another_takes_over() {
         &format!(":{}/", server.port),
         &format!(":{}/", line.addr().port()),
     );
-    let (a, b, store) = two_nodes(dir.path(), &emu, &via_line, &database).await;
-    for g in &guilds {
-        play_in(&emu, &files, g).await;
-    }
-    store
-        .until_saved_past(&guilds, Duration::from_millis(5_500))
-        .await;
+    let (a, b, store) =
+        two_nodes_playing(dir.path(), &emu, &files, &guilds, &via_line, &database).await;
 
     let owners = store.owners().await;
     let cut_off = held_by(&guilds, &owners, "a");

@@ -350,6 +350,18 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// Commits fail while `saved_queues` is renamed away.
+    async fn set_table_away(pool: &Db, away: bool) {
+        let (from, to) = if away {
+            ("saved_queues", "saved_queues_away")
+        } else {
+            ("saved_queues_away", "saved_queues")
+        };
+        pool.execute(&format!("ALTER TABLE {from} RENAME TO {to}"))
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn a_failed_write_is_retried_not_lost() {
         let dir = tempfile::tempdir().unwrap();
@@ -360,16 +372,12 @@ mod tests {
 
     async fn a_failed_write_is_retried_not_lost_on(pool: Db) {
         // Break the table so commits fail, then repair it while the writer retries.
-        pool.execute("ALTER TABLE saved_queues RENAME TO saved_queues_away")
-            .await
-            .unwrap();
+        set_table_away(&pool, true).await;
         let (w, run) = writer(pool.clone());
         let task = tokio::spawn(run);
         w.save(1, Some(saved(3)));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        pool.execute("ALTER TABLE saved_queues_away RENAME TO saved_queues")
-            .await
-            .unwrap();
+        set_table_away(&pool, false).await;
         assert!(
             w.flush(Duration::from_secs(10)).await,
             "the retry commits it"
@@ -388,9 +396,7 @@ mod tests {
     }
 
     async fn a_guild_handed_to_another_node_is_not_written_late_on(pool: Db) {
-        pool.execute("ALTER TABLE saved_queues RENAME TO saved_queues_away")
-            .await
-            .unwrap();
+        set_table_away(&pool, true).await;
         let (w, run) = writer(pool.clone());
         let task = tokio::spawn(run);
         w.save(1, Some(saved(3)));
@@ -402,9 +408,7 @@ mod tests {
         );
         // Guild 1's shard went to another node while the database was out of reach.
         w.forget(vec![1]);
-        pool.execute("ALTER TABLE saved_queues_away RENAME TO saved_queues")
-            .await
-            .unwrap();
+        set_table_away(&pool, false).await;
         assert!(w.flush(Duration::from_secs(10)).await);
         let all = load_all(&pool).await.unwrap();
         let guilds: Vec<u64> = all.iter().map(|(g, _)| *g).collect();
