@@ -15,6 +15,17 @@ pub async fn on_event(
     let bot = framework.user_data().await;
     let ctx = framework.serenity_context;
     match event {
+        // With `discord.shards = "auto"` the total is first known here; a cluster node and
+        // a static plan say which shards they own themselves.
+        serenity::FullEvent::Ready { data_about_bot } => {
+            if let (Some(info), None, crate::config::ShardPlan::Auto) = (
+                data_about_bot.shard,
+                bot.cluster.get(),
+                bot.config.discord.shards,
+            ) {
+                bot.gateway.own(0..info.total);
+            }
+        }
         // A guild (and who is in which of its channels) is known only now, not at READY.
         serenity::FullEvent::GuildCreate { guild, .. } => {
             super::restore::guild_available(ctx, bot, guild.id.get());
