@@ -317,3 +317,185 @@ async fn a_public_address_is_refused_without_allow_public() {
     let e = format!("{:#}", built.err().expect("refused"));
     assert!(e.contains("allow_public") && e.contains("0.0.0.0"), "{e}");
 }
+
+fn manifest(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// promtool, from Debian's `prometheus` package; missing, the test fails and says so.
+fn promtool() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/bin")])
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "promtool is not installed, so deploy/prometheus/alerts.yml cannot be checked. \
+                 Install it with scripts/deps (Debian/Ubuntu: sudo apt-get install prometheus)"
+            )
+        })
+}
+
+#[test]
+fn the_alerts_pass_promtool_check_rules() {
+    let mut child = std::process::Command::new(promtool())
+        .args(["check", "rules"])
+        .arg(manifest("deploy/prometheus/alerts.yml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "promtool hangs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+}
+
+/// Every PromQL expression of the dashboard (its panels' targets and its variables'
+/// queries) and of the alerts, with Grafana's variables replaced by what Grafana sends.
+fn deploy_expressions() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(manifest("deploy/grafana/encore.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() > 10, "{} panels", panels.len());
+    for p in panels {
+        assert!(p["gridPos"]["w"].is_u64() && p["type"].is_string(), "{p}");
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let title = p["title"].as_str().unwrap_or("?");
+            out.push((
+                format!("panel {title:?}"),
+                t["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let docs = yaml_rust2::YamlLoader::load_from_str(
+        &std::fs::read_to_string(manifest("deploy/prometheus/alerts.yml")).unwrap(),
+    )
+    .unwrap();
+    for group in docs[0]["groups"].as_vec().unwrap() {
+        for rule in group["rules"].as_vec().unwrap() {
+            let name = rule["alert"].as_str().unwrap();
+            out.push((
+                format!("alert {name}"),
+                rule["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out.into_iter()
+        .map(|(w, e)| {
+            (
+                w,
+                e.replace("$__rate_interval", "5m")
+                    .replace("$instance", ".*"),
+            )
+        })
+        .collect()
+}
+
+/// The metric names an expression reads.
+fn names_in(expr: &str) -> Vec<String> {
+    use promql_parser::parser::Expr;
+    struct Names(Vec<String>);
+    impl promql_parser::util::ExprVisitor for Names {
+        type Error = ();
+        fn pre_visit(&mut self, e: &Expr) -> Result<bool, ()> {
+            let vs = match e {
+                Expr::VectorSelector(vs) => vs,
+                Expr::MatrixSelector(ms) => &ms.vs,
+                _ => return Ok(true),
+            };
+            self.0.extend(vs.name.clone());
+            Ok(true)
+        }
+    }
+    let parsed = promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let mut names = Names(Vec::new());
+    promql_parser::util::walk_expr(&mut names, &parsed).unwrap();
+    names.0
+}
+
+/// The series names Prometheus stores from a scrape: `_total` for counters, `_bucket`,
+/// `_count` and `_sum` for histograms, `_info` for info metrics.
+fn series_names(m: &Exposition) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (name, f) in &m.families {
+        let suffixes: &[&str] = match f.family_type {
+            OpenMetricsType::Counter => &["_total"],
+            OpenMetricsType::Histogram => &["_bucket", "_count", "_sum"],
+            OpenMetricsType::Info => &["_info"],
+            _ => &[""],
+        };
+        out.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_the_alerts_read_only_metrics_the_bot_exports() {
+    let w = world().await;
+    let addr = w.metrics.unwrap();
+    // One of everything a dashboard panel shows: a lookup that plays, a cached one, a
+    // failed one (an error), a /leave (a cleanup); a leak as the sweeper records one.
+    let url = w.files.url("low.wav");
+    assert!(w.play(ANN, &url).await.text().contains("Playing"));
+    assert!(w.play(ANN, &url).await.text().contains("from cache"));
+    let r = w.play(ANN, &w.files.url("missing.wav")).await;
+    assert!(!r.text().contains("Queued"), "{}", r.text());
+    w.emu.wait_audio_frames(GUILD, 5, T).await;
+    w.cmd(ANN, "leave", serde_json::json!([])).await;
+    w.bot.registry.record_leak("orphan call");
+    let deadline = Instant::now() + T;
+    let exported = loop {
+        let (text, m) = scrape(addr).await;
+        let names = series_names(&m);
+        if names.contains("encore_cleanups_total") {
+            break names;
+        }
+        assert!(Instant::now() < deadline, "no cleanup counted:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let expressions = deploy_expressions();
+    let mut read = std::collections::BTreeSet::new();
+    for (whose, expr) in &expressions {
+        let names = names_in(expr);
+        assert!(!names.is_empty(), "{whose} reads no metric: {expr}");
+        for name in names {
+            // `up` is the one series Prometheus writes itself, for every scrape target.
+            assert!(
+                name == "up" || exported.contains(&name),
+                "{whose} reads {name}, which the bot does not export: {expr}\nexported: {exported:?}"
+            );
+            read.insert(name);
+        }
+    }
+    // The dashboard covers what the issue lists: calls, first audio, lookups, cache,
+    // resources, errors, the gateway.
+    for name in [
+        "encore_calls",
+        "encore_time_to_first_audio_seconds_bucket",
+        "encore_lookup_duration_seconds_count",
+        "encore_cache_size_bytes",
+        "process_resident_memory_bytes",
+        "encore_errors_total",
+        "encore_gateway_shard_state",
+    ] {
+        assert!(read.contains(name), "nothing reads {name}");
+    }
+    w.stop().await;
+}

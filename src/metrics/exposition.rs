@@ -351,11 +351,11 @@ pub fn render(s: &Scrape) -> String {
     gauges(
         &mut r,
         "encore_gateway_latency",
-        "Each gateway shard's last heartbeat round trip",
+        "Each gateway shard's last heartbeat round trip (NaN until its first heartbeat is answered)",
         Some(Unit::Seconds),
-        s.shards.iter().filter_map(|sh| {
-            let l = sh.latency?;
-            Some((vec![("shard", sh.id.to_string())], l.as_secs_f64()))
+        s.shards.iter().map(|sh| {
+            let l = sh.latency.map_or(f64::NAN, |l| l.as_secs_f64());
+            (vec![("shard", sh.id.to_string())], l)
         }),
     );
     gauges(
