@@ -15,14 +15,14 @@ pub async fn on_event(
     let bot = framework.user_data().await;
     let ctx = framework.serenity_context;
     match event {
-        // With `discord.shards = "auto"` the total is first known here; a cluster node and
-        // a static plan say which shards they own themselves.
+        // With `discord.shards = "auto"` the total is first known here. A static plan
+        // says which shards it owns when it starts them, and so does a cluster node (a
+        // PostgreSQL store without a static plan: `App::run`) when it wins one.
         serenity::FullEvent::Ready { data_about_bot } => {
-            if let (Some(info), None, crate::config::ShardPlan::Auto) = (
-                data_about_bot.shard,
-                bot.cluster.get(),
-                bot.config.discord.shards,
-            ) {
+            let clustered = matches!(bot.stores.db, crate::db::Db::Postgres(_));
+            if let (Some(info), false, crate::config::ShardPlan::Auto) =
+                (data_about_bot.shard, clustered, bot.config.discord.shards)
+            {
                 bot.gateway.own(0..info.total);
             }
         }

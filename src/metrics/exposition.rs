@@ -378,3 +378,68 @@ pub fn render(s: &Scrape) -> String {
     encode(&mut out, &r).expect("writing to a String cannot fail");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn scrape_of<'a>(
+        report: &'a ResourceReport,
+        shards: &'a [ShardState],
+        node: Option<&str>,
+    ) -> String {
+        render(&Scrape {
+            report,
+            shards,
+            timings: None,
+            ytdlp_failed: 2,
+            cpu_seconds: 1.5,
+            cache_budget_bytes: 1 << 30,
+            ytdlp_age_days: Some(3),
+            node: node.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn a_cluster_node_labels_every_series_with_its_id() {
+        let report = ResourceReport {
+            calls_playing: 2,
+            ytdlp_version: "2026.10.26 (managed)".into(),
+            ..Default::default()
+        };
+        let shards = [ShardState {
+            id: 3,
+            stage: "resuming",
+            latency: Some(Duration::from_millis(40)),
+        }];
+        let text = scrape_of(&report, &shards, Some("node-a"));
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert!(samples.len() > 20, "{text}");
+        for l in &samples {
+            assert!(l.contains("node=\"node-a\""), "{l}");
+        }
+        for line in [
+            "encore_calls{node=\"node-a\",state=\"playing\"} 2.0",
+            "encore_ytdlp_info{node=\"node-a\",version=\"2026.10.26 (managed)\"} 1",
+            "encore_ytdlp_runs_failed_total{node=\"node-a\",reason=\"error\"} 2",
+            "encore_ytdlp_age_seconds{node=\"node-a\"} 259200.0",
+            "encore_gateway_shard_state{node=\"node-a\",shard=\"3\",state=\"resuming\"} 1.0",
+            "encore_gateway_shard_state{node=\"node-a\",shard=\"3\",state=\"connected\"} 0.0",
+            "encore_gateway_latency_seconds{node=\"node-a\",shard=\"3\"} 0.04",
+            "process_cpu_seconds_total{node=\"node-a\"} 1.5",
+        ] {
+            assert!(samples.contains(&line), "no {line} in\n{text}");
+        }
+        // A single bot has no node label at all.
+        let alone = scrape_of(&report, &shards, None);
+        assert!(!alone.contains("node="), "{alone}");
+        assert!(
+            alone.contains("\nencore_calls{state=\"playing\"} 2.0\n"),
+            "{alone}"
+        );
+    }
+}
