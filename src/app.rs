@@ -29,6 +29,8 @@ pub struct App {
     pub songbird: Arc<songbird::Songbird>,
     /// The bot's own yt-dlp (`ytdlp.managed`): installed by `build`, updated by `run`.
     pub managed: Option<crate::sources::managed::ManagedYtDlp>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`metrics.listen`), if they are.
+    pub metrics: Option<std::net::SocketAddr>,
     client: serenity::Client,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -172,7 +174,11 @@ impl App {
                 .await
                 .context("cannot read guild settings")?,
         );
-        let registry = Registry::new();
+        // The timing histograms cost their recording only when someone can read them.
+        let registry = match config.metrics.listen {
+            Some(_) => Registry::with_timings(),
+            None => Registry::new(),
+        };
         // One writer for saved queues; it outlives the players so their last saves land.
         let (queue_writer, writer_run) = crate::db::queues::writer(db.clone());
         let writer = tokio::spawn(writer_run);
@@ -217,6 +223,7 @@ impl App {
             ready: tokio::sync::watch::Sender::new(false),
             shutdown: shutdown.clone(),
             sweeper: sweeper.clone(),
+            gateway: Default::default(),
         });
         let intents =
             serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_VOICE_STATES;
@@ -225,6 +232,13 @@ impl App {
             .voice_manager_arc(songbird.clone())
             .await
             .context("cannot create the Discord client")?;
+        bot.gateway.attach(client.shard_manager.clone());
+        let metrics = crate::metrics::start(
+            &config.metrics,
+            bot.clone(),
+            crate::health::Probe::of(&bot),
+            shutdown.child_token(),
+        )?;
         {
             let unit = registry.acquire(Kind::Task);
             let interval = config.lifecycle.sweep_interval;
@@ -238,6 +252,7 @@ impl App {
             bot,
             songbird,
             managed,
+            metrics,
             client,
             tasks,
             shutdown,
@@ -318,6 +333,12 @@ impl App {
     /// Runs the gateway shards `plan` names in this process, until they stop.
     async fn start_shards(&mut self, plan: ShardPlan) -> serenity::Result<()> {
         tracing::info!(shards = %plan, "connecting to Discord");
+        match plan {
+            ShardPlan::Total(n) => self.bot.gateway.own(0..n),
+            ShardPlan::Range { first, last, .. } => self.bot.gateway.own(first..=last),
+            // The total comes with the first READY (`discord::events`).
+            ShardPlan::Auto => {}
+        }
         match plan {
             // Asks Discord (`GET /gateway/bot`) how many shards the bot needs.
             ShardPlan::Auto => self.client.start_autosharded().await,

@@ -19,6 +19,8 @@
 //!              reader, songbird's call inventory for the sweeper
 //! status       the figures /resources shows about the bot itself (uptime, CPU, mixers)
 //! doctor/      `encore doctor`;  invite: `encore invite`;  systemd: sd_notify, watchdog
+//! metrics/     the optional HTTP listener: /metrics (Prometheus), /healthz, /readyz
+//! health       the one probe the watchdog, /healthz and /readyz share
 //! ── core: plain Rust that unit tests drive without a gateway ──────────────────────────
 //! player/      one actor per guild that owns its queue and call; it never waits on the
 //!              network (opening a track, a seek, a notice run in tasks that report back)
@@ -45,8 +47,10 @@ pub mod config;
 pub mod db;
 pub mod discord;
 pub mod doctor;
+pub mod health;
 pub mod invite;
 pub mod logging;
+pub mod metrics;
 pub mod player;
 pub mod resources;
 pub mod settings;

@@ -136,7 +136,7 @@ async fn run(config: Config, token: Token, notifier: &'static Notifier) -> anyho
         }
     };
     let ready = app.bot.ready.subscribe();
-    let db = app.bot.stores.db.clone();
+    let probe = encore::health::Probe::of(&app.bot);
     let managed = app.managed.clone();
     let supervisor = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -145,9 +145,10 @@ async fn run(config: Config, token: Token, notifier: &'static Notifier) -> anyho
                 Some(v) => format!("Connected to Discord; yt-dlp {v} (managed)"),
                 None => "Connected to Discord".to_string(),
             };
+            // The same probe `/healthz` asks (src/health.rs), plus the database.
             let health = move || {
-                let db = db.clone();
-                async move { systemd::runtime_and_database_healthy(&db).await }
+                let probe = probe.clone();
+                async move { probe.watchdog().await }
             };
             systemd::supervise(notifier, ready, shutdown, status, health).await
         }

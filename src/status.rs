@@ -171,6 +171,20 @@ impl ProcessMeter {
     }
 }
 
+/// Days since a yt-dlp version like `2026.10.26` (or `2026.10.26.1`) was released.
+/// A release date in the future (a clock that is behind) counts as 0 days.
+pub fn version_age_days(version: &str, now: std::time::SystemTime) -> Option<u64> {
+    let mut parts = version.split('.').map(|p| p.parse::<u16>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    if !(2000..=9999).contains(&y) {
+        return None;
+    }
+    // humantime checks the month and the day against the calendar (no 30 February).
+    let released = humantime::parse_rfc3339(&format!("{y:04}-{m:02}-{d:02}T00:00:00Z")).ok()?;
+    let age = now.duration_since(released).unwrap_or_default();
+    Some(age.as_secs() / 86_400)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

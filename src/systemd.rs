@@ -229,16 +229,6 @@ async fn watchdog<H, F>(
     }
 }
 
-/// The bot's health check: the runtime can still start and finish a new task, and the
-/// database answers.
-pub async fn runtime_and_database_healthy(db: &crate::db::Db) -> Result<(), String> {
-    tokio::spawn(async {})
-        .await
-        .map_err(|e| format!("the runtime cannot run tasks: {e}"))?;
-    db.ping().await.map_err(|e| format!("database: {e}"))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

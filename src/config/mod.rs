@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod cluster;
+mod metrics;
 pub use cluster::{ClusterConfig, ShardPlan};
+pub use metrics::{ListenAddr, MetricsConfig};
 
 /// Everything the bot reads at start-up. Every section has defaults, so an empty file (or
 /// no file at all) is a valid configuration.
@@ -25,6 +27,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub cluster: ClusterConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -553,6 +556,9 @@ impl Config {
         if self.ytdlp.managed && self.ytdlp.packages.is_empty() {
             return Err(invalid("ytdlp.packages", "must name at least yt-dlp"));
         }
+        self.metrics
+            .check()
+            .map_err(|m| invalid("metrics.listen", &m))?;
         if self.cache.max_entries == 0 {
             return Err(invalid("cache.max_entries", "must be at least 1"));
         }

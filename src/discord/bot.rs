@@ -34,6 +34,8 @@ pub struct Bot {
     /// The app's shutdown signal: long-running commands stop when it fires.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub sweeper: Arc<crate::resources::sweeper::Sweeper>,
+    /// The shards this process owns and their state (`/readyz`, `/metrics`).
+    pub gateway: Arc<super::gateway::Gateway>,
 }
 
 pub type Data = Arc<Bot>;

@@ -15,6 +15,17 @@ pub async fn on_event(
     let bot = framework.user_data().await;
     let ctx = framework.serenity_context;
     match event {
+        // With `discord.shards = "auto"` the total is first known here. A static plan
+        // says which shards it owns when it starts them, and so does a cluster node (a
+        // PostgreSQL store without a static plan: `App::run`) when it wins one.
+        serenity::FullEvent::Ready { data_about_bot } => {
+            let clustered = matches!(bot.stores.db, crate::db::Db::Postgres(_));
+            if let (Some(info), false, crate::config::ShardPlan::Auto) =
+                (data_about_bot.shard, clustered, bot.config.discord.shards)
+            {
+                bot.gateway.own(0..info.total);
+            }
+        }
         // A guild (and who is in which of its channels) is known only now, not at READY.
         serenity::FullEvent::GuildCreate { guild, .. } => {
             super::restore::guild_available(ctx, bot, guild.id.get());

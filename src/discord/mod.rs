@@ -6,6 +6,7 @@ pub mod bot;
 pub mod commands;
 pub mod events;
 pub mod format;
+pub mod gateway;
 pub mod notify;
 pub mod presence;
 pub mod reply;

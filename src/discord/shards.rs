@@ -45,6 +45,7 @@ impl ShardControl for SerenityShards {
         // `restart` first stops the shard and waits up to 5 s to hear that it stopped; a
         // shard that never ran will not say so, so say it on its behalf.
         self.manager.shutdown_finished(ShardId(shard));
+        self.bot.gateway.own([shard]);
         self.manager.restart(ShardId(shard)).await;
     }
 
@@ -66,6 +67,7 @@ impl ShardControl for SerenityShards {
         // Off the gateway before waiting on the database: a fenced node (one that cannot
         // reach the database) must not still hold the shard when its lease runs out.
         self.manager.shutdown(ShardId(shard), 1000).await;
+        self.bot.gateway.disown(shard);
         // The next owner reads these queues as soon as it has the shard (the lease is
         // released after this returns). What cannot be saved in time is dropped, never
         // written over the new owner's queue later.

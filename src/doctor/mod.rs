@@ -12,10 +12,10 @@ mod database;
 mod resolver;
 mod ytdlp;
 
+pub use crate::status::version_age_days;
 pub use check::{Check, Status};
 use database::check_database;
 use ytdlp::check_ytdlp;
-pub use ytdlp::version_age_days;
 
 use crate::config::{Config, Token, TokenError};
 use crate::invite::error_chain;

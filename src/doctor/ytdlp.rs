@@ -1,6 +1,7 @@
 //! `encore doctor`'s yt-dlp checks: the configured (or managed) yt-dlp runs, and its
 //! release is not so old that sites have broken it.
 
+use crate::status::version_age_days;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -52,20 +53,6 @@ async fn version_of(program: &Path, args: &[OsString]) -> Result<String, String>
         ));
     }
     Ok(v)
-}
-
-/// Days since a yt-dlp version like `2026.10.26` (or `2026.10.26.1`) was released.
-/// A release date in the future (a clock that is behind) counts as 0 days.
-pub fn version_age_days(version: &str, now: SystemTime) -> Option<u64> {
-    let mut parts = version.split('.').map(|p| p.parse::<u16>().ok());
-    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    if !(2000..=9999).contains(&y) {
-        return None;
-    }
-    // humantime checks the month and the day against the calendar (no 30 February).
-    let released = humantime::parse_rfc3339(&format!("{y:04}-{m:02}-{d:02}T00:00:00Z")).ok()?;
-    let age = now.duration_since(released).unwrap_or_default();
-    Some(age.as_secs() / 86_400)
 }
 
 fn find_on_path(name: &str, env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {

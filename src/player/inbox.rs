@@ -34,6 +34,8 @@ pub(super) struct Starting {
     pub start_at: Option<Duration>,
     /// Post "Now playing" once it plays (not for a quiet re-open after a seek).
     pub announce: bool,
+    /// When the track's turn came: time to first audio runs from here.
+    pub since: tokio::time::Instant,
     /// Dropping it (the track was replaced, the player left) stops the opening task.
     pub _cancel: DropGuard,
 }

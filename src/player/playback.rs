@@ -74,6 +74,7 @@ impl GuildPlayer {
             token,
             start_at,
             announce,
+            since: tokio::time::Instant::now(),
             _cancel: cancel.drop_guard(),
         });
     }
@@ -102,6 +103,10 @@ impl GuildPlayer {
         match played {
             Ok(()) => {
                 tracing::info!(guild = self.guild, title = %entry.track.title, "now playing");
+                // A new track's turn, not a seek's quiet re-open.
+                if let (true, Some(t)) = (starting.announce, self.registry.timings()) {
+                    t.first_audio(starting.since.elapsed());
+                }
                 if starting.announce {
                     self.tell(Notice::NowPlaying(entry));
                 }

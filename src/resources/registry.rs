@@ -121,6 +121,8 @@ pub struct Registry {
     cleanup_failures: AtomicU64,
     leaks: Mutex<BTreeMap<&'static str, u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Histograms for `/metrics`; `None` (nothing recorded) when its listener is off.
+    timings: Option<super::timings::Timings>,
 }
 
 /// Holds one unit of a kind; releases it on drop.
@@ -187,6 +189,19 @@ impl Drop for CallGuard {
 impl Registry {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A registry that also keeps the [`Timings`](super::timings::Timings) histograms.
+    pub fn with_timings() -> Arc<Self> {
+        Arc::new(Self {
+            timings: Some(Default::default()),
+            ..Self::default()
+        })
+    }
+
+    /// The histograms to record into, when `/metrics` is served.
+    pub fn timings(&self) -> Option<&super::timings::Timings> {
+        self.timings.as_ref()
     }
 
     pub fn acquire(self: &Arc<Self>, kind: Kind) -> Guard {

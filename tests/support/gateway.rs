@@ -31,6 +31,10 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn handle_conn(tcp: TcpStream, shared: Arc<Shared>) {
+    if shared.read(|s| s.gateway_refused) {
+        emu_debug!("gateway connection refused (outage)");
+        return;
+    }
     let _ = tcp.set_nodelay(true);
     let mut uri = String::new();
     let ws = tokio_tungstenite::accept_hdr_async(

@@ -599,6 +599,13 @@ impl Emulator {
         });
     }
 
+    /// A gateway outage: while `refused`, every new gateway connection is closed before
+    /// its websocket handshake, so a bot that lost its connection cannot get back on
+    /// until this is called with `false`.
+    pub fn refuse_gateway(&self, refused: bool) {
+        self.with(|s| s.gateway_refused = refused);
+    }
+
     // ---------------------------------------------------------------- REST records
 
     /// `"METHOD /target"` of every REST request.

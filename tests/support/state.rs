@@ -275,6 +275,8 @@ pub struct State {
     pub app_owner: Option<(u64, String)>,
     pub token: String,
     pub gateway_url: String,
+    /// New gateway connections are closed before the websocket handshake (an outage).
+    pub gateway_refused: bool,
     pub voice_endpoint: String,
     pub guilds: BTreeMap<u64, GuildState>,
 
@@ -397,6 +399,7 @@ impl State {
             app_owner: None,
             token,
             gateway_url: String::new(),
+            gateway_refused: false,
             voice_endpoint: String::new(),
             guilds: BTreeMap::new(),
             gw_conns: BTreeMap::new(),

@@ -69,6 +69,8 @@ pub struct RunningBot {
     pub shutdown: CancellationToken,
     pub run: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub config: Config,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, when `metrics.listen` is set.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Builds the bot against `emu` with its data under `dir`, `tweak` applied to the
@@ -94,6 +96,7 @@ pub async fn start_bot(emu: &Emulator, dir: &Path, tweak: impl FnOnce(&mut Confi
         bot: app.bot.clone(),
         songbird: app.songbird.clone(),
         shutdown,
+        metrics: app.metrics,
         run: tokio::spawn(app.run()),
         config,
     }
@@ -122,6 +125,8 @@ pub struct World {
     /// The bot's config, reused by [`World::restart`].
     pub config: Config,
     pub dir: tempfile::TempDir,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, when `metrics.listen` is set.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl World {
@@ -155,6 +160,7 @@ impl World {
             shutdown,
             run,
             config,
+            metrics,
         } = start_bot(&emu, dir.path(), tweak).await;
         emu.wait_ready(T).await;
         World {
@@ -166,6 +172,7 @@ impl World {
             run,
             config,
             dir,
+            metrics,
         }
     }
 
@@ -276,6 +283,7 @@ impl World {
             .unwrap();
         self.bot = app.bot.clone();
         self.songbird = app.songbird.clone();
+        self.metrics = app.metrics;
         self.run = tokio::spawn(app.run());
         self.emu
             .wait_for("the restarted bot to register its commands", T, move |e| {

@@ -10,6 +10,9 @@ pub mod parse;
 mod play;
 mod queue;
 
+/// The figures `/resources` shows, gathered at one moment (`/metrics` serves the same).
+pub use admin::gather;
+
 use super::bot::{Data, Error};
 
 pub fn all() -> Vec<poise::Command<Data, Error>> {

@@ -12,6 +12,7 @@ use crate::discord::bot::{Context, Error};
 use crate::discord::format::{self, bold};
 use crate::discord::reply;
 use crate::player::{Enqueued, PlayerError, Request, Requester, Snapshot};
+use crate::resources::timings::LookupResult;
 use crate::settings::GuildSettings;
 use crate::sources::{self, Query, Track};
 
@@ -196,7 +197,19 @@ async fn play_one(
     query: &Query,
 ) -> Result<(), Error> {
     let bot = ctx.data();
-    let (track, cached) = match bot.resolver.resolve(query).await {
+    let began = std::time::Instant::now();
+    let resolved = bot.resolver.resolve(query).await;
+    if let Some(t) = bot.registry.timings() {
+        t.lookup(
+            match &resolved {
+                Ok(r) if r.cache == CacheOutcome::Hit => LookupResult::hit,
+                Ok(_) => LookupResult::miss,
+                Err(_) => LookupResult::failed,
+            },
+            began.elapsed(),
+        );
+    }
+    let (track, cached) = match resolved {
         Ok(r) => (Arc::new(r.track), r.cache == CacheOutcome::Hit),
         Err(e) => {
             tracing::info!(guild = target.guild, error = %e, "could not resolve a /play query");
@@ -234,7 +247,16 @@ async fn play_playlist(
         room,
         fits: &fits,
     };
-    let (title, tracks, mut report) = match bot.resolver.resolve_playlist(url, limits).await {
+    let began = std::time::Instant::now();
+    let resolved = bot.resolver.resolve_playlist(url, limits).await;
+    if let Some(t) = bot.registry.timings() {
+        let result = match resolved {
+            Ok(_) => LookupResult::miss,
+            Err(_) => LookupResult::failed,
+        };
+        t.lookup(result, began.elapsed());
+    }
+    let (title, tracks, mut report) = match resolved {
         Ok(PlaylistOutcome::List {
             title,
             tracks,
