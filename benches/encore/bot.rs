@@ -61,21 +61,63 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// A node of a cluster (part 6): the PostgreSQL database every node shares, and its
+/// `[cluster]` settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub database: String,
+    pub node_name: String,
+    pub lease: Duration,
+}
+
 impl Bot {
     /// Starts `encore run` against `emu` with `default_volume = volume`; no timeouts that
     /// would make it leave a call during a measurement.
     pub fn spawn(env: &Env, emu: &Emulator, volume: u16, name: &str) -> anyhow::Result<Bot> {
+        Bot::spawn_with(env, emu, volume, name, None)
+    }
+
+    /// [`Bot::spawn`] as a node of a cluster: `data.database` is the shared PostgreSQL
+    /// database and `discord.shards` stays `auto`, so the node leases its shards there.
+    pub fn spawn_node(
+        env: &Env,
+        emu: &Emulator,
+        volume: u16,
+        name: &str,
+        node: &NodeConfig,
+    ) -> anyhow::Result<Bot> {
+        Bot::spawn_with(env, emu, volume, name, Some(node))
+    }
+
+    fn spawn_with(
+        env: &Env,
+        emu: &Emulator,
+        volume: u16,
+        name: &str,
+        node: Option<&NodeConfig>,
+    ) -> anyhow::Result<Bot> {
         let data_dir = env.work.join(format!("{name}-data"));
         let _ = std::fs::remove_dir_all(&data_dir);
         clone_dir(&env.data_dir, &data_dir)?;
         let config = env.work.join(format!("{name}.toml"));
+        let (database, cluster) = match node {
+            Some(n) => (
+                format!("database = {}\n", toml_str(&n.database)),
+                format!(
+                    "\n[cluster]\nlease = \"{}ms\"\nnode_name = {}\n",
+                    n.lease.as_millis(),
+                    toml_str(&n.node_name)
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
         let text = format!(
-            "[data]\ndir = {}\n\n[ytdlp]\npath = {}\nallow_private_hosts = true\n\
+            "[data]\ndir = {}\n{database}\n[ytdlp]\npath = {}\nallow_private_hosts = true\n\
              max_duration = \"0s\"\n\n\
              [player]\ndefault_volume = {volume}\n\n[limits]\nmax_calls = 100000\n\
              max_lookups_per_member = 100000\n\n\
              [lifecycle]\nidle_timeout = \"0s\"\nalone_timeout = \"0s\"\npause_timeout = \"0s\"\n\n\
-             [log]\nlevel = \"warn\"\n",
+             [log]\nlevel = \"warn\"\n{cluster}",
             toml_str(&data_dir.to_string_lossy()),
             toml_str(&env.ytdlp.to_string_lossy()),
         );
@@ -91,6 +133,13 @@ impl Bot {
             .env("DISCORD_API_BASE", emu.api_base())
             .env("RUST_LOG", "warn")
             .env_remove("ENCORE_LOG")
+            // The config file says where the data is and which shards to run; an
+            // operator's environment must not redirect a bot under test.
+            .env_remove("ENCORE_DATA_DIR")
+            .env_remove("ENCORE_DATABASE")
+            .env_remove("ENCORE_SHARDS")
+            .env_remove("ENCORE_YTDLP_PATH")
+            .env_remove("ENCORE_ALLOW_PRIVATE_HOSTS")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .stdin(Stdio::null())
@@ -148,6 +197,16 @@ impl Bot {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// SIGKILL, as when its machine dies: no shutdown code runs. Waits for the process and
+    /// removes its data directory.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 
     /// SIGTERM (the bot leaves its calls and closes cleanly), SIGKILL after `grace`.

@@ -1,5 +1,6 @@
 //! 5: cache lookups with many entries in the SQLite cache (in process, the bot's own
-//! `MetadataCache` and `Resolver` over a database opened like the bot opens it).
+//! `MetadataCache` and `Resolver` over a database opened like the bot opens it); part 6 runs
+//! the same on PostgreSQL, the store of a cluster.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,6 +13,8 @@ use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Debug, Default)]
 pub struct Results {
+    /// "SQLite" or "PostgreSQL".
+    pub engine: &'static str,
     pub entries: usize,
     pub fill: Duration,
     /// Microseconds.
@@ -57,14 +60,39 @@ fn query(i: usize) -> Query {
     Query::Url(url::Url::parse(&format!("https://www.youtube.com/watch?v=v{i:010}")).unwrap())
 }
 
+/// On SQLite, a database file in `dir`, as a single bot opens it.
 pub async fn run(dir: &std::path::Path, entries: usize, lookups: usize) -> anyhow::Result<Results> {
+    run_on(dir, entries, lookups, None).await
+}
+
+/// `database`: `None` for SQLite (a file in `dir`), else the URL of an empty PostgreSQL
+/// database, opened as a node of a cluster opens it (the metadata cache there, the audio
+/// cache's index in a SQLite file of this machine's own).
+pub async fn run_on(
+    dir: &std::path::Path,
+    entries: usize,
+    lookups: usize,
+    database: Option<&str>,
+) -> anyhow::Result<Results> {
+    anyhow::ensure!(
+        entries > 0,
+        "the cache measurement needs at least one entry"
+    );
     let mut res = Results {
         entries,
         ..Default::default()
     };
+    std::fs::create_dir_all(dir)?;
     let path = dir.join("cache-bench.db");
-    let stores = encore::db::Stores::single(encore::db::open_sqlite(&path).await?);
+    let stores = match database {
+        None => encore::db::Stores::single(encore::db::open_sqlite(&path).await?),
+        Some(url) => encore::db::Stores {
+            db: encore::db::open_postgres(url).await?,
+            local: encore::db::open_sqlite(&dir.join("node.db")).await?,
+        },
+    };
     let pool = stores.db.clone();
+    res.engine = pool.engine().name();
     let mut settings = CacheSettings::with_dir(dir.join("cache-bench-audio"));
     // Full: the stores measured at the end each evict the least recently used entry.
     settings.max_entries = entries as u64;
@@ -88,7 +116,8 @@ pub async fn run(dir: &std::path::Path, entries: usize, lookups: usize) -> anyho
         }
         if i > 0 && i % 20_000 == 0 {
             eprintln!(
-                "[cache] {i} entries stored ({:.0} s)",
+                "[cache] {}: {i} entries stored ({:.0} s)",
+                res.engine,
                 t0.elapsed().as_secs_f64()
             );
         }
@@ -143,11 +172,23 @@ pub async fn run(dir: &std::path::Path, entries: usize, lookups: usize) -> anyho
     cancel.cancel();
     tasks.close();
     tasks.wait().await;
-    pool.close().await;
-    res.db_bytes = ["", "-wal", "-shm"]
-        .iter()
-        .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
-        .map(|m| m.len())
-        .sum();
+    res.db_bytes = match &pool {
+        encore::db::Db::Postgres(pg) => {
+            sqlx::query_scalar::<_, i64>("SELECT pg_database_size(current_database())")
+                .fetch_one(pg)
+                .await
+                .map(|b| b.max(0) as u64)
+                .unwrap_or(0)
+        }
+        encore::db::Db::Sqlite(_) => 0,
+    };
+    stores.close().await;
+    if database.is_none() {
+        res.db_bytes = ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
+            .map(|m| m.len())
+            .sum();
+    }
     Ok(res)
 }

@@ -204,6 +204,53 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(2)).await;
     t.rss_idle = b.usage().rss_bytes;
 
+    let ramp = start_calls(emu, media, plan, guilds, &|| b.log_tail(10)).await?;
+    t.not_started = ramp.not_started;
+    t.setup = ramp.setup;
+    tokio::time::sleep(plan.warmup).await;
+
+    let w = measure_window(emu, guilds, &[b.pid], plan.window).await;
+    let u = b.usage();
+    t.window = w.window;
+    t.frames = w.frames;
+    t.expected = w.expected;
+    t.deficit_pct = w.deficit_pct;
+    t.worst_call_pct = w.worst_call_pct;
+    t.bot_cpu_pct = w.bot_cpu_pct;
+    t.emu_cpu_pct = w.emu_cpu_pct;
+    t.machine_cores = w.machine_cores;
+    t.udp_drops = w.udp_drops;
+    t.dave_bad = w.dave_bad;
+    t.rss_playing = u.rss_bytes;
+    t.threads = u.threads;
+    t.fds = u.open_fds;
+    // The bot's own view (tokio tasks, mixer cost), after the window so it does not disturb it.
+    match bot::resources(emu, Duration::from_secs(20)).await {
+        Ok(r) => t.resources = r,
+        Err(e) => eprintln!("[calls]   /resources: {e}"),
+    }
+    Ok(())
+}
+
+/// How setting up the calls went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ramp {
+    /// Calls whose `/play` was not answered in time or whose audio never came.
+    pub not_started: usize,
+    pub setup: Duration,
+}
+
+/// One `/play` of a cached track per guild (`plan.ramp_concurrency` in flight), then waits
+/// (bounded) until every call sends audio. `log_tail` is the bot's log, for the error when
+/// nothing started.
+pub async fn start_calls(
+    emu: &Emulator,
+    media: &Arc<Media>,
+    plan: &Plan,
+    guilds: &[bot::G],
+    log_tail: &dyn Fn() -> String,
+) -> Result<Ramp, String> {
+    let n = guilds.len();
     let t0 = Instant::now();
     let per_play = Duration::from_secs(30);
     // A saturated bot answers each /play only at its 30 s timeout: without a bound the
@@ -232,7 +279,7 @@ async fn measure(
         return Err(format!(
             "every /play failed, e.g. {}\n{}",
             errors[0],
-            b.log_tail(10)
+            log_tail()
         ));
     }
     // An overloaded bot answers some /play too late and starts some calls late: measure
@@ -243,24 +290,50 @@ async fn measure(
         || guilds.iter().all(|g| bot::frames(emu, g.guild) > 0),
     )
     .await;
-    t.not_started = guilds
+    let not_started = guilds
         .iter()
         .filter(|g| bot::frames(emu, g.guild) == 0)
         .count();
-    if t.not_started == n {
+    if not_started == n {
         return Err(format!("none of the {n} calls sent audio"));
     }
-    if t.not_started > 0 {
+    if not_started > 0 {
         eprintln!(
-            "[calls]   {} of {n} calls did not start ({} /play failed), e.g. {}",
-            t.not_started,
-            failed,
+            "[calls]   {not_started} of {n} calls did not start ({failed} /play failed), e.g. {}",
             errors.first().map(String::as_str).unwrap_or("-")
         );
     }
-    t.setup = t0.elapsed();
-    tokio::time::sleep(plan.warmup).await;
+    Ok(Ramp {
+        not_started,
+        setup: t0.elapsed(),
+    })
+}
 
+/// What the emulator received during one window, and what the bot process(es) spent.
+#[derive(Clone, Debug, Default)]
+pub struct Window {
+    pub window: Duration,
+    pub frames: u64,
+    pub expected: f64,
+    pub deficit_pct: f64,
+    pub worst_call_pct: f64,
+    /// The sum over the processes measured, in % of one core.
+    pub bot_cpu_pct: f64,
+    pub emu_cpu_pct: f64,
+    pub machine_cores: f64,
+    pub udp_drops: u64,
+    pub dave_bad: u64,
+}
+
+/// Counts every call's frames over `window` and the CPU of the processes `pids` (the bot,
+/// or every node of a cluster) in the same interval.
+pub async fn measure_window(
+    emu: &Emulator,
+    guilds: &[bot::G],
+    pids: &[u32],
+    window: Duration,
+) -> Window {
+    let n = guilds.len();
     let snap = |emu: &Emulator| -> (Vec<u64>, u64) {
         let mut bad = 0;
         let frames = guilds
@@ -273,49 +346,44 @@ async fn measure(
             .collect();
         (frames, bad)
     };
+    let bots =
+        || -> Vec<sys::CpuMark> { pids.iter().map(|p| sys::CpuMark::now(Some(*p))).collect() };
     let port = emu.voice_udp_addr().port();
     let (drops_a, mach_a, me_a, bot_a) = (
         sys::udp_drops(port),
         sys::machine_cpu(),
         sys::CpuMark::now(None),
-        sys::CpuMark::now(Some(b.pid)),
+        bots(),
     );
     let (fa, bad_a) = snap(emu);
     let wa = Instant::now();
-    tokio::time::sleep(plan.window).await;
+    tokio::time::sleep(window).await;
     let (fb, bad_b) = snap(emu);
     let wb = Instant::now();
     let (drops_b, mach_b, me_b, bot_b) = (
         sys::udp_drops(port),
         sys::machine_cpu(),
         sys::CpuMark::now(None),
-        sys::CpuMark::now(Some(b.pid)),
+        bots(),
     );
-    let u = b.usage();
 
-    let window = wb - wa;
-    t.window = window;
+    let mut w = Window {
+        window: wb - wa,
+        ..Default::default()
+    };
     let per_call: Vec<u64> = fa.iter().zip(&fb).map(|(a, b)| b - a).collect();
-    t.frames = per_call.iter().sum();
-    let expected_per_call = 50.0 * window.as_secs_f64();
-    t.expected = expected_per_call * n as f64;
-    t.deficit_pct = ((1.0 - t.frames as f64 / t.expected) * 100.0).max(0.0);
-    t.worst_call_pct = per_call
+    w.frames = per_call.iter().sum();
+    let expected_per_call = 50.0 * w.window.as_secs_f64();
+    w.expected = expected_per_call * n as f64;
+    w.deficit_pct = ((1.0 - w.frames as f64 / w.expected) * 100.0).max(0.0);
+    w.worst_call_pct = per_call
         .iter()
         .map(|&f| ((1.0 - f as f64 / expected_per_call) * 100.0).max(0.0))
         .fold(0.0, f64::max);
-    t.bot_cpu_pct = bot_a.percent_to(&bot_b);
-    t.emu_cpu_pct = me_a.percent_to(&me_b);
-    t.machine_cores = sys::machine_busy_cores(mach_a, mach_b);
-    t.udp_drops = drops_b.saturating_sub(drops_a);
-    t.dave_bad = bad_b.saturating_sub(bad_a);
-    t.rss_playing = u.rss_bytes;
-    t.threads = u.threads;
-    t.fds = u.open_fds;
-    // The bot's own view (tokio tasks, mixer cost), after the window so it does not disturb it.
-    match bot::resources(emu, Duration::from_secs(20)).await {
-        Ok(r) => t.resources = r,
-        Err(e) => eprintln!("[calls]   /resources: {e}"),
-    }
-    Ok(())
+    w.bot_cpu_pct = bot_a.iter().zip(&bot_b).map(|(a, b)| a.percent_to(b)).sum();
+    w.emu_cpu_pct = me_a.percent_to(&me_b);
+    w.machine_cores = sys::machine_busy_cores(mach_a, mach_b);
+    w.udp_drops = drops_b.saturating_sub(drops_a);
+    w.dave_bad = bad_b.saturating_sub(bad_a);
+    w
 }

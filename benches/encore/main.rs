@@ -8,9 +8,11 @@
 //! cargo bench --bench encore -- --only calls --calls 10,100 --reps 1
 //! ```
 //!
-//! Options: `--quick` | `--full` (default), `--only calls,ttfa,soak,cache`, `--calls N,N,..`,
-//! `--variants pass,reencode,dave`, `--reps K`, `--window SECS`, `--ttfa-runs K`,
-//! `--soak-cycles K`, `--soak-every K`, `--cache-entries K`.
+//! Options: `--quick` | `--full` (default), `--only calls,ttfa,soak,cache,cluster`,
+//! `--calls N,N,..`, `--variants pass,reencode,dave`, `--reps K`, `--window SECS`,
+//! `--ttfa-runs K`, `--soak-cycles K`, `--soak-every K`, `--cache-entries K`,
+//! `--cluster-calls N,N,..`, `--gap-runs K`, `--cluster-cache-entries K`. `--reps` and
+//! `--window` apply to the cluster's calls too.
 //!
 //! Started by `cargo test` (no `--bench` argument) it only checks its own helpers.
 
@@ -21,6 +23,7 @@ mod support;
 mod bot;
 mod cache;
 mod calls;
+mod cluster;
 mod fixtures;
 mod report;
 mod soak;
@@ -41,6 +44,7 @@ pub struct Options {
     pub soak: soak::Plan,
     pub cache_entries: usize,
     pub cache_lookups: usize,
+    pub cluster: cluster::Plan,
     pub tracks: usize,
     pub track_secs: f32,
     pub command: String,
@@ -71,6 +75,21 @@ impl Options {
             },
             cache_entries: 10_000,
             cache_lookups: 2_000,
+            cluster: cluster::Plan {
+                calls: calls::Plan {
+                    ns: vec![40],
+                    variants: vec![calls::PASSTHROUGH],
+                    reps: 1,
+                    warmup: Duration::from_secs(2),
+                    window: Duration::from_secs(5),
+                    ramp_concurrency: 8,
+                    give_up_deficit: 5.0,
+                },
+                gap_runs: 1,
+                gap_guilds_per_shard: 2,
+                cache_entries: 2_000,
+                cache_lookups: 1_000,
+            },
             tracks: 2,
             track_secs: 150.0,
             command: String::new(),
@@ -101,6 +120,24 @@ impl Options {
             },
             cache_entries: 100_000,
             cache_lookups: 20_000,
+            cluster: cluster::Plan {
+                calls: calls::Plan {
+                    ns: vec![100, 1000],
+                    variants: vec![calls::PASSTHROUGH],
+                    reps: 3,
+                    warmup: Duration::from_secs(3),
+                    window: Duration::from_secs(15),
+                    ramp_concurrency: 16,
+                    give_up_deficit: 5.0,
+                },
+                gap_runs: 5,
+                gap_guilds_per_shard: 2,
+                // Not 100 000 as in part 5: on PostgreSQL each store costs time in
+                // proportion to the entries (the eviction's OFFSET scan), so filling 100 000
+                // would take over an hour (BENCHMARKS.md, 6. Cluster).
+                cache_entries: 20_000,
+                cache_lookups: 20_000,
+            },
             tracks: 4,
             track_secs: 600.0,
             command: String::new(),
@@ -146,8 +183,14 @@ fn parse_args() -> Option<Options> {
         match a.as_str() {
             "--only" => o.only = list(&val()),
             "--calls" => o.calls.ns = list(&val()),
-            "--reps" => o.calls.reps = val().parse().unwrap_or(o.calls.reps).max(1),
-            "--window" => o.calls.window = Duration::from_secs_f64(val().parse().unwrap_or(5.0)),
+            "--reps" => {
+                o.calls.reps = val().parse().unwrap_or(o.calls.reps).max(1);
+                o.cluster.calls.reps = o.calls.reps;
+            }
+            "--window" => {
+                o.calls.window = Duration::from_secs_f64(val().parse().unwrap_or(5.0));
+                o.cluster.calls.window = o.calls.window;
+            }
             "--variants" => {
                 o.calls.variants = val()
                     .split(',')
@@ -165,6 +208,11 @@ fn parse_args() -> Option<Options> {
                 o.soak.sample_every = val().parse().unwrap_or(o.soak.sample_every).max(1)
             }
             "--cache-entries" => o.cache_entries = val().parse().unwrap_or(o.cache_entries),
+            "--cluster-cache-entries" => {
+                o.cluster.cache_entries = val().parse().unwrap_or(o.cluster.cache_entries)
+            }
+            "--cluster-calls" => o.cluster.calls.ns = list(&val()),
+            "--gap-runs" => o.cluster.gap_runs = val().parse().unwrap_or(o.cluster.gap_runs),
             "--bench" | "--quick" | "--full" => {}
             other if other.starts_with("--") => {
                 eprintln!("encore bench: unknown option {other} (see benches/encore/main.rs)")
@@ -263,9 +311,11 @@ async fn run(opts: Options) -> bool {
         let _ = std::fs::write(&report_file, rep.render());
     };
 
+    // The media: for the bots (the audio cache of `env.data_dir` filled on SQLite) and for
+    // the cluster's nodes (which fill their own, on PostgreSQL).
     let needs_bot = ["calls", "ttfa", "soak"].iter().any(|p| opts.wants(p));
     let mut media = None;
-    if needs_bot {
+    if needs_bot || opts.wants("cluster") {
         eprintln!(
             "[setup] {} tracks of {:.0} s (WebM/Opus 160 kb/s), filling the audio cache",
             opts.tracks, opts.track_secs
@@ -273,12 +323,14 @@ async fn run(opts: Options) -> bool {
         let m = Arc::new(
             fixtures::Media::create(&tmp.path().join("media"), opts.tracks, opts.track_secs).await,
         );
-        let config = fixtures::config(&env.data_dir, &env.ytdlp);
-        match fixtures::fill_audio_cache(&config, &m.cached).await {
-            Ok(d) => eprintln!("[setup] audio cache filled in {:.1} s", d.as_secs_f64()),
-            Err(e) => {
-                eprintln!("[setup] FAILED: {e:#}");
-                return false;
+        if needs_bot {
+            let config = fixtures::config(&env.data_dir, &env.ytdlp);
+            match fixtures::fill_audio_cache(&config, &m.cached).await {
+                Ok(d) => eprintln!("[setup] audio cache filled in {:.1} s", d.as_secs_f64()),
+                Err(e) => {
+                    eprintln!("[setup] FAILED: {e:#}");
+                    return false;
+                }
             }
         }
         media = Some(m);
@@ -329,6 +381,46 @@ async fn run(opts: Options) -> bool {
                 ok = false;
             }
         }
+        save(&mut rep);
+    }
+    if opts.wants("cluster") {
+        let t0 = Instant::now();
+        let r = {
+            let mut progress = |r: &cluster::Results| {
+                rep.cluster = Some(r.clone());
+                save(&mut rep);
+            };
+            cluster::run(
+                &env,
+                media.as_ref().unwrap(),
+                opts.cluster.clone(),
+                tmp.path(),
+                &mut progress,
+            )
+            .await
+        };
+        eprintln!(
+            "[cluster] done in {:.1} min",
+            t0.elapsed().as_secs_f64() / 60.0
+        );
+        // Quick mode must get through every measurement once: both engines, the smallest
+        // N on one and two nodes, and a gap run.
+        let calls_ok = opts.cluster.calls.ns.first().is_none_or(|&smallest| {
+            [1, 2].iter().all(|&k| {
+                let ts = r.calls_of(smallest, k);
+                !ts.is_empty() && ts.iter().all(|t| t.ok())
+            })
+        });
+        let gaps_ok = opts.cluster.gap_runs == 0 || r.gaps.iter().any(|g| g.error.is_none());
+        let cache_ok = opts.cluster.cache_entries == 0 || r.cache.len() == 2;
+        if r.error.is_some() || !cache_ok || !calls_ok || !gaps_ok {
+            eprintln!(
+                "[cluster] FAILED: {}",
+                r.error.as_deref().unwrap_or("see above")
+            );
+            ok = false;
+        }
+        rep.cluster = Some(r);
     }
     let strays = bot::reap_strays(tmp.path());
     if strays > 0 {

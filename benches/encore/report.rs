@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::stats::{self, linear_fit, median, mib, mmm, percentile};
-use crate::{cache, calls, soak, sys, ttfa, Options};
+use crate::{cache, calls, cluster, soak, sys, ttfa, Options};
 
 pub struct Machine {
     pub cores: usize,
@@ -72,6 +72,7 @@ pub struct Report {
     pub ttfa: Option<ttfa::Results>,
     pub soak: Option<soak::Results>,
     pub cache: Option<cache::Results>,
+    pub cluster: Option<cluster::Results>,
     pub total: Duration,
     /// False while running (the report is saved as it grows) or when interrupted.
     pub complete: bool,
@@ -138,6 +139,7 @@ impl Report {
             ttfa: None,
             soak: None,
             cache: None,
+            cluster: None,
             total: Duration::ZERO,
             complete: false,
         }
@@ -197,6 +199,9 @@ impl Report {
         }
         if let Some(c) = &self.cache {
             self.render_cache(&mut s, c);
+        }
+        if let Some(c) = &self.cluster {
+            self.render_cluster(&mut s, c);
         }
         s
     }
@@ -570,6 +575,235 @@ impl Report {
         row(s, "store, last 1 000 of the fill", &c.store_last);
         row(s, "store into the full cache (evicts one)", &c.store);
         s.push('\n');
+    }
+
+    fn render_cluster(&self, s: &mut String, r: &cluster::Results) {
+        let _ = writeln!(
+            s,
+            "### 6. Cluster\n\n`encore` nodes (the same binary, each its own process) sharing one PostgreSQL \
+             database on this box (the test suite's private server, 127.0.0.1, fsync off), leasing the \
+             {} gateway shards Discord recommends; `cluster.lease` = {} s. All nodes share this machine's {} \
+             cores with each other, PostgreSQL and the emulator.\n",
+            cluster::SHARDS,
+            cluster::LEASE.as_secs(),
+            self.machine.cores
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(s, "**Not run**: {e}\n");
+            return;
+        }
+        // The cache on both engines, side by side.
+        if let [a, b] = r.cache.as_slice() {
+            let _ = writeln!(
+                s,
+                "**Metadata cache, SQLite vs PostgreSQL**: {} entries each, random keys, in process (the bot's \
+                 `MetadataCache` and `Resolver`), µs per call. Filled in {:.1} s ({:.1} MiB) and {:.1} s ({:.1} MiB).\n",
+                a.entries,
+                a.fill.as_secs_f64(),
+                mib(a.db_bytes as f64),
+                b.fill.as_secs_f64(),
+                mib(b.db_bytes as f64)
+            );
+            let _ = writeln!(
+                s,
+                "| operation | {0} p50 µs | {0} p99 µs | {1} p50 µs | {1} p99 µs | {1} / {0} (p50) | calls |\n|---|---|---|---|---|---|---|",
+                a.engine, b.engine
+            );
+            let row = |s: &mut String, name: &str, f: fn(&cache::Results) -> &Vec<f64>| {
+                let (x, y) = (f(a), f(b));
+                let ratio = match (percentile(x, 50.0), percentile(y, 50.0)) {
+                    (Some(p), Some(q)) if p > 0.0 => format!("{:.1}×", q / p),
+                    _ => "–".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} | {} | {} | {ratio} | {} |",
+                    pctl(x, 50.0),
+                    pctl(x, 99.0),
+                    pctl(y, 50.0),
+                    pctl(y, 99.0),
+                    x.len().max(y.len())
+                );
+            };
+            row(s, "lookup, hit", |c| &c.lookup_hit);
+            row(s, "lookup, miss", |c| &c.lookup_miss);
+            row(
+                s,
+                "`/play`'s hit path (`Resolver::resolve`: lookup, touch, counters)",
+                |c| &c.resolve_hit,
+            );
+            row(s, "store, first 1 000 of the fill", |c| &c.store_first);
+            row(s, "store, last 1 000 of the fill", |c| &c.store_last);
+            row(s, "store into the full cache (evicts one)", |c| &c.store);
+            s.push('\n');
+        } else if let Some(e) = &r.cache_error {
+            let _ = writeln!(s, "Metadata cache: **failed**: {e}\n");
+        }
+
+        // Calls: one node vs two.
+        let p = &r.plan.calls;
+        if !r.calls.is_empty() {
+            let _ = writeln!(
+                s,
+                "**Calls, one node vs two**: N guilds spread evenly over the {} shards, each playing a cached file \
+                 (passthrough, volume 100, DAVE off), served by one node or by two (the shards split 2/2); frames \
+                 counted at the emulator over {:.0} s after {:.0} s of warm-up. Cells: median [min–max] over {} run(s), \
+                 the two set-ups interleaved. \"served\" = frames received / expected (50 per second per call); CPU, \
+                 µs/frame, RSS and threads are the sums over the nodes (CPU in % of one core); \"shards up\": from \
+                 starting the nodes to every shard connected with the leases split.\n",
+                cluster::SHARDS,
+                p.window.as_secs_f64(),
+                p.warmup.as_secs_f64(),
+                p.reps
+            );
+            let _ = writeln!(
+                s,
+                "| N | nodes | calls per node | served % | worst call short % | calls not started | nodes' CPU % | µs/frame | nodes' RSS MiB | threads | emulator CPU % | machine busy (cores) | UDP drops | shards up s | setup s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            );
+            for &n in &p.ns {
+                for nodes in [1, 2] {
+                    let all = r.calls_of(n, nodes);
+                    if all.is_empty() {
+                        continue;
+                    }
+                    let ts: Vec<&cluster::CallsTrial> =
+                        all.iter().copied().filter(|t| t.ok()).collect();
+                    if ts.is_empty() {
+                        let e = all[0].error.clone().unwrap_or_default();
+                        let e: String = e.lines().next().unwrap_or("").chars().take(150).collect();
+                        let _ = writeln!(s, "| {n} | {nodes} | failed: {e} ||||||||||||");
+                        continue;
+                    }
+                    let c = |f: &dyn Fn(&cluster::CallsTrial) -> f64| -> Vec<f64> {
+                        ts.iter().map(|t| f(t)).collect()
+                    };
+                    let split = ts[0]
+                        .per_node
+                        .iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + ");
+                    let _ = writeln!(
+                        s,
+                        "| {n} | {nodes} | {split} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        mmm(&c(&|t| 100.0 - t.w.deficit_pct), 3),
+                        mmm(&c(&|t| t.w.worst_call_pct), 2),
+                        mmm(&c(&|t| t.not_started as f64), 0),
+                        mmm(&c(&|t| t.w.bot_cpu_pct), 1),
+                        mmm(&c(&|t| t.us_per_frame()), 2),
+                        mmm(&c(&|t| mib(t.rss_playing as f64)), 1),
+                        mmm(&c(&|t| t.threads as f64), 0),
+                        mmm(&c(&|t| t.w.emu_cpu_pct), 1),
+                        mmm(&c(&|t| t.w.machine_cores), 2),
+                        mmm(&c(&|t| t.w.udp_drops as f64), 0),
+                        mmm(&c(&|t| t.shards_up.as_secs_f64()), 1),
+                        mmm(&c(&|t| t.setup.as_secs_f64()), 1),
+                    );
+                    let failed = all.len() - ts.len();
+                    if failed > 0 {
+                        let _ = writeln!(
+                            s,
+                            "| | | {failed} of {} runs failed ||||||||||||",
+                            all.len()
+                        );
+                    }
+                }
+            }
+            s.push('\n');
+        }
+
+        // Gaps.
+        if !r.gaps.is_empty() {
+            let ok: Vec<&cluster::GapRun> = r.gaps.iter().filter(|g| g.error.is_none()).collect();
+            let per_shard = r.plan.gap_guilds_per_shard;
+            let _ = writeln!(
+                s,
+                "**Gaps**: two nodes, {} guilds ({per_shard} per shard) each playing (DAVE on, every frame decoded), \
+                 then in one run: node a is killed (SIGKILL, a machine dying) and b takes its shards once their \
+                 leases ran out; a is started again and gets half of the shards back; b is stopped as systemd stops \
+                 it (SIGTERM: it hands its shards over at once). A gap ends at the guild's first audible frame after \
+                 a silence of at least 1 s; it is counted from the signal for the crash and the stop, and as the \
+                 silence heard for the rebalance. One sample per guild that moved; {} of {} run(s) completed.\n",
+                cluster::SHARDS as usize * per_shard,
+                ok.len(),
+                r.gaps.len()
+            );
+            let _ = writeln!(
+                s,
+                "| transition | p50 ms | max ms | min ms | first shard back: p50 ms | second shard back: p50 ms | guilds moved per run | samples |\n|---|---|---|---|---|---|---|---|"
+            );
+            let row = |s: &mut String, name: &str, v: Vec<(usize, f64)>, moved: Option<usize>| {
+                let all: Vec<f64> = v.iter().map(|x| x.1).collect();
+                let nth = |k: usize| -> String {
+                    match moved {
+                        Some(_) => pctl(
+                            &v.iter()
+                                .filter(|x| x.0 == k)
+                                .map(|x| x.1)
+                                .collect::<Vec<_>>(),
+                            50.0,
+                        ),
+                        None => "–".into(),
+                    }
+                };
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+                    pctl(&all, 50.0),
+                    whole(stats::max(&all)),
+                    whole(stats::min(&all)),
+                    nth(0),
+                    nth(1),
+                    moved.map(|m| m.to_string()).unwrap_or_else(|| "–".into()),
+                    all.len()
+                );
+            };
+            let all = |f: fn(&cluster::GapRun) -> &Vec<(usize, f64)>| -> Vec<(usize, f64)> {
+                ok.iter().flat_map(|g| f(g).iter().copied()).collect()
+            };
+            let moved = |i: usize| ok.first().map(|g| g.moved[i]);
+            row(
+                s,
+                "failover (SIGKILL → heard again)",
+                all(|g| &g.failover),
+                moved(0),
+            );
+            row(
+                s,
+                "rebalance (the node returns; silence heard)",
+                all(|g| &g.rebalance),
+                moved(1),
+            );
+            row(
+                s,
+                "rolling restart (SIGTERM → heard again)",
+                all(|g| &g.rolling),
+                moved(2),
+            );
+            let kept: Vec<(usize, f64)> = ok
+                .iter()
+                .flat_map(|g| g.kept_pause.iter().map(|x| (0, *x)))
+                .collect();
+            row(
+                s,
+                "guilds that stayed, during the failover (longest silence)",
+                kept,
+                None,
+            );
+            let overlaps: usize = r.gaps.iter().map(|g| g.overlaps).sum();
+            let refused: usize = r.gaps.iter().map(|g| g.refused_identifies).sum();
+            let _ = writeln!(
+                s,
+                "\nShard overlaps (two sessions of one shard at once): {overlaps}; identifies refused for coming too early: {refused}."
+            );
+            for (i, g) in r.gaps.iter().enumerate() {
+                if let Some(e) = &g.error {
+                    let e: String = e.lines().next().unwrap_or("").chars().take(300).collect();
+                    let _ = writeln!(s, "\n- run {}: failed: {e}", i + 1);
+                }
+            }
+            s.push('\n');
+        }
     }
 }
 
