@@ -232,7 +232,7 @@ impl App {
             .voice_manager_arc(songbird.clone())
             .await
             .context("cannot create the Discord client")?;
-        bot.gateway.attach(client.shard_manager.clone());
+        bot.gateway.attach(&client.shard_manager);
         let metrics = crate::metrics::start(
             &config.metrics,
             bot.clone(),

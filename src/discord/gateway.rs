@@ -13,14 +13,17 @@
 //! resume shows as `Connecting` or as a shard with no runner until it is back.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use poise::serenity_prelude as serenity;
 
 #[derive(Default)]
 pub struct Gateway {
-    manager: OnceLock<Arc<serenity::ShardManager>>,
+    /// Weak: the manager holds the framework, which holds the bot, which holds this. A
+    /// strong reference would keep the manager (and its shards, reconnecting) alive after
+    /// the client is dropped, since its `Drop` is what stops them.
+    manager: OnceLock<Weak<serenity::ShardManager>>,
     owned: Mutex<BTreeSet<u32>>,
 }
 
@@ -66,8 +69,8 @@ fn stage_name(stage: serenity::ConnectionStage) -> &'static str {
 
 impl Gateway {
     /// The client's shard manager, once it exists (it is built after the bot).
-    pub fn attach(&self, manager: Arc<serenity::ShardManager>) {
-        let _ = self.manager.set(manager);
+    pub fn attach(&self, manager: &Arc<serenity::ShardManager>) {
+        let _ = self.manager.set(Arc::downgrade(manager));
     }
 
     /// This process runs these shards from now on.
@@ -89,7 +92,7 @@ impl Gateway {
             .iter()
             .copied()
             .collect();
-        let Some(manager) = self.manager.get() else {
+        let Some(manager) = self.manager.get().and_then(Weak::upgrade) else {
             return Vec::new();
         };
         let runners = manager.runners.lock().await;
