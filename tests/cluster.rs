@@ -306,24 +306,6 @@ fn held_by(guilds: &[ShardGuild], owners: &BTreeMap<u32, String>, node: &str) ->
 /// A silence of at least this long in a guild's audio is an interruption.
 const BREAK: Duration = Duration::from_secs(1);
 
-/// When `guild` was heard again after an interruption that began after `since`: the first
-/// audible frame after the first silence of [`BREAK`] or more.
-fn heard_again(emu: &Emulator, guild: u64, since: Instant) -> Option<Instant> {
-    let heard: Vec<Instant> = non_silent(&emu.audio(guild))
-        .iter()
-        .map(|f| f.at)
-        .filter(|at| *at > since)
-        .collect();
-    let mut last = since;
-    for at in heard {
-        if at - last >= BREAK {
-            return Some(at);
-        }
-        last = at;
-    }
-    None
-}
-
 /// Waits until each guild plays again after `since` (a second of audio after the break),
 /// and returns how long each was silent, counted from `since`. The second heard is
 /// the second tone: the queue went on from its saved position, not from the start.
@@ -335,18 +317,10 @@ async fn until_resumed(emu: &Emulator, guilds: &[ShardGuild], since: Instant) ->
         emu.wait_for(
             &format!("guild {id} heard again"),
             Duration::from_secs(60),
-            move |_| {
-                heard_again(&e, id, since).is_some_and(|at| {
-                    non_silent(&e.audio(id))
-                        .iter()
-                        .filter(|f| f.at >= at)
-                        .count()
-                        >= 50
-                })
-            },
+            move |_| heard_again(&e.audio(id), since, BREAK).is_some_and(|r| r.frames_after >= 50),
         )
         .await;
-        let at = heard_again(emu, id, since).unwrap();
+        let at = heard_again(&emu.audio(id), since, BREAK).unwrap().at;
         let after: Vec<AudioFrame> = non_silent(&emu.audio(id))
             .into_iter()
             .filter(|f| f.at >= at)
@@ -360,20 +334,6 @@ async fn until_resumed(emu: &Emulator, guilds: &[ShardGuild], since: Instant) ->
         gaps.push(at - since);
     }
     gaps
-}
-
-/// The longest silence in `guild`'s audio between `from` and `to`.
-fn longest_silence(emu: &Emulator, guild: u64, from: Instant, to: Instant) -> Duration {
-    let heard: Vec<Instant> = non_silent(&emu.audio(guild))
-        .iter()
-        .map(|f| f.at)
-        .filter(|at| *at >= from && *at <= to)
-        .collect();
-    heard
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or(to - from)
 }
 
 /// Two nodes start against four shards, the cluster's database fresh, and every guild
@@ -443,7 +403,7 @@ async fn a_crash_moves_the_guilds_and_a_rolling_restart_moves_them_sooner() {
     let failover = until_resumed(&emu, &lost, crashed).await;
     let back = Instant::now();
     for g in &kept {
-        let pause = longest_silence(&emu, g.id, crashed, back);
+        let pause = longest_silence(&emu.audio(g.id), crashed, back);
         assert!(
             pause < BREAK,
             "guild {} on the survivor paused {pause:?}",
@@ -465,7 +425,7 @@ async fn a_crash_moves_the_guilds_and_a_rolling_restart_moves_them_sooner() {
     until_resumed(&emu, &held_by(&guilds, &owners, "a"), rejoined).await;
     let balanced = Instant::now();
     for g in &held_by(&guilds, &owners, "b") {
-        let pause = longest_silence(&emu, g.id, rejoined, balanced);
+        let pause = longest_silence(&emu.audio(g.id), rejoined, balanced);
         assert!(
             pause < BREAK,
             "guild {} paused {pause:?} in the rebalance",

@@ -20,7 +20,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use crate::bot::{self, Bot, Env, NodeConfig};
 use crate::fixtures::{self, Media};
 use crate::support::testpg::Server;
-use crate::support::{guild_on_shard, non_silent, Emulator};
+use crate::support::{guild_on_shard, heard_again, longest_silence, Emulator};
 use crate::{cache, calls, stats, sys};
 
 /// Shards of the emulated bot (Discord's recommendation, `GET /gateway/bot`).
@@ -606,24 +606,6 @@ fn sound_frames(emu: &Emulator, guild: u64) -> u64 {
     (s.frames_encrypted + s.frames_plain) as u64
 }
 
-/// The first audible frame in `guild` after a silence of [`BREAK`] or more that began after
-/// `since`, and the last audible frame before that silence (`since` when there was none).
-fn heard_again(emu: &Emulator, guild: u64, since: Instant) -> Option<(Instant, Instant, usize)> {
-    let heard: Vec<Instant> = non_silent(&emu.audio(guild))
-        .iter()
-        .map(|f| f.at)
-        .filter(|at| *at > since)
-        .collect();
-    let mut last = since;
-    for (i, at) in heard.iter().enumerate() {
-        if *at - last >= BREAK {
-            return Some((*at, last, heard.len() - i));
-        }
-        last = *at;
-    }
-    None
-}
-
 /// Waits (bounded) until every guild was heard again after a break that began after `since`
 /// (and a second of audio after it). Returns, per guild, (signal → heard again, silence).
 async fn until_resumed(
@@ -642,9 +624,9 @@ async fn until_resumed(
             if found[i].is_some() || sound_frames(emu, g.guild) < marks[i] + 75 {
                 continue;
             }
-            if let Some((at, last, after)) = heard_again(emu, g.guild, since) {
-                if after >= 50 {
-                    found[i] = Some((at - since, at - last));
+            if let Some(r) = heard_again(&emu.audio(g.guild), since, BREAK) {
+                if r.frames_after >= 50 {
+                    found[i] = Some((r.at - since, r.at - r.last_before));
                 }
             }
         }
@@ -664,23 +646,6 @@ async fn until_resumed(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The longest silence in `guild`'s audio between `from` and `to`.
-fn longest_silence(emu: &Emulator, guild: u64, from: Instant, to: Instant) -> Duration {
-    let mut heard: Vec<Instant> = vec![from];
-    heard.extend(
-        non_silent(&emu.audio(guild))
-            .iter()
-            .map(|f| f.at)
-            .filter(|at| *at >= from && *at <= to),
-    );
-    heard.push(to);
-    heard
-        .windows(2)
-        .map(|w| w[1].saturating_duration_since(w[0]))
-        .max()
-        .unwrap_or_default()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -816,7 +781,7 @@ async fn gap_phases(
     g.failover = by_shard_order(&lost, &v);
     g.kept_pause = kept
         .iter()
-        .map(|gd| ms(longest_silence(emu, gd.guild, crashed, back)))
+        .map(|gd| ms(longest_silence(&emu.audio(gd.guild), crashed, back)))
         .collect();
     until_cluster(emu, db, &mut [&mut b], &[("b", 4)], Duration::from_secs(30)).await?;
 

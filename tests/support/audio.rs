@@ -2,6 +2,7 @@
 
 use super::state::AudioFrame;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// Frames whose RMS is above this count as non-silent.
 pub const SILENCE_RMS: f32 = 0.01;
@@ -196,4 +197,54 @@ pub fn tone_sequence(frames: &[AudioFrame]) -> Vec<f32> {
         }
     }
     seq
+}
+
+/// Audio heard again after a break: see [`heard_again`].
+#[derive(Clone, Copy, Debug)]
+pub struct Resumed {
+    /// The first audible frame after the break.
+    pub at: Instant,
+    /// The last audible frame before it (`since` when there was none).
+    pub last_before: Instant,
+    /// Audible frames from `at` on.
+    pub frames_after: usize,
+}
+
+/// Where the audio came back after the first silence of at least `gap` that began after
+/// `since` (a node stopping and another taking over, say).
+pub fn heard_again(frames: &[AudioFrame], since: Instant, gap: Duration) -> Option<Resumed> {
+    let heard: Vec<Instant> = non_silent(frames)
+        .iter()
+        .map(|f| f.at)
+        .filter(|at| *at > since)
+        .collect();
+    let mut last = since;
+    for (i, at) in heard.iter().enumerate() {
+        if *at - last >= gap {
+            return Some(Resumed {
+                at: *at,
+                last_before: last,
+                frames_after: heard.len() - i,
+            });
+        }
+        last = *at;
+    }
+    None
+}
+
+/// The longest stretch without audible frames between `from` and `to` (both ends count).
+pub fn longest_silence(frames: &[AudioFrame], from: Instant, to: Instant) -> Duration {
+    let mut heard: Vec<Instant> = vec![from];
+    heard.extend(
+        non_silent(frames)
+            .iter()
+            .map(|f| f.at)
+            .filter(|at| *at >= from && *at <= to),
+    );
+    heard.push(to);
+    heard
+        .windows(2)
+        .map(|w| w[1].saturating_duration_since(w[0]))
+        .max()
+        .unwrap_or_default()
 }

@@ -52,8 +52,8 @@ pub mod voice;
 pub mod world;
 
 pub use audio::{
-    assert_contiguous, dominant_frequency, mono, non_silent, rms, synth_frames, tone_sequence,
-    tone_strength,
+    assert_contiguous, dominant_frequency, heard_again, longest_silence, mono, non_silent, rms,
+    synth_frames, tone_sequence, tone_strength, Resumed,
 };
 pub use dave::{DaveStats, PeerStats};
 pub use fixtures::{
