@@ -505,7 +505,15 @@ async fn a_cancelled_prefetch_leaves_nothing_behind() {
         panic!("prefetch did not start");
     };
     assert!(matches!(w.r.prefetch(&r.track), PrefetchStatus::InProgress));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Cancel while the download's yt-dlp is running, not before it starts.
+    let stats = w.r.ytdlp().stats();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while stats.running.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the download starts");
     w.cancel.cancel();
     let out = tokio::time::timeout(Duration::from_secs(10), handle)
         .await
@@ -517,7 +525,6 @@ async fn a_cancelled_prefetch_leaves_nothing_behind() {
         .await
         .unwrap();
     // The yt-dlp process group is gone and nothing was kept.
-    let stats = w.r.ytdlp().stats();
     for _ in 0..50 {
         if stats.running.load(Ordering::SeqCst) == 0 {
             break;

@@ -51,6 +51,25 @@ async fn hear_dave(w: &World, n: usize) -> Vec<AudioFrame> {
     non_silent(&w.emu.dave_audio(GUILD))
 }
 
+/// Waits (bounded) until a run of frames reaches every listener decryptable: right after a
+/// transition, frames the mixer encrypted under the epoch before it may still be in flight.
+async fn wait_epoch_settled(w: &World) {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        w.emu.clear_audio(GUILD);
+        w.emu.clear_dave_stats(GUILD);
+        hear_dave(w, 5).await;
+        let st = w.emu.dave_stats(GUILD);
+        if st.listener_failures == 0 && st.decrypt_failures == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listeners still fail to decrypt: {st:#?}"
+        );
+    }
+}
+
 /// DAVE v1 was negotiated, frames really were DAVE frames decrypted by a listener, nothing plain
 /// arrived once the group existed, and the voice server saw no anomaly.
 fn assert_dave_ok(w: &World) {
@@ -367,14 +386,15 @@ fn dave_server_flows_against_a_songbird_like_client() {
     assert!(errors().is_empty(), "{:#?}", errors());
 
     // Once the transition grace is over, a plain frame inside the group is refused and reported.
-    std::thread::sleep(dave::TRANSITION_GRACE + Duration::from_millis(100));
-    assert_eq!(call.on_media(&opus), None);
+    let after_grace =
+        std::time::Instant::now() + dave::TRANSITION_GRACE + Duration::from_millis(100);
+    assert_eq!(call.on_media_at(&opus, after_grace), None);
     assert_eq!(stats().frames_plain_in_group, 1);
     assert_eq!(errors().len(), 1, "{:#?}", errors());
     // Malformed client frames are errors, not panics.
     assert!(call.on_key_package(&[1, 2, 3]).is_empty());
     assert!(call.on_commit(&[0xFF; 40]).is_empty());
-    assert_eq!(call.on_media(&[0u8; 20][..]), None);
+    assert_eq!(call.on_media_at(&[0u8; 20][..], after_grace), None);
     assert!(errors().len() >= 3, "{:#?}", errors());
 }
 
@@ -433,7 +453,7 @@ async fn listener_joining_mid_song_is_added_by_the_bots_commit_and_hears_the_res
 
     // A frame or two the mixer encrypted under the old epoch may still be in flight: BEN cannot
     // decrypt those (ANN can), as in a real call. Count from after the transition.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_epoch_settled(&w).await;
     w.emu.clear_audio(GUILD);
     w.emu.clear_dave_stats(GUILD);
     let frames = hear_dave(&w, 50).await;
@@ -549,7 +569,7 @@ async fn someone_outside_the_group_cannot_decrypt() {
     w.emu.user_leave_voice(GUILD, BEN).await;
     w.emu.wait_dave_group(GUILD, &[ANN], T).await;
     // Frames already in flight under the old epoch are not what this test is about.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_epoch_settled(&w).await;
     w.emu.clear_audio(GUILD);
     w.emu.clear_dave_stats(GUILD);
     hear_dave(&w, 50).await;

@@ -102,24 +102,76 @@ async fn leaves_after_the_idle_timeout_and_says_so() {
     w.stop().await;
 }
 
+/// A yt-dlp that takes `secs` to answer any lookup (a slow site), then runs the real one.
+fn slow_ytdlp(dir: &std::path::Path, secs: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("slow-yt-dlp");
+    let real = support::world::ytdlp_path();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --version ] && exec '{real}' --version; done\n\
+             sleep {secs}\nexec '{real}' \"$@\"\n",
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// The idle clock must not run out under a listener who just asked for more music: a
+/// `/play` whose lookup takes longer than the idle timeout (a slow site) keeps the bot in
+/// the call, and the track it brings plays to its end (3 s, twice the timeout) before the
+/// clock starts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_play_cancels_the_idle_leave() {
-    let w = World::start_with(short(4000, 0)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = slow_ytdlp(tmp.path(), 3);
+    let w = World::start_with(|c| {
+        short(1500, 0)(c);
+        c.cache.audio = false;
+        c.ytdlp.path = slow.clone();
+    })
+    .await;
     playing(&w, "low.wav").await;
-    // the first track ends at ~3 s; a new /play at ~4 s restarts the clock
     w.emu
         .wait_message(TEXT, |m| m.text().contains("queue is finished"), T)
         .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The lookup takes 3 s: the idle timeout (1.5 s) passes while it runs.
     let r = w.play(ANN, &w.files.url("high.wav")).await;
     assert!(r.text().contains("Playing"), "{}", r.text());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        w.emu.bot_voice_channel(GUILD),
-        Some(MUSIC),
-        "the idle leave was cancelled"
+        cleanups(&w, CleanupReason::Idle),
+        0,
+        "left while a /play was on its way"
     );
-    assert_eq!(cleanups(&w, CleanupReason::Idle), 0);
+    let finished = |w: &support::Emulator| {
+        w.all_messages(TEXT)
+            .iter()
+            .filter(|m| m.text().contains("queue is finished"))
+            .count()
+            == 2
+    };
+    w.emu
+        .wait_for("the second track to finish", T, finished)
+        .await;
+    assert_eq!(
+        cleanups(&w, CleanupReason::Idle),
+        0,
+        "left while the new track played"
+    );
+    assert!(
+        w.emu
+            .voice_state_updates(GUILD)
+            .iter()
+            .all(|c| *c == Some(MUSIC)),
+        "the bot never left the channel: {:?}",
+        w.emu.voice_state_updates(GUILD)
+    );
+    // Then the clock runs again and the bot leaves, saying so.
+    w.emu.wait_bot_voice(GUILD, None, T).await;
+    assert_eq!(cleanups(&w, CleanupReason::Idle), 1);
     w.stop().await;
 }
 
@@ -131,15 +183,24 @@ async fn leaves_when_alone_but_stays_when_the_listener_returns() {
     w.emu.user_join_voice(GUILD, BEN, MUSIC).await;
     w.emu.user_leave_voice(GUILD, BEN).await;
     // the listener steps out and comes back before the timeout
+    let left = std::time::Instant::now();
     w.emu.user_leave_voice(GUILD, ANN).await;
+    // Away for 0.7 s, under the 1.5 s alone timeout (the scenario, not a wait).
     tokio::time::sleep(Duration::from_millis(700)).await;
     w.emu.user_join_voice(GUILD, ANN, MUSIC).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The music is still heard a second after the alone timer would have fired.
+    let past = left + Duration::from_millis(2500);
+    w.emu
+        .wait_for("music past the alone deadline", T, move |e| {
+            e.audio(GUILD).last().is_some_and(|f| f.at > past)
+        })
+        .await;
     assert_eq!(
         w.emu.bot_voice_channel(GUILD),
         Some(MUSIC),
         "someone came back"
     );
+    assert_eq!(cleanups(&w, CleanupReason::Alone), 0);
     // now everyone leaves for good
     w.emu.user_leave_voice(GUILD, ANN).await;
     w.emu.wait_bot_voice(GUILD, None, T).await;
@@ -249,8 +310,14 @@ async fn commands_while_the_connection_is_down_answer_and_the_cleanup_still_happ
     let w = World::start().await;
     playing(&w, "long.wav").await;
     w.emu.close_voice(GUILD, 4014).await;
-    // Give songbird a moment to park the mixer, as it does within a tick or two.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // songbird parks the mixer within a tick or two: the call falls silent.
+    w.emu
+        .wait_for("the audio to stop", T, |e| {
+            e.audio(GUILD)
+                .last()
+                .is_some_and(|f| f.at.elapsed() > Duration::from_millis(100))
+        })
+        .await;
     let r = w.cmd(ANN, "nowplaying", json!([])).await;
     assert!(r.text().contains("long"), "{}", r.text());
     let r = w.cmd(ANN, "queue", json!([])).await;

@@ -132,7 +132,19 @@ async fn an_empty_channel_drops_the_saved_queue_silently(engine: Engine) {
     w.shutdown.cancel();
     w.emu.user_leave_voice(GUILD, ANN).await;
     w.restart().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The restore has decided once the saved queue is gone; it never rejoins after that.
+    let deadline = std::time::Instant::now() + T;
+    while !encore::db::queues::load_all(&w.bot.stores.db)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the saved queue was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let updates = w.emu.voice_state_updates(GUILD);
     assert_eq!(updates.last(), Some(&None), "no rejoin: {updates:?}");
     assert_eq!(updates.len(), joins_before + 1, "only the shutdown leave");

@@ -993,11 +993,16 @@ impl DaveCall {
     /// One transport-decrypted RTP payload from the bot. Returns the Opus frame a listener
     /// would play and whether it arrived DAVE-encrypted, or `None` when nobody could play it.
     pub fn on_media(&mut self, payload: &[u8]) -> Option<(Vec<u8>, bool)> {
+        self.on_media_at(payload, Instant::now())
+    }
+
+    /// [`Self::on_media`] for a payload arriving at `now` (a test can model a frame that
+    /// arrives after the transition grace without waiting for it).
+    pub fn on_media_at(&mut self, payload: &[u8], now: Instant) -> Option<(Vec<u8>, bool)> {
         if payload == OPUS_SILENCE {
             self.stats(|st| st.frames_silence += 1);
             return Some((payload.to_vec(), false));
         }
-        let now = Instant::now();
         let in_transition = self.transition_until.is_some_and(|t| now < t);
         let bot = self.bot_user_id;
         let mut eaves: Vec<(u64, bool)> = Vec::new();
