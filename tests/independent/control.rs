@@ -33,23 +33,26 @@ type Answer = Result<Value, (u16, String)>;
 pub async fn handle(served: &Served, req: HttpRequest) -> HttpResponse {
     let what = format!("{} {}", req.method, req.path);
     // The emulator's own setup checks panic (they are test assertions); here they become a 400.
-    let answer = AssertUnwindSafe(route(served, &req))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|p| {
+    // (The panic hook already logged the one line for a refusal that came from a panic.)
+    let (answer, logged) = match AssertUnwindSafe(route(served, &req)).catch_unwind().await {
+        Ok(a) => (a, false),
+        Err(p) => {
             let msg = p
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "refused".into());
-            Err((400, msg))
-        });
+            (Err((400, msg)), true)
+        }
+    };
     match answer {
         Ok(Value::Null) => HttpResponse::no_content(),
         Ok(v) => HttpResponse::json(200, &v),
         Err((status, error)) => {
-            let line = error.lines().next().unwrap_or("");
-            eprintln!("emulator-server: {what}: {status} {line}");
+            if !logged {
+                let line = error.lines().next().unwrap_or("");
+                eprintln!("emulator-server: {what}: {status} {line}");
+            }
             HttpResponse::json(status, &json!({ "error": error }))
         }
     }

@@ -34,8 +34,17 @@ fn main() -> ExitCode {
             Err(e) => e.exit(),
         };
         // A control request that trips one of the emulator's setup assertions is answered
-        // 400 (control.rs); one line on stderr is enough.
-        std::panic::set_hook(Box::new(|info| eprintln!("emulator-server: {info}")));
+        // 400 (control.rs): one line on stderr says why, not a backtrace note.
+        std::panic::set_hook(Box::new(|info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("panic");
+            let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+            eprintln!("emulator-server: {} (at {at})", msg.replace('\n', " "));
+        }));
         let rt = runtime();
         let result = rt.block_on(server::serve(serve));
         // Not a plain drop: a blocking read of stdin would hold the runtime open.
