@@ -386,6 +386,10 @@ impl Node {
             .env("NODE_EXTRA_CA_CERTS", s("ca_bundle"))
             .env("TONE_SECONDS", TONE_SECONDS.to_string())
             .env("CLIENT_DEADLINE_MS", "40000")
+            .env(
+                "CLIENT_DEBUG",
+                std::env::var("CLIENT_DEBUG").unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

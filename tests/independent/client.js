@@ -9,7 +9,8 @@
 //
 // Environment: EMULATOR_API (e.g. http://127.0.0.1:PORT/api), DISCORD_TOKEN,
 // NODE_EXTRA_CA_CERTS (the emulator's CA bundle, for the wss:// voice server),
-// TONE_SECONDS (default 3), CLIENT_DEADLINE_MS (default 40000).
+// TONE_SECONDS (default 3), CLIENT_DEADLINE_MS (default 40000), CLIENT_DEBUG=1 (discord.js's
+// own debug lines on stderr).
 'use strict';
 
 const { Readable } = require('node:stream');
@@ -75,6 +76,13 @@ const client = new Client({
   intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildVoiceStates],
   rest: { api },
 });
+// CLIENT_DEBUG=1: discord.js's and the voice connection's own debug lines, on stderr.
+const debug = env('CLIENT_DEBUG', '') === '1';
+if (debug) {
+  client.on(Events.Debug, (m) => process.stderr.write(`[gateway] ${m}\n`));
+  client.on(Events.Warn, (m) => process.stderr.write(`[warn] ${m}\n`));
+  client.rest.on('response', (req, res) => process.stderr.write(`[rest] ${req.method} ${req.path} ${res.status}\n`));
+}
 
 client.once(Events.ClientReady, async (c) => {
   emit('ready', { user_id: c.user.id, guilds: c.guilds.cache.size });
@@ -119,7 +127,9 @@ async function play(interaction) {
     selfDeaf: true,
     selfMute: false,
     daveEncryption: true,
+    debug,
   });
+  if (debug) connection.on('debug', (m) => process.stderr.write(`[voice] ${m}\n`));
   const transitioned = new Promise((resolve) => connection.once('transitioned', resolve));
   await entersState(connection, VoiceConnectionStatus.Ready, 20_000);
   await transitioned;
