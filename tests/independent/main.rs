@@ -64,19 +64,28 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let exact = flags.contains(&"--exact");
-    let filters: Vec<&str> = flags
-        .iter()
-        .copied()
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected = filters.is_empty()
-        || filters.iter().any(|f| {
-            if exact {
-                *f == TEST_NAME
-            } else {
-                TEST_NAME.contains(f)
+    let matches = |f: &str| {
+        if exact {
+            f == TEST_NAME
+        } else {
+            TEST_NAME.contains(f)
+        }
+    };
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut it = flags.iter().copied();
+    while let Some(a) = it.next() {
+        match a {
+            "--skip" => skips.extend(it.next()),
+            // libtest options whose value is the next argument.
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" | "--shuffle-seed" => {
+                it.next();
             }
-        });
+            _ if !a.starts_with('-') => filters.push(a),
+            _ => {}
+        }
+    }
+    let selected = (filters.is_empty() || filters.iter().any(|f| matches(f)))
+        && !skips.iter().any(|s| matches(s));
     if !selected || flags.contains(&"--ignored") {
         println!("\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 1 filtered out\n");
         return ExitCode::SUCCESS;
