@@ -85,6 +85,16 @@ pub fn songbird_config() -> songbird::Config {
     songbird::Config::default().scheduler(songbird::driver::Scheduler::new(Default::default()))
 }
 
+/// The 127.0.0.1 ports [`Emulator::start_on`] binds; 0 (the default) is any free port.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ports {
+    pub rest: u16,
+    pub rest_tls: u16,
+    pub gateway: u16,
+    pub voice: u16,
+    pub voice_udp: u16,
+}
+
 /// A running Discord emulator. Cheap to clone; servers stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct Emulator {
@@ -140,20 +150,34 @@ impl Emulator {
     /// Starts REST, gateway and voice servers on ephemeral 127.0.0.1 ports (and installs the
     /// test CA so songbird trusts the voice server).
     pub async fn start() -> Emulator {
+        Emulator::start_on(Ports::default())
+            .await
+            .expect("bind the emulator's ports")
+    }
+
+    /// [`start`](Self::start) on the given 127.0.0.1 ports (0: any free one), for the
+    /// standalone emulator (`tests/independent/server.rs`), whose users may need fixed ports.
+    pub async fn start_on(ports: Ports) -> std::io::Result<Emulator> {
         install_test_ca();
-        let rest = TcpListener::bind("127.0.0.1:0").await.expect("bind REST");
-        let rest_tls = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind REST over TLS");
-        let rest_tls_addr = rest_tls.local_addr().unwrap();
-        let gw = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind gateway");
-        let voice = TcpListener::bind("127.0.0.1:0").await.expect("bind voice");
+        let bind = |what: &'static str, port: u16| async move {
+            TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("bind {what} on port {port}: {e}"))
+            })
+        };
+        let rest = bind("REST", ports.rest).await?;
+        let rest_tls = bind("REST over TLS", ports.rest_tls).await?;
+        let rest_tls_addr = rest_tls.local_addr()?;
+        let gw = bind("gateway", ports.gateway).await?;
+        let voice = bind("voice", ports.voice).await?;
         let udp = Arc::new(
-            UdpSocket::bind("127.0.0.1:0")
+            UdpSocket::bind(("127.0.0.1", ports.voice_udp))
                 .await
-                .expect("bind voice UDP"),
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("bind voice UDP on port {}: {e}", ports.voice_udp),
+                    )
+                })?,
         );
         let (rest_addr, gateway_addr, voice_addr, udp_addr) = (
             rest.local_addr().unwrap(),
@@ -185,7 +209,7 @@ impl Emulator {
             )),
             tokio::spawn(voice::run_udp(udp, shared.clone())),
         ];
-        Emulator {
+        Ok(Emulator {
             inner: Arc::new(Inner {
                 shared,
                 rest_addr,
@@ -195,7 +219,7 @@ impl Emulator {
                 udp_addr,
                 tasks,
             }),
-        }
+        })
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -204,7 +228,9 @@ impl Emulator {
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         self.inner.shared.with(f)
     }
-    fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+    /// A read-only look at the whole state (the standalone emulator's control API reports
+    /// from it).
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         self.inner.shared.read(f)
     }
 
