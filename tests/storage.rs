@@ -1,0 +1,200 @@
+//! When the bot's SQLite database cannot be written: locked by another process, or on a
+//! full disk. The music never waits on the database (the
+//! queue writer commits in the background and retries), commands still answer, and once
+//! the database can be written again the saved queue catches up with the last change:
+//! nothing is lost. Each test prints how long the saved queue took to catch up.
+//!
+//! The full disk is a 16 MiB tmpfs mounted for the test, which needs root
+//! (CI runs as root); without it the test fails and says so.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::audio::longest_silence;
+use support::world::*;
+
+/// The longest silence a listener may hear while the database is failing: none, beyond
+/// the jitter of a loaded test machine.
+const NO_BREAK: Duration = Duration::from_millis(500);
+
+/// Starts the bot with its database at `db` and a 30 s tone playing.
+async fn playing_with_database(db: &Path) -> World {
+    let database = db.display().to_string();
+    let w = World::start_with(move |c| {
+        c.data.database = Some(database);
+        c.cache.audio = false;
+    })
+    .await;
+    w.tone("steady", 330.0, 30.0);
+    w.tone("next", 550.0, 3.0);
+    let r = w.play(ANN, &w.files.url("steady.wav")).await;
+    assert!(r.text().contains("Playing"), "{}", r.text());
+    w.emu.wait_audio_frames(GUILD, 25, T).await;
+    w
+}
+
+/// Titles of the queue the bot saved for the test guild, read through its own pool.
+async fn saved_titles(w: &World) -> Option<Vec<String>> {
+    match encore::db::queues::load(&w.bot.stores.db, GUILD).await {
+        Ok(q) => q.map(|q| q.tracks.iter().map(|(t, _)| t.title.clone()).collect()),
+        Err(_) => None,
+    }
+}
+
+/// Waits (bounded) until the saved queue holds `n` tracks; returns when it did.
+async fn saved_reaches(w: &World, n: usize) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if saved_titles(w).await.is_some_and(|t| t.len() == n) {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the saved queue never reached {n} tracks: {:?}",
+            saved_titles(w).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `/play next` while the database is failing: the command answers, the music goes on,
+/// and the change is not saved yet. Returns when the command was sent.
+async fn queue_while_failing(w: &World) -> Instant {
+    let sent = Instant::now();
+    let r = w.play(ANN, &w.files.url("next.wav")).await;
+    assert!(
+        r.text().contains("Added") || r.text().contains("Queued"),
+        "{}",
+        r.text()
+    );
+    sent
+}
+
+fn assert_music_went_on(w: &World, from: Instant) {
+    let silence = longest_silence(&w.emu.audio(GUILD), from, Instant::now());
+    assert!(
+        silence < NO_BREAK,
+        "the music stopped for {silence:?} while the database failed"
+    );
+}
+
+/// Another process holds SQLite's write lock longer than the bot's busy timeout (5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_locked_by_another_process_delays_saves_but_not_the_music() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("encore.db");
+    let w = playing_with_database(&db).await;
+    saved_reaches(&w, 1).await;
+
+    // Another process: sqlite3's own locking, through a separate connection.
+    let mut other = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,time\n\
+             c=sqlite3.connect(sys.argv[1],isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(8)\n\
+             c.execute('COMMIT')",
+        ])
+        .arg(&db)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(other.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let from = queue_while_failing(&w).await;
+    assert_eq!(
+        saved_titles(&w).await.map(|t| t.len()),
+        Some(1),
+        "the lock held the save back"
+    );
+    let released = tokio::task::spawn_blocking(move || {
+        other.wait().unwrap();
+        Instant::now()
+    })
+    .await
+    .unwrap();
+    let saved = saved_reaches(&w, 2).await;
+    assert_music_went_on(&w, from);
+    println!(
+        "locked database: saved {:?} after the lock was released",
+        saved.saturating_duration_since(released)
+    );
+    w.stop().await;
+}
+
+/// A tmpfs of 16 MiB, unmounted when dropped.
+struct SmallDisk {
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("disk");
+        std::fs::create_dir(&dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(&dir)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "this test mounts a 16 MiB tmpfs and needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir, _tmp: tmp }
+    }
+
+    /// Fills the disk to the last byte; returns the filler file.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.dir.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        for _ in 0..1024 {
+            if f.write_all(&chunk).is_err() {
+                return path;
+            }
+        }
+        panic!("a 16 MiB disk took 64 MiB");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The disk fills up: the change made meanwhile is saved once space is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_delays_saves_but_not_the_music() {
+    let disk = SmallDisk::mount();
+    let w = playing_with_database(&disk.dir.join("encore.db")).await;
+    saved_reaches(&w, 1).await;
+
+    let filler = disk.fill();
+    let from = queue_while_failing(&w).await;
+    assert_eq!(saved_titles(&w).await.map(|t| t.len()), Some(1));
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    let saved = saved_reaches(&w, 2).await;
+    assert_music_went_on(&w, from);
+    println!(
+        "full disk: saved {:?} after space was freed",
+        saved.saturating_duration_since(freed)
+    );
+
+    w.stop().await;
+}
