@@ -58,7 +58,14 @@ impl Wanted {
                 title.to_lowercase(),
                 duration.map(|d| d.as_secs()).unwrap_or(0)
             ),
-            Wanted::Query(q) => format!("query\u{1f}{}", q.trim().to_lowercase()),
+            // Spacing and case do not make another question.
+            Wanted::Query(q) => format!(
+                "query\u{1f}{}",
+                q.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase()
+            ),
         }
     }
 }
