@@ -155,6 +155,16 @@ impl App {
             songbird::Config::default().scheduler(scheduler.clone()),
         );
         let (egress, stream_http) = egress(&config, &tasks, shutdown.child_token()).await?;
+        let lyrics = Arc::new(crate::sources::lyrics::LyricsService::new(
+            crate::sources::lyrics::Lrclib::new(
+                stream_http.clone(),
+                url::Url::parse(&config.lyrics.api_base).context("lyrics.api_base")?,
+                config.lyrics.timeout,
+            ),
+            db.clone(),
+            config.lyrics.cache_ttl,
+            config.lyrics.miss_ttl,
+        ));
         let notifier = Arc::new(discord::notify::ChannelNotifier::new(Arc::new(
             http_client(&token, &config)?,
         )));
@@ -224,6 +234,8 @@ impl App {
             shutdown: shutdown.clone(),
             sweeper: sweeper.clone(),
             gateway: Default::default(),
+            lyrics,
+            lyrics_follows: Default::default(),
         });
         let intents =
             serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_VOICE_STATES;

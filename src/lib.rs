@@ -27,10 +27,12 @@
 //! cache/       metadata and audio cache; the Resolver looks queries up (cache first,
 //!              yt-dlp on a miss) and decides once what plays (`Resolver::playable`)
 //! sources/     what a query means and where it comes from: query parsing and URL policy,
-//!              yt-dlp (args, run, info, download), child processes, the managed yt-dlp
+//!              yt-dlp (args, run, info, download), child processes, the managed yt-dlp,
+//!              lyrics (LRCLIB, cache first, and the LRC timeline `/lyrics` follows)
 //! resources/   the registry of what the bot holds (with drop guards), the idle policy,
 //!              the sweeper, /resources figures
-//! db/          SQLite: play history and saved queues;  settings: per-guild /settings
+//! db/          SQLite or PostgreSQL: play history, saved queues, members' playlists,
+//!              the lyrics cache;  settings: per-guild /settings
 //! config       typed configuration, validated once;  logging: tracing setup
 //! ```
 //!

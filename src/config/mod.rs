@@ -8,8 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod cluster;
+mod extras;
 mod metrics;
 pub use cluster::{ClusterConfig, ShardPlan};
+pub use extras::{LyricsConfig, PlaylistsConfig};
 pub use metrics::{ListenAddr, MetricsConfig};
 
 /// Everything the bot reads at start-up. Every section has defaults, so an empty file (or
@@ -28,6 +30,8 @@ pub struct Config {
     pub log: LogConfig,
     pub cluster: ClusterConfig,
     pub metrics: MetricsConfig,
+    pub lyrics: LyricsConfig,
+    pub playlists: PlaylistsConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -496,6 +500,9 @@ impl Config {
                 "discord.rest_address",
                 "set either discord.api_base or discord.rest_address, not both",
             ));
+        }
+        for check in [self.lyrics.check(), self.playlists.check()] {
+            check.map_err(|(key, m)| invalid(key, &m))?;
         }
         if self.player.default_volume > 200 {
             return Err(invalid(

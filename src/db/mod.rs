@@ -38,6 +38,8 @@ macro_rules! with_db {
 pub(crate) use with_db;
 
 pub mod history;
+pub mod lyrics;
+pub mod playlists;
 pub mod queues;
 
 #[cfg(test)]

@@ -34,6 +34,13 @@ pub struct Bot {
     /// The app's shutdown signal: long-running commands stop when it fires.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub sweeper: Arc<crate::resources::sweeper::Sweeper>,
+    /// `/lyrics`: LRCLIB, cache first.
+    pub lyrics: Arc<crate::sources::lyrics::LyricsService>,
+    /// The `/lyrics` message following the song in each guild, to stop it when a newer
+    /// one starts there (each with a number, so an ending one removes only itself).
+    pub lyrics_follows: std::sync::Mutex<
+        std::collections::HashMap<u64, (u64, tokio_util::sync::CancellationToken)>,
+    >,
     /// The shards this process owns and their state (`/readyz`, `/metrics`).
     pub gateway: Arc<super::gateway::Gateway>,
 }

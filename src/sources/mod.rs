@@ -43,6 +43,7 @@
 pub mod egress;
 mod error;
 pub mod lookups;
+pub mod lyrics;
 pub mod managed;
 mod process;
 pub mod query;

@@ -37,6 +37,7 @@ pub mod egress;
 pub mod fixtures;
 pub mod gateway;
 pub mod http;
+pub mod lrclib;
 pub mod partition;
 pub mod payloads;
 pub mod postgres;

@@ -6,8 +6,10 @@ mod checks;
 mod control;
 pub mod dj;
 mod edit;
+mod lyrics;
 pub mod parse;
 mod play;
+mod playlist;
 mod queue;
 
 /// The figures `/resources` shows, gathered at one moment (`/metrics` serves the same).
@@ -33,6 +35,8 @@ pub fn all() -> Vec<poise::Command<Data, Error>> {
         edit::move_(),
         edit::shuffle(),
         edit::clear(),
+        lyrics::lyrics(),
+        playlist::playlist(),
         admin::resources(),
         admin::cleanup(),
         admin::settings(),

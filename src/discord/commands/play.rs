@@ -113,15 +113,15 @@ fn slow_down(running: usize) -> String {
 }
 
 /// Where and for whom tracks are queued.
-struct Target {
-    guild: u64,
-    voice_channel: u64,
-    front: bool,
-    requester: Requester,
+pub(super) struct Target {
+    pub guild: u64,
+    pub voice_channel: u64,
+    pub front: bool,
+    pub requester: Requester,
 }
 
 /// Refusals that need no lookup: the bot plays elsewhere, or the queue is full.
-fn precheck(s: &Snapshot, voice_channel: u64, max_queue: usize) -> Result<(), String> {
+pub(super) fn precheck(s: &Snapshot, voice_channel: u64, max_queue: usize) -> Result<(), String> {
     let busy = s.current.is_some() || !s.upcoming.is_empty();
     if let Some(c) = s.voice_channel.filter(|c| *c != voice_channel && busy) {
         return Err(format!(
@@ -134,7 +134,7 @@ fn precheck(s: &Snapshot, voice_channel: u64, max_queue: usize) -> Result<(), St
     Ok(())
 }
 
-fn full(max_queue: usize) -> String {
+pub(super) fn full(max_queue: usize) -> String {
     format!(
         "The queue is full ({}, this server's limit). Remove something or wait for it to play.",
         format::tracks(max_queue)
@@ -142,7 +142,7 @@ fn full(max_queue: usize) -> String {
 }
 
 /// Free places in the queue.
-fn room(s: Option<&Snapshot>, settings: &GuildSettings) -> usize {
+pub(super) fn room(s: Option<&Snapshot>, settings: &GuildSettings) -> usize {
     let waiting = s.map(|s| s.upcoming.len()).unwrap_or(0);
     settings.max_queue.saturating_sub(waiting)
 }
@@ -160,7 +160,7 @@ pub fn looks_like_playlist(url: &Url) -> bool {
 }
 
 /// Why this server does not take `track`, if it doesn't (its maximum track duration).
-fn too_long(track: &Track, settings: &GuildSettings) -> Option<String> {
+pub(super) fn too_long(track: &Track, settings: &GuildSettings) -> Option<String> {
     let limit = settings.max_track_duration;
     if limit.is_zero() {
         return None;
@@ -349,7 +349,7 @@ async fn record(ctx: Context<'_>, target: &Target, tracks: &[Arc<Track>]) {
     }
 }
 
-async fn enqueue(
+pub(super) async fn enqueue(
     ctx: Context<'_>,
     target: &Target,
     tracks: Vec<Arc<Track>>,
@@ -376,7 +376,7 @@ async fn enqueue(
 }
 
 /// A player refusal, worded for `/play`.
-fn refusal(e: &PlayerError, settings: &GuildSettings) -> String {
+pub(super) fn refusal(e: &PlayerError, settings: &GuildSettings) -> String {
     match e {
         PlayerError::Queue(crate::player::queue::QueueError::Full(n)) => {
             full((*n).min(settings.max_queue))
