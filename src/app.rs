@@ -210,7 +210,10 @@ impl App {
             calls: Arc::new(crate::voice::SongbirdInventory(songbird.clone())),
             players: players.clone(),
             processes: ytdlp.stats(),
-            cache: Some(Arc::new(crate::cache::Expiry(resolver.clone()))),
+            cache: vec![
+                Arc::new(crate::cache::Expiry(resolver.clone())),
+                lyrics.clone(),
+            ],
         });
         let status = Arc::new(crate::status::Status::new(
             scheduler,

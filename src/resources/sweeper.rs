@@ -55,7 +55,8 @@ pub struct Sweeper {
     pub calls: Arc<dyn CallInventory>,
     pub players: Arc<dyn PlayerInventory>,
     pub processes: Arc<ProcessStats>,
-    pub cache: Option<Arc<dyn Expiring>>,
+    /// Stores with entries that expire: the metadata and audio cache, the lyrics cache.
+    pub cache: Vec<Arc<dyn Expiring>>,
 }
 
 impl Sweeper {
@@ -119,8 +120,8 @@ impl Sweeper {
             }
             self.registry.record_leak("overdue process");
         }
-        if let Some(cache) = &self.cache {
-            report.expired_cache_entries = cache.expire().await;
+        for cache in &self.cache {
+            report.expired_cache_entries += cache.expire().await;
         }
         report
     }
@@ -194,7 +195,7 @@ mod tests {
             calls: calls.clone(),
             players: players.clone(),
             processes: Arc::new(ProcessStats::default()),
-            cache: None,
+            cache: Vec::new(),
         };
         let r = sweeper.sweep(false).await;
         assert_eq!((r.orphan_calls, r.ghost_calls), (1, 1));
@@ -233,7 +234,7 @@ mod tests {
             calls: Arc::new(FakeCalls::default()),
             players: Arc::new(FakePlayers::default()),
             processes: stats,
-            cache: None,
+            cache: Vec::new(),
         };
         assert_eq!(sweeper.sweep(false).await.killed_processes, 1);
         let status = tokio::time::timeout(Duration::from_secs(5), child.wait())

@@ -125,7 +125,7 @@ impl LyricsService {
         }
     }
 
-    /// Forgets answers past their time (the sweeper's job).
+    /// Forgets answers past their time (the sweeper calls it through `Expiring`).
     pub async fn expire(&self) -> Result<u64, sqlx::Error> {
         let now = crate::db::unix_now();
         crate::db::lyrics::expire(
@@ -134,5 +134,18 @@ impl LyricsService {
             now - self.miss_ttl.as_secs() as i64,
         )
         .await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::resources::sweeper::Expiring for LyricsService {
+    async fn expire(&self) -> u64 {
+        match LyricsService::expire(self).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "lyrics cache expiry failed");
+                0
+            }
+        }
     }
 }
