@@ -103,3 +103,64 @@ async fn a_gateway_drop_while_playing_resumes_and_the_music_goes_on() {
     assert_eq!(now_playing(&w).len(), 1, "the track did not restart");
     w.stop().await;
 }
+
+/// The bot may not post in the text channel (an overwrite denies Send Messages): Discord
+/// answers every notice 403 50013, the bot drops them (one log line each) and the queue
+/// plays on to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_refused_with_50013_are_dropped_and_the_music_goes_on() {
+    let w = World::start().await;
+    w.emu
+        .set_bot_overwrite(GUILD, TEXT, 0, support::perms::SEND_MESSAGES);
+    let t0 = std::time::Instant::now();
+    w.enqueue(
+        ann(),
+        vec![w.tone("one", 440.0, 0.6), w.tone("two", 660.0, 0.6)],
+    )
+    .await;
+    let bot = &w;
+    w.emu
+        .wait_for("both tracks to play", T, |_| {
+            let refused = bot.emu.permission_refusals().len();
+            let heard = bot.emu.audio(GUILD).len();
+            refused >= 2 && heard >= 55
+        })
+        .await;
+    eprintln!("recovery[50013]: {:.2} s", t0.elapsed().as_secs_f64());
+    let snap = w.snapshot().await;
+    assert!(
+        snap.current
+            .as_ref()
+            .is_none_or(|e| e.track.title.contains("two")),
+        "the second track played: {:?}",
+        snap.current.map(|e| e.track.title.clone())
+    );
+    assert!(now_playing(&w).is_empty(), "nothing was posted");
+    w.stop().await;
+}
+
+/// `/play` from a voice channel the bot may not join gets the reason at once, and the bot
+/// does not ask the gateway (which would ignore it): a channel at its user limit, then one
+/// where an overwrite denies Connect. Once allowed, `/play` plays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_in_a_full_or_forbidden_voice_channel_gets_a_clear_reply() {
+    let w = World::start().await;
+    let url = w.files.url("low.wav");
+    w.emu.set_user_limit(GUILD, MUSIC, 1);
+    let r = w.play(ANN, &url).await;
+    assert!(r.text().contains("is full (1/1)"), "{}", r.text());
+    w.emu.set_user_limit(GUILD, MUSIC, 0);
+    w.emu
+        .set_bot_overwrite(GUILD, MUSIC, 0, support::perms::CONNECT);
+    let r = w.play(ANN, &url).await;
+    assert!(r.text().contains("Connect permission"), "{}", r.text());
+    assert!(
+        w.emu.voice_state_updates(GUILD).is_empty(),
+        "the bot never asked to join"
+    );
+    w.emu.set_bot_overwrite(GUILD, MUSIC, 0, 0);
+    let r = w.play(ANN, &url).await;
+    assert!(r.text().contains("Playing"), "{}", r.text());
+    w.emu.wait_audio_frames(GUILD, 10, T).await;
+    w.stop().await;
+}

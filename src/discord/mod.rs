@@ -2,6 +2,7 @@
 //! replies and channel notices look. Everything below `crate::player` and `crate::sources`
 //! is plain Rust; this module turns Discord events into calls on it.
 
+pub mod access;
 pub mod bot;
 pub mod commands;
 pub mod events;

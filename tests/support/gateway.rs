@@ -3,13 +3,14 @@
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::gw_strict;
 use super::payloads;
 use super::shards::{self, Admission};
 use super::state::{
@@ -59,12 +60,30 @@ async fn handle_conn(tcp: TcpStream, shared: Arc<Shared>) {
     if !uri.contains("v=10") {
         shared.with(|s| s.protocol_error(format!("gateway connected without ?v=10: {uri}")));
     }
-    let hello = json!({"op": 10, "s": null, "t": null, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS, "_trace": ["emulator"]}});
+    let interval = shared.read(|s| s.gw_strict.heartbeat_interval);
+    let hello = json!({"op": 10, "s": null, "t": null, "d": {"heartbeat_interval": interval.as_millis() as u64, "_trace": ["emulator"]}});
     if sink.send(Message::text(hello.to_string())).await.is_err() {
         return;
     }
+    // Discord closes a connection that stops heartbeating (4009: the session timed out).
+    let deadline = gw_strict::heartbeat_deadline(interval);
+    let mut last_heartbeat = Instant::now();
+    let mut check = tokio::time::interval(deadline / 4);
     loop {
         tokio::select! {
+            _ = check.tick() => {
+                if last_heartbeat.elapsed() > deadline {
+                    emu_debug!("gateway {conn_id}: no heartbeat for {deadline:?}: closing 4009");
+                    shared.with(|s| {
+                        s.gw_strict.heartbeat_timeouts += 1;
+                        if let Some(session) = s.gw_conns.get(&conn_id).map(|c| c.session_id.clone()) {
+                            s.end_session(&session);
+                        }
+                    });
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Library(4009), reason: "Session timed out".into() }))).await;
+                    break;
+                }
+            }
             msg = stream.next() => {
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t.to_string(),
@@ -87,6 +106,9 @@ async fn handle_conn(tcp: TcpStream, shared: Arc<Shared>) {
                     let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Library(4002), reason: "decode error".into() }))).await;
                     break;
                 };
+                if v["op"].as_u64() == Some(1) {
+                    last_heartbeat = Instant::now();
+                }
                 match handle_client_frame(&shared, conn_id, &tx, v) {
                     Reply::None => {}
                     Reply::Send(v) => {
@@ -108,6 +130,13 @@ async fn handle_conn(tcp: TcpStream, shared: Arc<Shared>) {
                         }
                     }
                     Some(GwOut::Close(code)) => {
+                        if gw_strict::ends_session(code) {
+                            shared.with(|s| {
+                                if let Some(session) = s.gw_conns.get(&conn_id).map(|c| c.session_id.clone()) {
+                                    s.end_session(&session);
+                                }
+                            });
+                        }
                         let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: "emulator".into() }))).await;
                         // Let the peer answer the close handshake, bounded.
                         let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -122,7 +151,7 @@ async fn handle_conn(tcp: TcpStream, shared: Arc<Shared>) {
             }
         }
     }
-    shared.with(|s| s.gw_conns.remove(&conn_id));
+    shared.with(|s| s.detach_conn(conn_id));
     emu_debug!("gateway connection {conn_id} closed");
 }
 
@@ -141,9 +170,26 @@ fn handle_client_frame(
 ) -> Reply {
     let op = v["op"].as_u64().unwrap_or(u64::MAX);
     let d = v["d"].clone();
+    let identified = shared.read(|s| s.gw_conns.contains_key(&conn_id));
     match op {
-        1 => Reply::Send(json!({"op": 11, "s": null, "t": null, "d": null})),
+        1 => match shared.with(|s| s.on_heartbeat()) {
+            Some(ack) => Reply::Send(ack),
+            None => Reply::None,
+        },
+        2 if identified => {
+            shared.with(|s| s.protocol_error("IDENTIFY on a connection already identified".into()));
+            Reply::Close(4005, "Already authenticated")
+        }
         2 => shared.with(|s| identify(s, conn_id, tx, &d)),
+        6 if identified => {
+            shared.with(|s| s.protocol_error("RESUME on a connection already identified".into()));
+            Reply::Close(4005, "Already authenticated")
+        }
+        6 => shared.with(|s| resume(s, conn_id, tx, &d)),
+        3 | 4 | 8 if !identified => {
+            shared.with(|s| s.protocol_error(format!("op {op} before IDENTIFY: {v}")));
+            Reply::Close(4003, "Not authenticated")
+        }
         3 => Reply::None, // presence update
         4 => {
             shared.with(|s| {
@@ -166,7 +212,6 @@ fn handle_client_frame(
             });
             Reply::None
         }
-        6 => shared.with(|s| resume(s, conn_id, tx, &d)),
         8 => {
             // Request guild members: answer with an (unfiltered) chunk.
             shared.with(|s| {
@@ -214,6 +259,7 @@ fn identify(s: &mut State, conn_id: u64, tx: &mpsc::UnboundedSender<GwOut>, d: &
     };
     let intents = d["intents"].as_u64().unwrap_or(0);
     let session_id = random_token(32);
+    s.end_detached_on(shard);
     // A new session of this shard: the bot's previous session on it (and its voice states
     // in the shard's guilds) are gone.
     s.forget_bot_voice_on(shard);
@@ -261,6 +307,16 @@ fn resume(s: &mut State, conn_id: u64, tx: &mpsc::UnboundedSender<GwOut>, d: &Va
         emu_debug!("RESUME of unknown session {session_id}: invalid session");
         return Reply::Send(json!({"op": 9, "s": null, "t": null, "d": false}));
     }
+    let seq = d["seq"].as_u64().unwrap_or(0);
+    let replayed = match s.replay(&session_id, seq, tx) {
+        Ok(n) => n,
+        Err(()) => {
+            emu_debug!("RESUME of {session_id} at seq {seq}, past the last one sent: 4007");
+            s.end_session(&session_id);
+            return Reply::Close(4007, "Invalid seq");
+        }
+    };
+    emu_debug!("RESUME of {session_id} from seq {seq}: {replayed} dispatches replayed");
     let intents = s.gw_session_intents.get(&session_id).copied().unwrap_or(0);
     let shard = s.shards.session_shard.get(&session_id).copied();
     s.install_conn(GatewayConn {
@@ -289,6 +345,15 @@ pub fn bot_voice_state_update(s: &mut State, d: &Value) {
     let self_mute = d["self_mute"].as_bool().unwrap_or(false);
     let self_deaf = d["self_deaf"].as_bool().unwrap_or(false);
     s.op4s.entry(guild_id).or_default().push(channel);
+    if let Some(ch) = channel {
+        let already = s.bot_voice.get(&guild_id).copied().flatten() == Some(ch);
+        if !already && s.guilds.contains_key(&guild_id) {
+            if let Err(why) = super::perms::may_join(s, guild_id, ch) {
+                s.protocol_error(why);
+                return;
+            }
+        }
+    }
     emu_debug!("op 4 guild {guild_id} -> {channel:?} (mute {self_mute}, deaf {self_deaf})");
     set_bot_voice(s, guild_id, channel, self_mute, self_deaf, true);
 }

@@ -36,10 +36,12 @@ pub mod dave;
 pub mod egress;
 pub mod fixtures;
 pub mod gateway;
+pub mod gw_strict;
 pub mod http;
 pub mod lrclib;
 pub mod partition;
 pub mod payloads;
+pub mod perms;
 pub mod postgres;
 pub mod ratelimit;
 pub mod rest;
@@ -321,6 +323,8 @@ impl Emulator {
                 id: channel_id,
                 name: name.to_string(),
                 kind,
+                overwrites: Vec::new(),
+                user_limit: 0,
             });
             let ev = payloads::channel_event_json(g, channel_id).unwrap();
             if !s.gw_conns.is_empty() {
@@ -683,12 +687,17 @@ impl Emulator {
         build: impl FnOnce(&State, &InteractionRec) -> Value,
     ) -> Interaction {
         let res: Result<(u64, String), String> = self.with(|s| {
-            if s.gw_conns.is_empty() {
+            let waiting = s
+                .gw_strict
+                .detached
+                .values()
+                .any(|d| shards::guild_on_shard(guild_id, d.shard.1) == d.shard.0);
+            if s.gw_conns.is_empty() && !waiting {
                 return Err(
                     "the bot is not connected to the gateway (call wait_ready first)".into(),
                 );
             }
-            if s.conns_owning(guild_id).is_empty() {
+            if s.conns_owning(guild_id).is_empty() && !waiting {
                 return Err(format!(
                     "no live gateway connection is on the shard of guild {guild_id} (live: {:?})",
                     s.gw_conns.values().map(|c| c.shard).collect::<Vec<_>>()

@@ -191,14 +191,14 @@ pub fn channel_json(guild_id: u64, c: &ChannelRec, position: usize) -> Value {
         "guild_id": guild_id.to_string(),
         "name": c.name,
         "position": position,
-        "permission_overwrites": [],
+        "permission_overwrites": super::perms::overwrites_json(c),
         "parent_id": null,
         "nsfw": false,
         "flags": 0,
     });
     if c.kind == 2 {
         v["bitrate"] = json!(64000);
-        v["user_limit"] = json!(0);
+        v["user_limit"] = json!(c.user_limit);
         v["rtc_region"] = Value::Null;
         v["rate_limit_per_user"] = json!(0);
         v["last_message_id"] = Value::Null;

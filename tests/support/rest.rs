@@ -438,6 +438,12 @@ fn channel_post(s: &mut State, req: &HttpRequest, c: &str) -> HttpResponse {
     {
         return err(400, 50008, "Cannot send messages in a non-text channel");
     }
+    if let Err(why) = super::perms::may_post(s, gid, cid) {
+        super::state::emu_debug!("{why}: 403 50013");
+        s.permission_refusals
+            .push(format!("POST /channels/{cid}/messages"));
+        return err(403, 50013, "Missing Permissions");
+    }
     let body = req.json();
     if let Err((p, msg)) = payloads::validate_message(&body, true) {
         return form_err(s, &format!("POST /channels/{cid}/messages"), &p, &msg);

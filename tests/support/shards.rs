@@ -245,7 +245,9 @@ impl State {
     pub fn dispatch(&mut self, t: &str, d: Value) {
         let guild = dispatch_guild(t, &d);
         if self.gw_conns.is_empty() {
-            self.drop_unrouted(t, guild);
+            if !self.buffer_detached(t, guild, &d) {
+                self.drop_unrouted(t, guild);
+            }
             return;
         }
         let targets: Vec<u64> = match guild {
@@ -257,7 +259,9 @@ impl State {
                 .map(|c| c.conn_id)
                 .collect(),
         };
-        if targets.is_empty() {
+        // Sessions waiting to resume get it on their RESUME.
+        let buffered = self.buffer_detached(t, guild, &d);
+        if targets.is_empty() && !buffered {
             self.drop_unrouted(t, guild);
         }
         for conn_id in targets {
@@ -282,15 +286,7 @@ impl State {
                 .push(format!("{t} (connection {conn_id} is gone)"));
             return;
         };
-        let needed = match t {
-            "GUILD_CREATE" | "GUILD_DELETE" | "CHANNEL_CREATE" | "CHANNEL_UPDATE"
-            | "CHANNEL_DELETE" | "GUILD_UPDATE" => INTENT_GUILDS,
-            "VOICE_STATE_UPDATE" => INTENT_GUILD_VOICE_STATES,
-            "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" | "GUILD_MEMBER_UPDATE" => {
-                INTENT_GUILD_MEMBERS
-            }
-            _ => 0,
-        };
+        let needed = intent_needed(t);
         if needed != 0 && conn.intents & needed == 0 {
             emu_debug!(
                 "intents {:#x} lack {needed:#x}: not sending {t}",
@@ -298,6 +294,12 @@ impl State {
             );
             self.dropped_dispatches
                 .push(format!("{t} (intents {} lack {needed})", conn.intents));
+            return;
+        }
+        if self.gw_strict.ended.contains(&conn.session_id) {
+            // Told the bot its session is over (op 9): nothing more is sent on it.
+            self.dropped_dispatches
+                .push(format!("{t} (session {} ended)", conn.session_id));
             return;
         }
         let seq = self.gw_sessions.entry(conn.session_id.clone()).or_insert(0);
@@ -310,6 +312,8 @@ impl State {
             conn.shard.1
         );
         let _ = conn.tx.send(GwOut::Frame(frame.clone()));
+        let session = conn.session_id.clone();
+        self.log_sent(&session, &frame);
         self.dispatched.push(frame);
     }
 
@@ -336,6 +340,17 @@ impl State {
         let id = (ts << 22) | (id & ((1 << 22) - 1));
         self.bump_snowflake(id);
         id
+    }
+}
+
+/// The intent a dispatch needs (0: none).
+pub fn intent_needed(t: &str) -> u64 {
+    match t {
+        "GUILD_CREATE" | "GUILD_DELETE" | "CHANNEL_CREATE" | "CHANNEL_UPDATE"
+        | "CHANNEL_DELETE" | "GUILD_UPDATE" => INTENT_GUILDS,
+        "VOICE_STATE_UPDATE" => INTENT_GUILD_VOICE_STATES,
+        "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" | "GUILD_MEMBER_UPDATE" => INTENT_GUILD_MEMBERS,
+        _ => 0,
     }
 }
 

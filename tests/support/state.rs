@@ -154,6 +154,9 @@ pub struct ChannelRec {
     pub name: String,
     /// 0 = text, 2 = voice.
     pub kind: u8,
+    pub overwrites: Vec<super::perms::Overwrite>,
+    /// Voice channels: members allowed at once (0: no limit).
+    pub user_limit: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -296,6 +299,8 @@ pub struct State {
     pub readies: usize,
     pub dispatched: Vec<Value>,
     pub dropped_dispatches: Vec<String>,
+    /// Heartbeats, sessions waiting to resume, replay (`gw_strict.rs`).
+    pub gw_strict: super::gw_strict::GwStrict,
 
     // commands
     pub registrations: Vec<(Option<u64>, Vec<Value>)>,
@@ -347,6 +352,8 @@ pub struct State {
     pub decode_audio: bool,
 
     pub protocol_errors: Vec<String>,
+    /// Requests refused with 403 50013 (see `perms.rs`).
+    pub permission_refusals: Vec<String>,
     next_ssrc: u32,
     last_snowflake: u64,
     next_conn: u64,
@@ -405,6 +412,7 @@ impl State {
             gw_conns: BTreeMap::new(),
             shards: Default::default(),
             gw_sessions: HashMap::new(),
+            gw_strict: Default::default(),
             gw_session_intents: HashMap::new(),
             gateway_connections: 0,
             gateway_resumes: 0,
@@ -441,6 +449,7 @@ impl State {
             dave_calls: HashMap::new(),
             decode_audio: true,
             protocol_errors: Vec::new(),
+            permission_refusals: Vec::new(),
             next_ssrc: 10_000 + (rand::random::<u16>() as u32),
             last_snowflake: 0,
             next_conn: 1,

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
+use poise::serenity_prelude as serenity;
 use url::Url;
 
 use super::checks::{caller_channel, sentence};
 use super::dj;
 use crate::cache::{CacheOutcome, PlaylistLimits, PlaylistOutcome, PlaylistReport};
+use crate::discord::access;
 use crate::discord::bot::{Context, Error};
 use crate::discord::format::{self, bold};
 use crate::discord::reply;
@@ -50,6 +52,16 @@ pub async fn play(
     };
     if let Some(s) = &snapshot {
         if let Err(text) = precheck(s, voice_channel, settings.max_queue) {
+            return reply::error(ctx, text).await;
+        }
+    }
+    let joined = snapshot.as_ref().and_then(|s| s.voice_channel) == Some(voice_channel);
+    if !joined {
+        let (g, c) = (
+            serenity::GuildId::new(guild),
+            serenity::ChannelId::new(voice_channel),
+        );
+        if let Some(text) = access::voice_refusal(ctx.serenity_context(), g, c) {
             return reply::error(ctx, text).await;
         }
     }
