@@ -3,11 +3,13 @@
 //! is plain Rust; this module turns Discord events into calls on it.
 
 pub mod bot;
+pub mod buttons;
 pub mod commands;
 pub mod events;
 pub mod format;
 pub mod gateway;
 pub mod notify;
+pub mod panel;
 pub mod presence;
 pub mod reply;
 pub mod restore;

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
+use crate::player::panel::{PanelError, PanelView};
 use crate::player::queue::Entry;
 use crate::resources::CleanupReason;
 use crate::sources::Track;
@@ -148,7 +149,23 @@ pub enum Notice {
     },
 }
 
+/// Where the player's notices and its now-playing panel go: a text channel.
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn notify(&self, text_channel: u64, notice: Notice);
+    /// Posts the now-playing panel in `text_channel`; answers its message id.
+    async fn post_panel(&self, text_channel: u64, view: &PanelView) -> Result<u64, PanelError> {
+        let _ = (text_channel, view);
+        Err(PanelError::Failed("this notifier shows no panel".into()))
+    }
+    /// Edits the panel `message` to show `view`; [`PanelError::Gone`] if it was deleted.
+    async fn edit_panel(
+        &self,
+        text_channel: u64,
+        message: u64,
+        view: &PanelView,
+    ) -> Result<(), PanelError> {
+        let _ = (text_channel, message, view);
+        Err(PanelError::Failed("this notifier shows no panel".into()))
+    }
 }
