@@ -114,6 +114,8 @@ pub fn player_settings(g: &crate::settings::GuildSettings, config: &Config) -> P
             config.lifecycle.pause_timeout,
         ),
         save_position_every: (!every.is_zero()).then_some(every),
+        panel: g.panel,
+        panel_every: config.player.panel_every,
     }
 }
 

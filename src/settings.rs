@@ -17,6 +17,7 @@ pub struct Overrides {
     pub max_queue: Option<usize>,
     pub max_track_duration: Option<Duration>,
     pub dj_role: Option<u64>,
+    pub panel: Option<bool>,
 }
 
 /// The settings in effect for one guild.
@@ -32,6 +33,8 @@ pub struct GuildSettings {
     /// When set, only DJs, administrators and the current track's requester control
     /// playback; everyone else votes.
     pub dj_role: Option<u64>,
+    /// Show the now-playing panel with buttons.
+    pub panel: bool,
 }
 
 impl GuildSettings {
@@ -43,6 +46,7 @@ impl GuildSettings {
             max_queue: config.player.max_queue,
             max_track_duration: config.ytdlp.max_duration,
             dj_role: None,
+            panel: config.player.panel,
         }
     }
 
@@ -65,6 +69,9 @@ impl GuildSettings {
         if o.dj_role.is_some() {
             self.dj_role = o.dj_role;
         }
+        if let Some(v) = o.panel {
+            self.panel = v;
+        }
         self
     }
 }
@@ -78,6 +85,7 @@ pub enum Change {
     MaxQueue(usize),
     MaxTrackDuration(Duration),
     DjRole(Option<u64>),
+    Panel(bool),
     /// Back to the config's defaults.
     Reset,
 }
@@ -183,17 +191,18 @@ impl Settings {
             Option<i64>,
             Option<i64>,
             Option<i64>,
+            Option<bool>,
         );
         let rows: Vec<Row> = with_db!(&pool, p => sqlx::query_as(
             "SELECT guild_id, idle_timeout_ms, alone_timeout_ms, default_volume, max_queue,
-                    max_track_duration_ms, dj_role FROM guild_settings",
+                    max_track_duration_ms, dj_role, panel FROM guild_settings",
         )
         .fetch_all(p)
         .await)?;
         let bounds = Bounds::from_config(config);
         let cache = rows
             .into_iter()
-            .map(|(g, idle, alone, vol, maxq, maxd, dj)| {
+            .map(|(g, idle, alone, vol, maxq, maxd, dj, panel)| {
                 let mut o = Overrides {
                     idle_timeout: from_ms(idle),
                     alone_timeout: from_ms(alone),
@@ -201,6 +210,7 @@ impl Settings {
                     max_queue: maxq.map(|v| v.clamp(1, i64::MAX) as usize),
                     max_track_duration: from_ms(maxd),
                     dj_role: dj.map(|v| v as u64),
+                    panel,
                 };
                 let clamped = bounds.clamp(&mut o);
                 if !clamped.is_empty() {
@@ -252,16 +262,18 @@ impl Settings {
             Change::MaxQueue(n) => o.max_queue = Some(n),
             Change::MaxTrackDuration(d) => o.max_track_duration = Some(d),
             Change::DjRole(r) => o.dj_role = r,
+            Change::Panel(on) => o.panel = Some(on),
             Change::Reset => o = Overrides::default(),
         }
         with_db!(&self.pool, p => sqlx::query(
             "INSERT INTO guild_settings (guild_id, idle_timeout_ms, alone_timeout_ms, default_volume,
-                max_queue, max_track_duration_ms, dj_role, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                max_queue, max_track_duration_ms, dj_role, panel, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (guild_id) DO UPDATE SET idle_timeout_ms = excluded.idle_timeout_ms,
                 alone_timeout_ms = excluded.alone_timeout_ms, default_volume = excluded.default_volume,
                 max_queue = excluded.max_queue, max_track_duration_ms = excluded.max_track_duration_ms,
-                dj_role = excluded.dj_role, updated_at = excluded.updated_at",
+                dj_role = excluded.dj_role, panel = excluded.panel,
+                updated_at = excluded.updated_at",
         )
         .bind(guild as i64)
         .bind(ms(o.idle_timeout))
@@ -270,6 +282,7 @@ impl Settings {
         .bind(o.max_queue.map(|v| v as i64))
         .bind(ms(o.max_track_duration))
         .bind(o.dj_role.map(|v| v as i64))
+        .bind(o.panel)
         .bind(crate::db::unix_now())
         .execute(p)
         .await
@@ -357,6 +370,7 @@ mod tests {
             .unwrap();
         assert_eq!(g.idle_timeout, Duration::from_secs(30));
         s.apply(1, Change::DjRole(Some(77))).await.unwrap();
+        assert!(!s.apply(1, Change::Panel(false)).await.unwrap().panel);
         assert!(s.apply(1, Change::DefaultVolume(300)).await.is_err());
         assert!(s.apply(1, Change::MaxQueue(0)).await.is_err());
         assert_eq!(
@@ -373,6 +387,8 @@ mod tests {
             (Duration::from_secs(30), Some(77))
         );
         assert_eq!(g.alone_timeout, config.lifecycle.alone_timeout);
+        assert!(!g.panel, "the panel stays off after a restart");
+        assert!(s.get(2).panel, "on by default");
         s.apply(1, Change::Reset).await.unwrap();
         let s = Settings::load(pool, &config).await.unwrap();
         assert_eq!(s.get(1), GuildSettings::defaults(&config));

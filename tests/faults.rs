@@ -31,7 +31,8 @@ fn now_playing(w: &World) -> Vec<String> {
 /// of running into 429s (Discord bans clients that keep hitting them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notices_wait_for_the_channels_rate_limit_instead_of_hitting_it() {
-    let w = World::start().await;
+    // A notice per track (the panel would be one message, edited: tests/panel.rs).
+    let w = World::start_with(|c| c.player.panel = false).await;
     w.emu.limit_route(
         "POST",
         &format!("/channels/{TEXT}/messages"),

@@ -230,6 +230,13 @@ pub struct PlayerConfig {
     /// resumes near where it was; 0 saves it only with queue changes and at shutdown.
     #[serde(with = "humantime_serde")]
     pub save_position_every: Duration,
+    /// Show a now-playing panel with buttons (one message, edited in place) instead of a
+    /// "Now playing" line per track; servers can turn it off with `/settings`.
+    pub panel: bool,
+    /// How often the panel's progress bar moves (it also changes at once on a pause, a
+    /// skip, a queue change).
+    #[serde(with = "humantime_serde")]
+    pub panel_every: Duration,
 }
 
 impl Default for PlayerConfig {
@@ -241,6 +248,8 @@ impl Default for PlayerConfig {
             max_playlist: 100,
             mixers_per_thread: 64,
             save_position_every: Duration::from_secs(15),
+            panel: true,
+            panel_every: Duration::from_secs(15),
         }
     }
 }
@@ -531,6 +540,9 @@ impl Config {
                 "player.save_position_every",
                 "must be 0 (off) or at least 1s",
             ));
+        }
+        if self.player.panel_every < crate::player::panel::MIN_GAP {
+            return Err(invalid("player.panel_every", "must be at least 2s"));
         }
         if self.cluster.lease < Duration::from_secs(2) {
             return Err(invalid("cluster.lease", "must be at least 2s"));

@@ -1,5 +1,6 @@
 //! Gateway events that change what the bot holds: its own voice state, who is in its
-//! channel, channels and guilds going away. Each becomes a message to the guild's player.
+//! channel, channels and guilds going away. Each becomes a message to the guild's player;
+//! so does a press of a now-playing panel's button (`buttons.rs`).
 
 use poise::serenity_prelude as serenity;
 
@@ -74,6 +75,12 @@ pub async fn on_event(
             bot.players
                 .cleanup(incomplete.id.get(), CleanupReason::GuildRemoved, false)
                 .await;
+        }
+        // The now-playing panel's buttons (other components have their own collectors).
+        serenity::FullEvent::InteractionCreate {
+            interaction: serenity::Interaction::Component(press),
+        } if press.data.custom_id.starts_with(super::panel::PREFIX) => {
+            super::buttons::pressed(ctx, bot, press).await;
         }
         serenity::FullEvent::ChannelDelete { channel, .. } => {
             let guild = channel.guild_id.get();

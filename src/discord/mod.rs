@@ -4,11 +4,13 @@
 
 pub mod access;
 pub mod bot;
+pub mod buttons;
 pub mod commands;
 pub mod events;
 pub mod format;
 pub mod gateway;
 pub mod notify;
+pub mod panel;
 pub mod presence;
 pub mod reply;
 pub mod restore;

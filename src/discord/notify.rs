@@ -8,6 +8,7 @@ use poise::serenity_prelude as serenity;
 
 use super::format;
 use super::reply::{OK, WARN};
+use crate::player::panel::{PanelError, PanelView};
 use crate::player::{Notice, Notifier};
 use crate::resources::CleanupReason;
 
@@ -79,5 +80,45 @@ impl Notifier for ChannelNotifier {
             // A channel we cannot post in must not stop the music.
             tracing::warn!(channel = text_channel, error = %e, "could not post a notice");
         }
+    }
+
+    async fn post_panel(&self, text_channel: u64, view: &PanelView) -> Result<u64, PanelError> {
+        let message = serenity::CreateMessage::new()
+            .embed(super::panel::embed(view))
+            .components(super::panel::buttons(view));
+        serenity::ChannelId::new(text_channel)
+            .send_message(&self.http, message)
+            .await
+            .map(|m| m.id.get())
+            .map_err(panel_error)
+    }
+
+    async fn edit_panel(
+        &self,
+        text_channel: u64,
+        message: u64,
+        view: &PanelView,
+    ) -> Result<(), PanelError> {
+        let edit = serenity::EditMessage::new()
+            .embed(super::panel::embed(view))
+            .components(super::panel::buttons(view));
+        serenity::ChannelId::new(text_channel)
+            .edit_message(&self.http, serenity::MessageId::new(message), edit)
+            .await
+            .map(|_| ())
+            .map_err(panel_error)
+    }
+}
+
+/// Discord's "Unknown Message" (someone deleted the panel) is [`PanelError::Gone`].
+fn panel_error(e: serenity::Error) -> PanelError {
+    const UNKNOWN_MESSAGE: isize = 10008;
+    match &e {
+        serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(r))
+            if r.error.code == UNKNOWN_MESSAGE =>
+        {
+            PanelError::Gone
+        }
+        _ => PanelError::Failed(e.to_string()),
     }
 }

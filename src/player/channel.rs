@@ -138,6 +138,7 @@ impl GuildPlayer {
         self.queue.clear_all();
         self.stop_voice().await;
         self.reconnect = None;
+        self.end_panel();
         let Some(channel) = self.voice_channel.take() else {
             return;
         };

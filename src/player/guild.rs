@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::player::handle::{PlayerError, PlayerHandle, PlayerSettings, Request, Snapshot};
 use crate::player::inbox::{Internal, Starting};
 use crate::player::notices::Notices;
+use crate::player::panel::{Panel, PanelClock};
 use crate::player::persist::{QueueStore, Shape};
 use crate::player::queue::{Advance, Queue, QueueError};
 use crate::player::reconnect::{Reconnect, Step};
@@ -32,6 +33,9 @@ pub struct GuildPlayer {
     pub(super) queue: Queue,
     pub(super) voice: Box<dyn VoiceCall>,
     pub(super) notices: Notices,
+    /// The now-playing panel's task, and when to show it next (`showing.rs`).
+    pub(super) panel: Panel,
+    pub(super) panel_clock: PanelClock,
     pub(super) settings: PlayerSettings,
     pub(super) registry: Arc<Registry>,
     pub(super) voice_channel: Option<u64>,
@@ -101,6 +105,8 @@ impl GuildPlayer {
             guild,
             queue: Queue::new(),
             voice: voice(guild, events_tx),
+            panel: Panel::start(guild, parts.notifier.clone(), &parts.tasks),
+            panel_clock: PanelClock::new(parts.settings.panel_every),
             notices: Notices::start(guild, parts.notifier, &parts.tasks),
             settings: parts.settings,
             _unit: parts.registry.acquire(Kind::Player),
@@ -152,7 +158,10 @@ impl GuildPlayer {
                 _ = timer => self.on_timer().await,
             };
             match flow {
-                Flow::Continue => self.persist().await,
+                Flow::Continue => {
+                    self.persist().await;
+                    self.refresh_panel().await;
+                }
                 Flow::Leave(reason) => {
                     self.leave(reason).await;
                     return;
@@ -169,10 +178,16 @@ impl GuildPlayer {
             .idle
             .next_deadline(&self.activity)
             .map(|(at, _)| at);
-        [idle, self.reconnect.map(|r| r.at), self.checkpoint_at]
-            .into_iter()
-            .flatten()
-            .min()
+        let panel = self.panel_clock.due();
+        [
+            idle,
+            self.reconnect.map(|r| r.at),
+            self.checkpoint_at,
+            panel,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Re-derives since-when the idle and paused conditions hold after any change.
@@ -220,6 +235,9 @@ impl GuildPlayer {
             if let Some(position) = self.voice.position().await {
                 self.store.checkpoint(self.guild, position);
             }
+        }
+        if self.panel_clock.tick(now) {
+            self.show_panel().await;
         }
         match self.reconnect {
             Some(r) if r.at <= now => self.try_rejoin(r).await,
@@ -421,6 +439,7 @@ impl GuildPlayer {
                 self.settings.max_queue = settings.max_queue;
                 self.settings.max_calls = settings.max_calls;
                 self.settings.save_position_every = settings.save_position_every;
+                self.set_panel(settings.panel);
             }
             Request::BotVoiceState { channel } => match channel {
                 // Only a real disconnect counts: songbird drops the call when it sees it; a

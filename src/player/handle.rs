@@ -204,6 +204,10 @@ pub struct PlayerSettings {
     /// How often a playing track's position is saved between queue changes, so a crash or
     /// a SIGKILL resumes near where it was instead of from the track's start.
     pub save_position_every: Option<Duration>,
+    /// Show the now-playing panel (instead of a "Now playing" notice per track).
+    pub panel: bool,
+    /// How often the panel's progress bar moves while a track plays.
+    pub panel_every: Duration,
 }
 
 /// The cheap, clonable address of a guild's player task.

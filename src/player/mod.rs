@@ -8,7 +8,8 @@
 //!   the network. Its parts: `playback.rs` (starting, ending, skipping and seeking
 //!   tracks), `channel.rs` (joining, restoring, leaving), `inbox.rs` (what its own tasks
 //!   report back), `reconnect.rs` (a dropped voice connection), `persist.rs` (what
-//!   survives a restart); `notices.rs` posts what it tells the channel.
+//!   survives a restart); `notices.rs` posts what it tells the channel, `panel.rs`
+//!   keeps its now-playing panel up to date.
 //! - `voice.rs`: what the player needs of a voice connection and a text channel (traits,
 //!   implemented by `crate::voice` and `crate::discord`).
 //! - `votes.rs`: skip votes.
@@ -18,10 +19,12 @@ pub mod guild;
 pub mod handle;
 mod inbox;
 mod notices;
+pub mod panel;
 pub mod persist;
 mod playback;
 pub mod queue;
 mod reconnect;
+mod showing;
 pub mod voice;
 pub mod votes;
 

@@ -107,7 +107,8 @@ impl GuildPlayer {
                 if let (true, Some(t)) = (starting.announce, self.registry.timings()) {
                     t.first_audio(starting.since.elapsed());
                 }
-                if starting.announce {
+                // The panel, when shown, says it instead (`showing.rs`).
+                if starting.announce && !self.settings.panel {
                     self.tell(Notice::NowPlaying(entry));
                 }
             }

@@ -210,6 +210,8 @@ impl Harness {
                 idle,
                 max_calls: 10,
                 save_position_every: Some(SAVE_POSITION_EVERY),
+                panel: false,
+                panel_every: std::time::Duration::from_secs(15),
             }),
             registry.clone(),
             store.clone(),

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use crate::player::queue::Entry;
+use crate::player::queue::{Entry, LoopMode};
 use crate::resources::CleanupReason;
 use crate::sources::Track;
 
@@ -148,7 +148,77 @@ pub enum Notice {
     },
 }
 
+/// What the now-playing panel shows (`panel.rs`): data, rendered at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PanelView {
+    /// The text channel it lives in (where the music was last asked for).
+    pub channel: u64,
+    /// `None` once the queue ran out.
+    pub current: Option<Entry>,
+    pub position: Option<Duration>,
+    pub paused: bool,
+    /// The first few upcoming entries (`panel::PANEL_NEXT`).
+    pub upcoming: Vec<Entry>,
+    /// How many wait in all.
+    pub waiting: usize,
+    pub loop_mode: LoopMode,
+    /// The bot left the channel: the last look, without buttons.
+    pub ended: bool,
+}
+
+impl PanelView {
+    /// Everything the view shows except the position, which moves by itself: a change
+    /// here is published at once, the position only every `panel_every`.
+    pub fn shape(&self, started: u64) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.channel.hash(&mut h);
+        self.current.as_ref().map(|e| e.id).hash(&mut h);
+        // A track that starts again (a loop, a seek) moves its bar back at once.
+        started.hash(&mut h);
+        self.paused.hash(&mut h);
+        self.upcoming
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+            .hash(&mut h);
+        self.waiting.hash(&mut h);
+        format!("{:?}", self.loop_mode).hash(&mut h);
+        self.ended.hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether the bar moves by itself (playing, not paused).
+    pub fn moving(&self) -> bool {
+        self.current.is_some() && !self.paused && !self.ended
+    }
+}
+
+/// Why a panel request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PanelError {
+    /// The message is gone (someone deleted it).
+    Gone,
+    Failed(String),
+}
+
+/// Where the player's notices and its now-playing panel go: a text channel.
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn notify(&self, text_channel: u64, notice: Notice);
+    /// Posts the now-playing panel in `text_channel`; answers its message id.
+    async fn post_panel(&self, text_channel: u64, view: &PanelView) -> Result<u64, PanelError> {
+        let _ = (text_channel, view);
+        Err(PanelError::Failed("this notifier shows no panel".into()))
+    }
+    /// Edits the panel `message` to show `view`; [`PanelError::Gone`] if it was deleted.
+    async fn edit_panel(
+        &self,
+        text_channel: u64,
+        message: u64,
+        view: &PanelView,
+    ) -> Result<(), PanelError> {
+        let _ = (text_channel, message, view);
+        Err(PanelError::Failed("this notifier shows no panel".into()))
+    }
 }

@@ -902,6 +902,22 @@ impl Emulator {
         })
     }
 
+    /// Someone (a member, a moderator) deletes message `id` in `channel_id`, as Discord's
+    /// `DELETE /channels/{channel}/messages/{id}` by another user: it disappears, and the
+    /// bot, which gets no event about it without the message intents, hears of it as 404
+    /// Unknown Message (code 10008) on its next edit. Panics if there is no such message.
+    pub fn delete_message(&self, channel_id: u64, id: u64) {
+        self.with(|s| {
+            let m = s
+                .msgs
+                .get_mut(&id)
+                .filter(|m| m.channel_id == channel_id && !m.deleted)
+                .unwrap_or_else(|| panic!("emulator: no message {id} in channel {channel_id}"));
+            m.deleted = true;
+            m.deleted_by_others = true;
+        });
+    }
+
     /// Waits for a message in [`messages`](Self::messages) matching `pred`.
     pub async fn wait_message(
         &self,

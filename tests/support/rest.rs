@@ -226,6 +226,12 @@ fn route(s: &mut State, req: &HttpRequest) -> HttpResponse {
                 mid.parse::<u64>().unwrap_or(0),
             );
             let body = req.json();
+            if s.msgs
+                .get(&mid)
+                .is_some_and(|m| m.channel_id == cid && m.deleted_by_others)
+            {
+                return err(404, 10008, "Unknown Message");
+            }
             if !s
                 .msgs
                 .get(&mid)

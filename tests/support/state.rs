@@ -244,6 +244,10 @@ pub struct StoredMessage {
     pub json: Value,
     pub channel_id: u64,
     pub deleted: bool,
+    /// Deleted by someone else (a member, a moderator: [`super::Emulator::delete_message`]):
+    /// the bot cannot know until Discord answers its next request about it with 404
+    /// Unknown Message, so that request is no protocol error.
+    pub deleted_by_others: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -512,6 +516,7 @@ impl State {
                 json: msg.clone(),
                 channel_id,
                 deleted: false,
+                deleted_by_others: false,
             },
         );
         if flags & 64 == 0 {

@@ -308,6 +308,8 @@ pub async fn settings(
     #[description = "Only this role (and admins) may control playback; others vote"]
     dj_role: Option<serenity::Role>,
     #[description = "Remove the DJ role restriction"] clear_dj_role: Option<bool>,
+    #[description = "Show the now-playing panel with buttons (off: a line per track)"]
+    panel: Option<bool>,
     #[description = "Back to the defaults from the bot's config"] reset: Option<bool>,
 ) -> Result<(), Error> {
     use crate::settings::Change;
@@ -350,6 +352,9 @@ pub async fn settings(
     if clear_dj_role == Some(true) {
         changes.push(Change::DjRole(None));
     }
+    if let Some(on) = panel {
+        changes.push(Change::Panel(on));
+    }
     let mut now = bot.settings.get(guild);
     for change in &changes {
         match bot.settings.apply(guild, change.clone()).await {
@@ -373,12 +378,13 @@ pub async fn settings(
         .map(|r| format!("<@&{r}>"))
         .unwrap_or_else(|| "none (everyone controls playback)".into());
     let text = format!(
-        "Idle timeout: **{}**\nAlone timeout: **{}**\nDefault volume: **{}%**\nMax queue: **{}** tracks\nMax track length: **{}**\nDJ role: {dj}",
+        "Idle timeout: **{}**\nAlone timeout: **{}**\nDefault volume: **{}%**\nMax queue: **{}** tracks\nMax track length: **{}**\nDJ role: {dj}\nNow-playing panel: **{}**",
         show_duration(now.idle_timeout),
         show_duration(now.alone_timeout),
         now.default_volume,
         now.max_queue,
         show_duration(now.max_track_duration),
+        if now.panel { "on" } else { "off" },
     );
     let title = if changes.is_empty() {
         "Settings"

@@ -3,16 +3,16 @@
 
 use poise::serenity_prelude as serenity;
 
-use super::checks::{listening, listening_to_something, sentence, Listening};
+use super::actions::{self, caller, say};
+use super::checks::{listening, listening_to_something, sentence};
 use super::dj;
 use super::parse;
 use crate::discord::bot::{Context, Error};
-use crate::discord::format::{self, bold, escape};
+use crate::discord::format::{self, bold};
 use crate::discord::presence::humans_in;
 use crate::discord::reply;
-use crate::player::queue::QueueError;
 use crate::player::voice::VoiceError;
-use crate::player::{LoopMode, PlayerError, Request, Skipped};
+use crate::player::{LoopMode, PlayerError, Request};
 
 /// How long `/seek` waits for the player's answer (a seek waits on the media server).
 const SEEK_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -32,94 +32,8 @@ pub async fn skip(
     let Some(n) = usize::try_from(count.unwrap_or(1)).ok().filter(|n| *n >= 1) else {
         return reply::error(ctx, "Skip at least 1 track (the one playing counts).").await;
     };
-    if !dj::standing(ctx, Some(&l.snapshot)).may_control() {
-        return vote_skip(ctx, &l).await;
-    }
-    skip_now(ctx, &l, n).await
-}
-
-async fn skip_now(ctx: Context<'_>, l: &Listening, n: usize) -> Result<(), Error> {
-    // The track the caller saw (and was allowed to skip, or voted on): if it ended in
-    // between, the player refuses rather than skip the next one.
-    let current = l
-        .snapshot
-        .current
-        .as_ref()
-        .expect("checked by the caller")
-        .id;
-    let skip = |reply| Request::Skip { n, current, reply };
-    match l.player.call(skip).await {
-        Ok(s) => reply::ok(ctx, skipped_line(&s)).await,
-        Err(PlayerError::Queue(QueueError::Changed)) => {
-            let title = l.current_title().unwrap_or_default();
-            reply::error(ctx, format!("{title} already ended; nothing was skipped.")).await
-        }
-        Err(e) => reply::error(ctx, sentence(&e)).await,
-    }
-}
-
-/// "Skipped X; now playing Y."
-fn skipped_line(s: &Skipped) -> String {
-    let what = match s.skipped {
-        1 => format!("Skipped {}", bold(&s.skipped_title, 80)),
-        n => format!(
-            "Skipped {n} tracks ({} and {} more)",
-            bold(&s.skipped_title, 60),
-            n - 1
-        ),
-    };
-    let next = match &s.next {
-        Some(t) => format!("; now playing {}", bold(t, 80)),
-        None => "; the queue is empty".into(),
-    };
-    format!("{what}{next}.")
-}
-
-/// A listener without DJ rights: one vote; half of the listeners skip.
-async fn vote_skip(ctx: Context<'_>, l: &Listening) -> Result<(), Error> {
-    let current = l.snapshot.current.as_ref().expect("checked by the caller");
-    let title = bold(&current.track.title, 80);
     let listeners = humans_in(ctx.serenity_context(), l.guild.into(), l.channel.into());
-    let here = listeners.len();
-    let vote = |reply| Request::VoteSkip {
-        current: current.id,
-        voter: ctx.author().id.get(),
-        listeners,
-        reply,
-    };
-    let voted = match l.player.call(vote).await {
-        Ok(v) => v,
-        Err(PlayerError::Queue(QueueError::Changed)) => {
-            return reply::error(ctx, format!("{title} already ended; nothing was skipped.")).await
-        }
-        Err(e) => return reply::error(ctx, sentence(&e)).await,
-    };
-    let tally = voted.tally;
-    if let Some(s) = voted.skipped {
-        let prefix = format!("Vote passed ({}/{here}): ", tally.votes);
-        return reply::ok(ctx, format!("{prefix}{}", skipped_line(&s))).await;
-    }
-    if !tally.new {
-        return reply::error(
-            ctx,
-            format!(
-                "You already voted to skip {title} ({}/{} votes).",
-                tally.votes, tally.needed
-            ),
-        )
-        .await;
-    }
-    let more = tally.needed - tally.votes;
-    reply::ok(
-        ctx,
-        format!(
-            "{} voted to skip {title}: {}/{} votes, {more} more needed.",
-            escape(ctx.author().display_name()),
-            tally.votes,
-            tally.needed
-        ),
-    )
-    .await
+    say(ctx, actions::skip(&l, &caller(ctx, &l), n, listeners).await).await
 }
 
 /// Go back to the previous track
@@ -128,13 +42,7 @@ pub async fn back(ctx: Context<'_>) -> Result<(), Error> {
     let Some(l) = listening(ctx).await? else {
         return Ok(());
     };
-    if !dj::require(ctx, Some(&l.snapshot), "go back to the previous track").await? {
-        return Ok(());
-    }
-    match l.player.call(|reply| Request::Back { reply }).await {
-        Ok(t) => reply::ok(ctx, format!("Back to {}.", bold(&t, 80))).await,
-        Err(e) => reply::error(ctx, sentence(&e)).await,
-    }
+    say(ctx, actions::back(&l, &caller(ctx, &l)).await).await
 }
 
 /// Pause the music
@@ -143,29 +51,7 @@ pub async fn pause(ctx: Context<'_>) -> Result<(), Error> {
     let Some(l) = listening_to_something(ctx).await? else {
         return Ok(());
     };
-    if l.snapshot.paused {
-        return reply::error(
-            ctx,
-            format!(
-                "{} is already paused. Use /resume to continue.",
-                l.current_title().unwrap_or_default()
-            ),
-        )
-        .await;
-    }
-    if !dj::require(ctx, Some(&l.snapshot), "pause the music").await? {
-        return Ok(());
-    }
-    match l.player.call(|reply| Request::Pause { reply }).await {
-        Ok(t) => {
-            reply::ok(
-                ctx,
-                format!("Paused {}. Use /resume to continue.", bold(&t, 80)),
-            )
-            .await
-        }
-        Err(e) => reply::error(ctx, sentence(&e)).await,
-    }
+    say(ctx, actions::pause(&l, &caller(ctx, &l)).await).await
 }
 
 /// Resume paused music
@@ -174,20 +60,7 @@ pub async fn resume(ctx: Context<'_>) -> Result<(), Error> {
     let Some(l) = listening_to_something(ctx).await? else {
         return Ok(());
     };
-    if !l.snapshot.paused {
-        return reply::error(
-            ctx,
-            format!("{} is not paused.", l.current_title().unwrap_or_default()),
-        )
-        .await;
-    }
-    if !dj::require(ctx, Some(&l.snapshot), "resume the music").await? {
-        return Ok(());
-    }
-    match l.player.call(|reply| Request::Resume { reply }).await {
-        Ok(t) => reply::ok(ctx, format!("Resumed {}.", bold(&t, 80))).await,
-        Err(e) => reply::error(ctx, sentence(&e)).await,
-    }
+    say(ctx, actions::resume(&l, &caller(ctx, &l)).await).await
 }
 
 /// Stop the music and clear the queue
@@ -196,23 +69,7 @@ pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
     let Some(l) = listening(ctx).await? else {
         return Ok(());
     };
-    if !dj::require(ctx, Some(&l.snapshot), "stop the music").await? {
-        return Ok(());
-    }
-    let title = l.current_title();
-    match l.player.call(|reply| Request::Stop { reply }).await {
-        Ok(n) => {
-            let text = match title {
-                Some(t) => format!(
-                    "Stopped {t} and cleared the queue ({} removed).",
-                    format::tracks(n)
-                ),
-                None => format!("Stopped and cleared {}.", format::tracks(n)),
-            };
-            reply::ok(ctx, text).await
-        }
-        Err(e) => reply::error(ctx, sentence(&e)).await,
-    }
+    say(ctx, actions::stop(&l, &caller(ctx, &l)).await).await
 }
 
 /// Clear the queue and leave the voice channel
@@ -420,34 +277,7 @@ pub async fn loop_(
     let Some(l) = listening(ctx).await? else {
         return Ok(());
     };
-    if !dj::require(ctx, Some(&l.snapshot), "change the loop mode").await? {
-        return Ok(());
-    }
-    let mode = mode.0;
-    match l
-        .player
-        .call(|reply| Request::SetLoop { mode, reply })
-        .await
-    {
-        Ok(mode) => {
-            let text = match mode {
-                LoopMode::Off => "Loop is off: the queue plays once.".to_string(),
-                LoopMode::Track => match l.current_title() {
-                    Some(t) => format!("Looping {t}: it repeats until /skip or /loop off."),
-                    None => "Looping each track: it repeats until /skip or /loop off.".into(),
-                },
-                LoopMode::Queue => {
-                    let n = l.snapshot.upcoming.len() + usize::from(l.snapshot.current.is_some());
-                    format!(
-                        "Looping the queue ({}): finished tracks go back to the end.",
-                        format::tracks(n)
-                    )
-                }
-            };
-            reply::ok(ctx, text).await
-        }
-        Err(e) => reply::error(ctx, sentence(&e)).await,
-    }
+    say(ctx, actions::set_loop(&l, &caller(ctx, &l), mode.0).await).await
 }
 
 #[cfg(test)]

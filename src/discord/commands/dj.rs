@@ -7,7 +7,9 @@
 //! the track is skipped once half of the listeners voted (the player counts the votes:
 //! `crate::player::votes`).
 
-use crate::discord::bot::{Context, Error};
+use poise::serenity_prelude as serenity;
+
+use crate::discord::bot::{Bot, Context, Error};
 use crate::discord::reply;
 use crate::player::Snapshot;
 
@@ -57,19 +59,34 @@ pub fn standing(ctx: Context<'_>, snapshot: Option<&Snapshot>) -> Standing {
     let Some(guild) = ctx.guild_id() else {
         return Standing::Open;
     };
-    let settings = ctx.data().settings.get(guild.get());
-    let admin = &ctx.data().config.admin;
-    let user = ctx.author().id.get();
     let member = match ctx {
         poise::Context::Application(app) => app.interaction.member.clone(),
         poise::Context::Prefix(_) => None,
     };
+    standing_in(
+        ctx.data(),
+        guild.get(),
+        ctx.author().id.get(),
+        member.as_deref(),
+        snapshot,
+    )
+}
+
+/// The standing of `user` (with the `member` Discord sent along with their interaction:
+/// a command or a panel button) in `guild`, for the given player state.
+pub fn standing_in(
+    bot: &Bot,
+    guild: u64,
+    user: u64,
+    member: Option<&serenity::Member>,
+    snapshot: Option<&Snapshot>,
+) -> Standing {
+    let settings = bot.settings.get(guild);
+    let admin = &bot.config.admin;
     let roles: Vec<u64> = member
-        .as_ref()
         .map(|m| m.roles.iter().map(|r| r.get()).collect())
         .unwrap_or_default();
     let by_permission = member
-        .as_ref()
         .and_then(|m| m.permissions)
         .is_some_and(|p| p.administrator() || p.manage_guild());
     let is_admin = by_permission

@@ -131,30 +131,8 @@ pub async fn shuffle(ctx: Context<'_>) -> Result<(), Error> {
     let Some(l) = listening(ctx).await? else {
         return Ok(());
     };
-    if l.snapshot.upcoming.len() < 2 {
-        return reply::error(
-            ctx,
-            "There is nothing to shuffle: fewer than two tracks are waiting.",
-        )
-        .await;
-    }
-    if !dj::require(ctx, Some(&l.snapshot), "shuffle the queue").await? {
-        return Ok(());
-    }
-    match l.player.call(|reply| Request::Shuffle { reply }).await {
-        Ok(n) => {
-            let next = l
-                .player
-                .ask(|reply| Request::Snapshot { reply })
-                .await
-                .ok()
-                .and_then(|s| s.upcoming.first().map(|e| bold(&e.track.title, 80)))
-                .map(|t| format!("; up next: {t}"))
-                .unwrap_or_default();
-            reply::ok(ctx, format!("Shuffled {}{next}.", format::tracks(n))).await
-        }
-        Err(e) => reply::error(ctx, queue_sentence(&e, l.snapshot.upcoming.len())).await,
-    }
+    let said = super::actions::shuffle(&l, &super::actions::caller(ctx, &l)).await;
+    super::actions::say(ctx, said).await
 }
 
 /// Remove everything waiting in the queue (the track playing goes on)

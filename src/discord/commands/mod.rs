@@ -1,8 +1,9 @@
 //! Slash commands, one file per group; the checks they share live in `checks.rs`.
 
+pub(crate) mod actions;
 pub(crate) mod admin;
 mod autocomplete;
-mod checks;
+pub(crate) mod checks;
 mod control;
 pub mod dj;
 mod edit;
