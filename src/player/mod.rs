@@ -14,6 +14,7 @@
 //! - `votes.rs`: skip votes.
 
 mod channel;
+pub mod filters;
 pub mod guild;
 pub mod handle;
 mod inbox;

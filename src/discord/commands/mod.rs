@@ -6,6 +6,7 @@ mod checks;
 mod control;
 pub mod dj;
 mod edit;
+mod filter;
 pub mod parse;
 mod play;
 mod queue;
@@ -29,6 +30,8 @@ pub fn all() -> Vec<poise::Command<Data, Error>> {
         control::seek(),
         control::volume(),
         control::loop_(),
+        filter::filter(),
+        filter::filters(),
         edit::remove(),
         edit::move_(),
         edit::shuffle(),
