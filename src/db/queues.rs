@@ -14,7 +14,7 @@ use crate::player::queue::{LoopMode, Requester};
 use crate::sources::Track;
 
 enum Msg {
-    Save(u64, Option<SavedQueue>),
+    Save(u64, Option<Box<SavedQueue>>),
     Position(u64, Duration),
     /// Answered once everything sent before it is committed.
     Flush(oneshot::Sender<()>),
@@ -30,7 +30,7 @@ pub struct QueueWriter {
 
 impl QueueStore for QueueWriter {
     fn save(&self, guild: u64, state: Option<SavedQueue>) {
-        let _ = self.tx.send(Msg::Save(guild, state));
+        let _ = self.tx.send(Msg::Save(guild, state.map(Box::new)));
     }
 
     fn checkpoint(&self, guild: u64, position: Duration) {
@@ -89,7 +89,7 @@ impl Pending {
             Msg::Save(g, s) => {
                 // The new state carries its own position; an older checkpoint is stale.
                 self.positions.remove(&g);
-                self.saves.insert(g, s);
+                self.saves.insert(g, s.map(|b| *b));
             }
             Msg::Position(g, p) => {
                 self.positions.insert(g, p);

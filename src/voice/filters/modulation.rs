@@ -82,9 +82,9 @@ impl Vibrato {
             let t = delay - back as f32;
             let i = (self.at + len - back) % len;
             let j = (i + len - 1) % len;
-            for c in 0..2 {
+            for (c, out) in frame.iter_mut().enumerate() {
                 let (a, b) = (self.ring[i * 2 + c], self.ring[j * 2 + c]);
-                frame[c] = a + (b - a) * t;
+                *out = a + (b - a) * t;
             }
             self.at = (self.at + 1) % len;
         }
