@@ -84,6 +84,7 @@ fn state(n: u64) -> SavedQueue {
         position: Duration::from_millis(n),
         playing: !tracks.is_empty(),
         tracks,
+        filters: Default::default(),
     }
 }
 

@@ -8,12 +8,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Db;
+use crate::player::filters::FilterSpec;
 use crate::player::persist::{QueueStore, SavedQueue};
 use crate::player::queue::{LoopMode, Requester};
 use crate::sources::Track;
 
 enum Msg {
-    Save(u64, Option<SavedQueue>),
+    Save(u64, Option<Box<SavedQueue>>),
     Position(u64, Duration),
     /// Answered once everything sent before it is committed.
     Flush(oneshot::Sender<()>),
@@ -29,7 +30,7 @@ pub struct QueueWriter {
 
 impl QueueStore for QueueWriter {
     fn save(&self, guild: u64, state: Option<SavedQueue>) {
-        let _ = self.tx.send(Msg::Save(guild, state));
+        let _ = self.tx.send(Msg::Save(guild, state.map(Box::new)));
     }
 
     fn checkpoint(&self, guild: u64, position: Duration) {
@@ -88,7 +89,7 @@ impl Pending {
             Msg::Save(g, s) => {
                 // The new state carries its own position; an older checkpoint is stale.
                 self.positions.remove(&g);
-                self.saves.insert(g, s);
+                self.saves.insert(g, s.map(|b| *b));
             }
             Msg::Position(g, p) => {
                 self.positions.insert(g, p);
@@ -160,7 +161,8 @@ async fn commit(db: &Db, pending: &Pending) -> Result<(), sqlx::Error> {
         let Some(s) = state else { continue };
         sqlx::query(
             "INSERT INTO saved_queues (guild_id, voice_channel, text_channel, loop_mode, paused,
-                volume, position_ms, playing, saved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                volume, position_ms, playing, saved_at, filters_json)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(g)
         .bind(s.voice_channel as i64)
@@ -171,6 +173,7 @@ async fn commit(db: &Db, pending: &Pending) -> Result<(), sqlx::Error> {
         .bind(s.position.as_millis() as i64)
         .bind(s.playing)
         .bind(super::unix_now())
+        .bind(filters_json(&s.filters)?)
         .execute(&mut *tx)
         .await?;
         for (ord, (track, who)) in s.tracks.iter().enumerate() {
@@ -202,6 +205,30 @@ async fn commit(db: &Db, pending: &Pending) -> Result<(), sqlx::Error> {
     })
 }
 
+/// The filters as saved: `None` when none are on.
+fn filters_json(f: &FilterSpec) -> Result<Option<String>, sqlx::Error> {
+    if f.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(f)
+        .map(Some)
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// Filters read back; unreadable or out-of-range ones are dropped (the music plays plain).
+fn read_filters(guild: i64, json: Option<String>) -> FilterSpec {
+    let Some(json) = json else {
+        return FilterSpec::default();
+    };
+    match serde_json::from_str::<FilterSpec>(&json) {
+        Ok(f) if f.validate().is_ok() => f,
+        _ => {
+            tracing::warn!(guild, "dropping unreadable saved filters");
+            FilterSpec::default()
+        }
+    }
+}
+
 /// Every saved queue. Unreadable tracks are skipped.
 pub async fn load_all(db: &Db) -> Result<Vec<(u64, SavedQueue)>, sqlx::Error> {
     load_where(db, None).await
@@ -215,16 +242,16 @@ pub async fn load(db: &Db, guild: u64) -> Result<Option<SavedQueue>, sqlx::Error
 
 async fn load_where(db: &Db, guild: Option<u64>) -> Result<Vec<(u64, SavedQueue)>, sqlx::Error> {
     with_db!(db, pool => {
-    type Head = (i64, i64, i64, String, bool, i64, i64, bool);
+    type Head = (i64, i64, i64, String, bool, i64, i64, bool, Option<String>);
     let heads: Vec<Head> = sqlx::query_as(
         "SELECT guild_id, voice_channel, text_channel, loop_mode, paused, volume, position_ms,
-                playing FROM saved_queues WHERE $1 IS NULL OR guild_id = $1 ORDER BY guild_id",
+                playing, filters_json FROM saved_queues WHERE $1 IS NULL OR guild_id = $1 ORDER BY guild_id",
     )
     .bind(guild.map(|g| g as i64))
     .fetch_all(pool)
     .await?;
     let mut out = Vec::with_capacity(heads.len());
-    for (g, voice, text, loop_mode, paused, volume, pos, playing) in heads {
+    for (g, voice, text, loop_mode, paused, volume, pos, playing, filters) in heads {
         let rows: Vec<(String, i64, String)> = sqlx::query_as(
             "SELECT track_json, requester_id, requester FROM saved_queue_tracks
              WHERE guild_id = $1 ORDER BY ord",
@@ -257,6 +284,7 @@ async fn load_where(db: &Db, guild: Option<u64>) -> Result<Vec<(u64, SavedQueue)
                 position: Duration::from_millis(pos.max(0) as u64),
                 playing,
                 tracks,
+                filters: read_filters(g, filters),
             },
         ));
     }
@@ -288,6 +316,11 @@ mod tests {
                     )
                 })
                 .collect(),
+            // Odd sizes keep their filters; even ones have none (saved as NULL).
+            filters: match n % 2 {
+                1 => FilterSpec::preset("nightcore").unwrap(),
+                _ => FilterSpec::default(),
+            },
         }
     }
 

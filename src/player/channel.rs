@@ -87,6 +87,8 @@ impl GuildPlayer {
         }
         self.text_channel = Some(saved.text_channel);
         self.settings.volume = saved.volume;
+        self.voice.set_filters(&saved.filters).await;
+        self.filters = saved.filters.clone();
         self.queue.set_loop_mode(saved.loop_mode);
         let call = self
             .registry

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::player::filters::FilterSpec;
 use crate::player::handle::{PlayerError, PlayerHandle, PlayerSettings, Request, Snapshot};
 use crate::player::inbox::{Internal, Starting};
 use crate::player::notices::Notices;
@@ -67,6 +68,8 @@ pub struct GuildPlayer {
     /// See [`Resolving`](crate::player::handle::Resolving).
     pub(super) resolving: Arc<AtomicUsize>,
     pub(super) votes: SkipVotes,
+    /// The filters on (saved with the queue; the voice call runs them).
+    pub(super) filters: FilterSpec,
     pub(super) _unit: Guard,
 }
 
@@ -130,6 +133,7 @@ impl GuildPlayer {
             checkpoint_at: None,
             resolving: resolving.clone(),
             votes: SkipVotes::default(),
+            filters: FilterSpec::default(),
         };
         (player, PlayerHandle::new(tx, resolving), rx)
     }
@@ -527,7 +531,13 @@ impl GuildPlayer {
                     paused: self.paused,
                     volume: self.settings.volume,
                     voice_channel: self.voice_channel,
+                    filters: self.filters.clone(),
                 });
+            }
+            Request::SetFilters { spec, reply } => {
+                self.voice.set_filters(&spec).await;
+                let old = std::mem::replace(&mut self.filters, spec);
+                let _ = reply.send(Ok(old));
             }
         }
         self.refresh_activity();
@@ -546,6 +556,7 @@ impl GuildPlayer {
             text_channel: self.text_channel,
             paused: self.paused,
             volume: self.settings.volume,
+            filters: &self.filters,
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::player::filters::FilterSpec;
 use crate::player::persist::SavedQueue;
 use crate::player::queue::{Entry, LoopMode, QueueError, Requester};
 use crate::player::voice::VoiceError;
@@ -62,6 +63,8 @@ pub struct Snapshot {
     pub paused: bool,
     pub volume: u16,
     pub voice_channel: Option<u64>,
+    /// The filters on (empty: Opus passthrough).
+    pub filters: FilterSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +193,12 @@ pub enum Request {
     },
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
+    },
+    /// Replaces the guild's filters (checked by the caller with `FilterSpec::validate`);
+    /// answers the ones that were on.
+    SetFilters {
+        spec: FilterSpec,
+        reply: oneshot::Sender<Result<FilterSpec, PlayerError>>,
     },
 }
 

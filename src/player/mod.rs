@@ -15,6 +15,7 @@
 //! - `votes.rs`: skip votes.
 
 mod channel;
+pub mod filters;
 pub mod guild;
 pub mod handle;
 mod inbox;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::player::filters::FilterSpec;
 use crate::player::queue::{LoopMode, Queue, Requester};
 use crate::sources::Track;
 
@@ -21,6 +22,8 @@ pub struct SavedQueue {
     pub playing: bool,
     /// The current track first, then the upcoming ones in order.
     pub tracks: Vec<(Track, Requester)>,
+    /// The filters that were on.
+    pub filters: FilterSpec,
 }
 
 /// Where a player's state goes. `save` never blocks: implementations queue the write.
@@ -49,6 +52,7 @@ pub struct Shape<'a> {
     pub text_channel: Option<u64>,
     pub paused: bool,
     pub volume: u16,
+    pub filters: &'a FilterSpec,
 }
 
 impl Shape<'_> {
@@ -70,6 +74,7 @@ impl Shape<'_> {
             self.queue.loop_mode().label(),
             self.paused,
             self.volume,
+            serde_json::to_string(self.filters).unwrap_or_default(),
         )
             .hash(&mut h);
         for e in self
@@ -101,6 +106,7 @@ impl Shape<'_> {
                 .chain(self.queue.upcoming())
                 .map(|e| ((*e.track).clone(), e.requester.clone()))
                 .collect(),
+            filters: self.filters.clone(),
         })
     }
 }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
+use crate::player::filters::FilterSpec;
 use crate::player::queue::{Entry, LoopMode};
 use crate::resources::CleanupReason;
 use crate::sources::Track;
@@ -125,6 +126,10 @@ pub trait VoiceCall: Send + Sync {
     async fn current_channel(&mut self) -> Option<u64>;
     /// Disconnects; safe to call when not connected.
     async fn leave(&mut self);
+    /// Sets the filters for the playing track (heard within a packet, without reopening
+    /// it) and the ones after; an empty spec goes back to Opus passthrough. Test doubles
+    /// that play nothing may ignore it.
+    async fn set_filters(&mut self, _spec: &FilterSpec) {}
 }
 
 /// Makes the voice connection for a guild; it reports to the given sender.

@@ -22,12 +22,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serenity::all::{ChannelId, GuildId};
 use songbird::events::{Event, EventContext, EventHandler, TrackEvent};
-use songbird::input::{AudioStream, Input, LiveInput};
+use songbird::input::{AudioStream, Input, LiveInput, Parsed};
 use songbird::tracks::{ControlError, PlayMode, TrackHandle, TrackResult, TrackState};
 use songbird::Songbird;
+use symphonia::core::io::MediaSource;
 
+use super::filters::{self, FilterControl, TrackClock};
 use super::http;
 use crate::cache::{InUseGuard, Playable, Resolver};
+use crate::player::filters::FilterSpec;
 use crate::player::voice::{
     Opening, PlayOptions, Ready, SeekOutcome, Seeking, TrackOutcome, VoiceCall, VoiceError,
     VoiceEvent, VoiceEvents, VoiceFactory,
@@ -56,6 +59,8 @@ pub struct SongbirdCall {
     playing: Option<Playing>,
     events: VoiceEvents,
     resolver: Resolver,
+    /// The guild's filters, read by every track it opens.
+    filters: Arc<FilterControl>,
 }
 
 /// What [`VoiceCall::open`] makes ready (inside a [`Ready`]).
@@ -68,6 +73,7 @@ struct Opened {
     /// Keeps a cached file from eviction while it plays.
     file: Option<InUseGuard>,
     cap: StreamCap,
+    clock: Arc<TrackClock>,
 }
 
 /// The track songbird is playing for us.
@@ -86,6 +92,8 @@ struct Playing {
     /// Keeps the cached file being played from eviction.
     _file: Option<InUseGuard>,
     cap: StreamCap,
+    /// Where the track is in its source (right under `speed`, unlike songbird's count).
+    clock: Arc<TrackClock>,
 }
 
 /// Makes a [`SongbirdCall`] per guild, all sharing one HTTP client for streaming.
@@ -98,6 +106,7 @@ pub fn factory(manager: Arc<Songbird>, http: GuardedClient, resolver: Resolver) 
             playing: None,
             events,
             resolver: resolver.clone(),
+            filters: Arc::default(),
         }) as Box<dyn VoiceCall>
     })
 }
@@ -223,7 +232,12 @@ impl VoiceCall for SongbirdCall {
 
     fn open(&self, track: Arc<Track>) -> Opening {
         let (resolver, client) = (self.resolver.clone(), self.http.clone());
-        Box::pin(async move { open(&resolver, &client, &track).await.map(Ready::new) })
+        let filters = self.filters.clone();
+        Box::pin(async move {
+            open(&resolver, &client, &track, filters)
+                .await
+                .map(Ready::new)
+        })
     }
 
     async fn play(
@@ -292,8 +306,8 @@ impl VoiceCall for SongbirdCall {
         let p = self.playing.as_mut()?;
         match track_state(&p.handle).await {
             Some(Ok(state)) => {
-                p.last_position = state.position;
-                Some(state.position)
+                p.last_position = p.clock.position().unwrap_or(state.position);
+                Some(p.last_position)
             }
             Some(Err(_)) => None,
             None => Some(p.last_position),
@@ -304,6 +318,10 @@ impl VoiceCall for SongbirdCall {
         let call = self.manager.get(self.guild)?;
         let call = call.lock().await;
         call.current_channel().map(|c| c.0.get())
+    }
+
+    async fn set_filters(&mut self, spec: &FilterSpec) {
+        self.filters.set(spec);
     }
 
     async fn leave(&mut self) {
@@ -352,6 +370,7 @@ impl SongbirdCall {
             track,
             file,
             cap,
+            clock,
         } = opened;
         let call = self
             .manager
@@ -404,6 +423,7 @@ impl SongbirdCall {
             last_position: resume_at.unwrap_or_default(),
             _file: file,
             cap,
+            clock,
         });
         Ok(())
     }
@@ -431,26 +451,34 @@ impl SongbirdCall {
     }
 }
 
-/// Makes `track` ready: what the cache says plays ([`Resolver::playable`]), opened. A stream
-/// is requested here, so a dead link fails before the track is handed to songbird; it is
-/// seekable when the server serves byte ranges of a known length.
+/// Makes `track` ready: what the cache says plays ([`Resolver::playable`]), opened and its
+/// headers parsed, wrapped to play through the guild's `filters`. A stream is requested
+/// here, so a dead link fails before the track is handed to songbird; it is seekable when
+/// the server serves byte ranges of a known length.
 async fn open(
     resolver: &Resolver,
     client: &GuardedClient,
     track: &Track,
+    filters: Arc<FilterControl>,
 ) -> Result<Opened, VoiceError> {
     let playable = resolver
         .playable(track)
         .await
         .map_err(|e| VoiceError::Play(e.to_string()))?;
+    let clock = Arc::new(TrackClock::new());
     match playable {
-        Playable::File(f) => Ok(Opened {
-            input: songbird::input::File::new(f.path.clone()).into(),
-            seekable: true,
-            track: track.clone(),
-            file: Some(f.guard),
-            cap: None,
-        }),
+        Playable::File(f) => {
+            let file = std::fs::File::open(&f.path).map_err(|e| VoiceError::Play(e.to_string()))?;
+            let parsed = parse(Box::new(file), filters, clock.clone()).await?;
+            Ok(Opened {
+                input: Input::Live(LiveInput::Parsed(parsed), None),
+                seekable: true,
+                track: track.clone(),
+                file: Some(f.guard),
+                cap: None,
+                clock,
+            })
+        }
         Playable::Stream(track) => {
             let track = *track;
             // Bounded by the track's length, or the longest one allowed; a stream with
@@ -464,20 +492,42 @@ async fn open(
                 .await
                 .map_err(|e| VoiceError::Play(e.to_string()))?;
             let seekable = body.is_seekable_stream();
-            let input = Input::Live(
-                LiveInput::Raw(AudioStream {
-                    input: Box::new(body),
-                }),
-                Some(Box::new(source)),
-            );
+            let parsed = parse(Box::new(body), filters, clock.clone()).await?;
+            // songbird re-creates the stream from `source` for a backward seek on a server
+            // without byte ranges (the player refuses those seeks; this is songbird's own).
+            let input = Input::Live(LiveInput::Parsed(parsed), Some(Box::new(source)));
             Ok(Opened {
                 input,
                 seekable,
                 track,
                 file: None,
                 cap,
+                clock,
             })
         }
+    }
+}
+
+/// Reads the media's headers (blocking I/O, so on the blocking pool) with songbird's
+/// codecs, and wraps the result in the guild's filters.
+async fn parse(
+    media: Box<dyn MediaSource>,
+    filters: Arc<FilterControl>,
+    clock: Arc<TrackClock>,
+) -> Result<Parsed, VoiceError> {
+    let raw = LiveInput::Raw(AudioStream { input: media });
+    let promoted = tokio::task::spawn_blocking(move || {
+        raw.promote(
+            songbird::input::codecs::get_codec_registry(),
+            songbird::input::codecs::get_probe(),
+        )
+    })
+    .await
+    .map_err(|e| VoiceError::Play(e.to_string()))?
+    .map_err(|e| VoiceError::Play(format!("could not read the media: {e}")))?;
+    match promoted {
+        LiveInput::Parsed(p) => Ok(filters::filtered(p, filters, clock)),
+        _ => Err(VoiceError::Play("could not read the media".into())),
     }
 }
 

@@ -10,6 +10,7 @@
 //! nothing below it depends on it, and only `app` builds it.
 
 mod call;
+pub mod filters;
 pub mod http;
 mod inventory;
 

@@ -8,11 +8,17 @@ use tokio::net::TcpListener;
 use super::http::{self, HttpRequest, HttpResponse};
 
 fn write_wav(path: &Path, samples: impl Iterator<Item = f32>) {
+    write_stereo_wav(path, samples.map(|s| (s, s)));
+}
+
+/// 48 kHz stereo 16-bit PCM WAV of (left, right) samples.
+pub fn write_stereo_wav(path: &Path, samples: impl Iterator<Item = (f32, f32)>) {
     let mut data = Vec::new();
-    for s in samples {
-        let v = (s.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16;
-        data.extend_from_slice(&v.to_le_bytes()); // L
-        data.extend_from_slice(&v.to_le_bytes()); // R
+    for (l, r) in samples {
+        for s in [l, r] {
+            let v = (s.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16;
+            data.extend_from_slice(&v.to_le_bytes());
+        }
     }
     let (channels, rate, bits) = (2u16, 48_000u32, 16u16);
     let block_align = channels * bits / 8;

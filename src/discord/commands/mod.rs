@@ -7,6 +7,7 @@ pub(crate) mod checks;
 mod control;
 pub mod dj;
 mod edit;
+mod filter;
 mod lyrics;
 pub mod parse;
 mod play;
@@ -32,6 +33,8 @@ pub fn all() -> Vec<poise::Command<Data, Error>> {
         control::seek(),
         control::volume(),
         control::loop_(),
+        filter::filter(),
+        filter::filters(),
         edit::remove(),
         edit::move_(),
         edit::shuffle(),

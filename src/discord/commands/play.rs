@@ -492,6 +492,7 @@ mod tests {
             paused: false,
             volume: 100,
             voice_channel: Some(5),
+            filters: Default::default(),
         };
         assert!(
             precheck(&s, 6, 10).is_ok(),

@@ -392,6 +392,7 @@ mod tests {
             paused: false,
             volume: 100,
             voice_channel: Some(1),
+            filters: Default::default(),
         }
     }
 
