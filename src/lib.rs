@@ -16,14 +16,16 @@
 //!              gateway events, who is in a channel (presence), replies and notices. The
 //!              only place Discord markup (<#channel>, **bold**) is written.
 //! voice/       songbird behind the player's VoiceCall trait: the call, the HTTP range
-//!              reader, songbird's call inventory for the sweeper
+//!              reader, songbird's call inventory for the sweeper, and filters/: the DSP
+//!              chain `/filter` runs on decoded PCM (passthrough when none is on)
 //! status       the figures /resources shows about the bot itself (uptime, CPU, mixers)
 //! doctor/      `encore doctor`;  invite: `encore invite`;  systemd: sd_notify, watchdog
 //! metrics/     the optional HTTP listener: /metrics (Prometheus), /healthz, /readyz
 //! health       the one probe the watchdog, /healthz and /readyz share
 //! ── core: plain Rust that unit tests drive without a gateway ──────────────────────────
 //! player/      one actor per guild that owns its queue and call; it never waits on the
-//!              network (opening a track, a seek, a notice run in tasks that report back)
+//!              network (opening a track, a seek, a notice run in tasks that report back);
+//!              the filter settings and presets, the now-playing panel's update policy
 //! cache/       metadata and audio cache; the Resolver looks queries up (cache first,
 //!              yt-dlp on a miss) and decides once what plays (`Resolver::playable`)
 //! sources/     what a query means and where it comes from: query parsing and URL policy,

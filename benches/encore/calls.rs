@@ -18,22 +18,35 @@ pub struct Variant {
     pub name: &'static str,
     pub volume: u16,
     pub dave: bool,
+    /// A `/filter` preset set in every call once it plays: songbird decodes, the bot's DSP
+    /// runs, songbird re-encodes.
+    pub filter: Option<&'static str>,
 }
 
 pub const PASSTHROUGH: Variant = Variant {
     name: "passthrough (vol 100)",
     volume: 100,
     dave: false,
+    filter: None,
 };
 pub const REENCODE: Variant = Variant {
     name: "re-encode (vol 50)",
     volume: 50,
     dave: false,
+    filter: None,
 };
 pub const PASSTHROUGH_DAVE: Variant = Variant {
     name: "passthrough + DAVE",
     volume: 100,
     dave: true,
+    filter: None,
+};
+/// One filter on (bassboost-medium: two biquads per channel) at volume 100.
+pub const FILTERED: Variant = Variant {
+    name: "re-encode + filter (bassboost)",
+    volume: 100,
+    dave: false,
+    filter: Some("bassboost-medium"),
 };
 
 #[derive(Clone, Debug)]
@@ -176,7 +189,7 @@ async fn trial(env: &Env, media: &Arc<Media>, plan: &Plan, v: Variant, n: usize)
             return t;
         }
     };
-    let r = measure(&emu, &mut b, media, plan, &guilds, &mut t).await;
+    let r = measure(&emu, &mut b, media, plan, v, &guilds, &mut t).await;
     if let Err(e) = r {
         t.error = Some(e);
     }
@@ -190,6 +203,7 @@ async fn measure(
     b: &mut Bot,
     media: &Arc<Media>,
     plan: &Plan,
+    v: Variant,
     guilds: &[bot::G],
     t: &mut Trial,
 ) -> Result<(), String> {
@@ -207,6 +221,9 @@ async fn measure(
     let ramp = start_calls(emu, media, plan, guilds, &|| b.log_tail(10)).await?;
     t.not_started = ramp.not_started;
     t.setup = ramp.setup;
+    if let Some(preset) = v.filter {
+        set_filters(emu, plan, guilds, preset).await?;
+    }
     tokio::time::sleep(plan.warmup).await;
 
     let w = measure_window(emu, guilds, &[b.pid], plan.window).await;
@@ -230,6 +247,47 @@ async fn measure(
         Err(e) => eprintln!("[calls]   /resources: {e}"),
     }
     Ok(())
+}
+
+/// `/filter preset:<preset>` in every call (`plan.ramp_concurrency` in flight).
+async fn set_filters(
+    emu: &Emulator,
+    plan: &Plan,
+    guilds: &[bot::G],
+    name: &str,
+) -> Result<(), String> {
+    // Discord sends a choice as its index; `off` is the first.
+    let index = encore::player::filters::PRESETS
+        .iter()
+        .position(|p| *p == name)
+        .ok_or_else(|| format!("no preset {name}"))?
+        + 1;
+    let failed: Vec<String> = futures::stream::iter(guilds)
+        .map(|g| async move {
+            let options = serde_json::json!([{"name": "preset", "type": 4, "value": index}]);
+            let r = bot::command(
+                emu,
+                g,
+                g.listener,
+                "filter",
+                options,
+                Duration::from_secs(30),
+            )
+            .await;
+            match r {
+                Ok(r) if !r.ephemeral => None,
+                Ok(r) => Some(format!("/filter {name} in guild {}: {}", g.guild, r.text())),
+                Err(e) => Some(e),
+            }
+        })
+        .buffer_unordered(plan.ramp_concurrency)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    match failed.first() {
+        None => Ok(()),
+        Some(e) => Err(format!("{} /filter failed, e.g. {e}", failed.len())),
+    }
 }
 
 /// How setting up the calls went.

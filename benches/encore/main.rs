@@ -57,7 +57,12 @@ impl Options {
             only: vec![],
             calls: calls::Plan {
                 ns: vec![10, 40],
-                variants: vec![calls::PASSTHROUGH, calls::REENCODE, calls::PASSTHROUGH_DAVE],
+                variants: vec![
+                    calls::PASSTHROUGH,
+                    calls::REENCODE,
+                    calls::FILTERED,
+                    calls::PASSTHROUGH_DAVE,
+                ],
                 reps: 1,
                 warmup: Duration::from_secs(2),
                 window: Duration::from_secs(5),
@@ -102,7 +107,12 @@ impl Options {
             only: vec![],
             calls: calls::Plan {
                 ns: vec![10, 100, 250, 500, 1000, 2000],
-                variants: vec![calls::PASSTHROUGH, calls::REENCODE, calls::PASSTHROUGH_DAVE],
+                variants: vec![
+                    calls::PASSTHROUGH,
+                    calls::REENCODE,
+                    calls::FILTERED,
+                    calls::PASSTHROUGH_DAVE,
+                ],
                 reps: 3,
                 warmup: Duration::from_secs(3),
                 window: Duration::from_secs(15),
@@ -198,6 +208,7 @@ fn parse_args() -> Option<Options> {
                         "pass" | "passthrough" => Some(calls::PASSTHROUGH),
                         "reencode" | "re-encode" => Some(calls::REENCODE),
                         "dave" => Some(calls::PASSTHROUGH_DAVE),
+                        "filter" | "filtered" => Some(calls::FILTERED),
                         _ => None,
                     })
                     .collect()

@@ -299,22 +299,30 @@ impl Report {
             }
             s.push('\n');
         }
-        // Side by side: what passthrough saves, what DAVE costs.
+        // Side by side: what passthrough saves, what a filter and DAVE cost.
         let idx = |v: calls::Variant| p.variants.iter().position(|x| *x == v);
         if let Some(pi) = idx(calls::PASSTHROUGH) {
             let mut rows = Vec::new();
             for &n in &p.ns {
                 let base = median(&col(r.of(pi, n), |t| t.bot_cpu_pct));
                 let Some(base) = base else { continue };
+                let cpu = |v: calls::Variant| {
+                    idx(v).and_then(|i| median(&col(r.of(i, n), |t| t.bot_cpu_pct)))
+                };
                 let ratio = |v: calls::Variant| {
-                    idx(v)
-                        .and_then(|i| median(&col(r.of(i, n), |t| t.bot_cpu_pct)))
+                    cpu(v)
                         .map(|x| format!("{:.1}×", x / base))
                         .unwrap_or_else(|| "–".into())
                 };
+                // What filters cost over the re-encode they need anyway (the aim: ≤ 1.2×).
+                let filter_over_reencode = match (cpu(calls::FILTERED), cpu(calls::REENCODE)) {
+                    (Some(f), Some(re)) if re > 0.0 => format!("{:.2}×", f / re),
+                    _ => "–".into(),
+                };
                 rows.push(format!(
-                    "| {n} | {base:.1} | {} | {} |",
+                    "| {n} | {base:.1} | {} | {} | {filter_over_reencode} | {} |",
                     ratio(calls::REENCODE),
+                    ratio(calls::FILTERED),
                     ratio(calls::PASSTHROUGH_DAVE)
                 ));
             }
@@ -323,7 +331,7 @@ impl Report {
                     s,
                     "Bot CPU relative to passthrough at the same N (medians):\n"
                 );
-                let _ = writeln!(s, "| N | passthrough CPU % | re-encode (vol 50) | passthrough + DAVE |\n|---|---|---|---|");
+                let _ = writeln!(s, "| N | passthrough CPU % | re-encode (vol 50) | re-encode + filter | filter ÷ re-encode | passthrough + DAVE |\n|---|---|---|---|---|---|");
                 for r in rows {
                     let _ = writeln!(s, "{r}");
                 }

@@ -13,6 +13,8 @@
 //! - `voice.rs`: what the player needs of a voice connection and a text channel (traits,
 //!   implemented by `crate::voice` and `crate::discord`).
 //! - `votes.rs`: skip votes.
+//! - `filters.rs`: a guild's `/filter` settings, the presets and their limits (the DSP that
+//!   applies them is `crate::voice::filters`).
 
 mod channel;
 pub mod filters;

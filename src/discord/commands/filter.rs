@@ -316,4 +316,22 @@ mod tests {
         assert_eq!(s.tremolo.unwrap().depth, 0.3);
         s.validate().unwrap();
     }
+
+    /// Discord sends a choice as its index: the command's choices must be `off` and then
+    /// `PRESETS` in order (poise needs them as literals, so they are written twice).
+    #[test]
+    fn the_preset_choices_are_off_then_the_presets_in_order() {
+        let cmd = filter();
+        let preset = cmd
+            .parameters
+            .iter()
+            .find(|p| p.name == "preset")
+            .expect("a preset option");
+        let names: Vec<String> = preset.choices.iter().map(|c| c.name.to_string()).collect();
+        assert_eq!(names[0], "off");
+        assert_eq!(
+            names[1..],
+            crate::player::filters::PRESETS.map(String::from)
+        );
+    }
 }

@@ -26,7 +26,7 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::Metadata;
 use symphonia::core::units::TimeBase;
 
-use super::{Chain, FilterControl, TrackClock};
+use super::chain::{Chain, FilterControl, TrackClock};
 
 /// Wraps a parsed input so it plays through the guild's filters and keeps `clock`.
 pub fn filtered(parsed: Parsed, control: Arc<FilterControl>, clock: Arc<TrackClock>) -> Parsed {
