@@ -332,3 +332,43 @@ fn is_run_of(frames: &[AudioFrame], sizes: &[usize]) -> bool {
     let run = &got[got.len() - 20..];
     sizes.windows(run.len()).any(|w| w == run)
 }
+
+/// A filter stays on across `/seek` (songbird opens the decoder again) and a voice
+/// connection that drops and resumes (close 4015).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_survives_a_seek_and_a_voice_reconnect() {
+    let w = World::start_with(|c| c.cache.audio = false).await;
+    let url = write_mix(&w);
+    assert!(w.play(ANN, &url).await.text().contains("Playing"));
+    let base = db_over(&listen(&w, 25).await, 60.0, 1000.0);
+    filter(&w, &[("preset", preset("bassboost-high"))]).await;
+    let boosted = |frames: &[AudioFrame]| db_over(frames, 60.0, 1000.0) - base >= 11.0;
+    assert!(boosted(&listen(&w, 25).await), "bassboost heard");
+
+    let r = w.cmd(ANN, "seek", opts(&[("time", json!("0:20"))])).await;
+    assert!(!r.ephemeral, "{}", r.text());
+    let s = w.snapshot().await;
+    assert!(
+        s.position.unwrap() >= Duration::from_secs(20),
+        "{:?}",
+        s.position
+    );
+    let after_seek = listen(&w, 25).await;
+    assert!(
+        boosted(&after_seek),
+        "after /seek: 60 Hz {} dB over 1 kHz",
+        db_over(&after_seek, 60.0, 1000.0)
+    );
+
+    w.emu.close_voice(GUILD, 4015).await;
+    w.emu.wait_voice_connected(GUILD, T).await;
+    let after_resume = listen(&w, 25).await;
+    assert!(
+        boosted(&after_resume),
+        "after a voice reconnect: 60 Hz {} dB over 1 kHz",
+        db_over(&after_resume, 60.0, 1000.0)
+    );
+    let r = w.cmd(ANN, "filters", json!([])).await;
+    assert!(r.text().to_lowercase().contains("bass"), "{}", r.text());
+    w.stop().await;
+}
