@@ -14,7 +14,7 @@ use std::time::Duration;
 use encore::player::{Requester, Snapshot};
 use encore::settings::Change;
 use encore::sources::Track;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::world::*;
 use support::*;
 
@@ -33,23 +33,6 @@ async fn world(tweak: impl FnOnce(&mut encore::config::Config)) -> World {
         tweak(c);
     })
     .await
-}
-
-/// Slash command options from `(name, value)` pairs (strings, integers, booleans).
-fn opts(pairs: &[(&str, Value)]) -> Value {
-    Value::Array(
-        pairs
-            .iter()
-            .map(|(name, v)| {
-                let kind = match v {
-                    Value::Bool(_) => 5,
-                    Value::Number(_) => 4,
-                    _ => 3,
-                };
-                json!({"name": name, "type": kind, "value": v})
-            })
-            .collect(),
-    )
 }
 
 /// A `freq` Hz tone of `secs` seconds, as a queue-ready track (see [`World::tone`]).

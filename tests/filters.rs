@@ -10,22 +10,6 @@ use serde_json::{json, Value};
 use support::world::*;
 use support::*;
 
-fn opts(pairs: &[(&str, Value)]) -> Value {
-    Value::Array(
-        pairs
-            .iter()
-            .map(|(name, v)| {
-                let kind = match v {
-                    Value::String(_) => 3,
-                    Value::Number(n) if n.is_u64() => 4,
-                    _ => 10,
-                };
-                json!({"name": name, "type": kind, "value": v})
-            })
-            .collect(),
-    )
-}
-
 /// A preset as Discord sends a choice of `/filter preset:` (its index; `off` is the first).
 fn preset(name: &str) -> Value {
     let i = encore::player::filters::PRESETS

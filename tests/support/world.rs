@@ -311,3 +311,23 @@ impl World {
             .expect("clean exit");
     }
 }
+
+/// A command's options as Discord sends them: each value's option type from its JSON kind
+/// (boolean 5, integer 4, number 10, string 3).
+pub fn opts(pairs: &[(&str, serde_json::Value)]) -> serde_json::Value {
+    use serde_json::Value;
+    Value::Array(
+        pairs
+            .iter()
+            .map(|(name, v)| {
+                let kind = match v {
+                    Value::Bool(_) => 5,
+                    Value::Number(n) if n.is_i64() || n.is_u64() => 4,
+                    Value::Number(_) => 10,
+                    _ => 3,
+                };
+                json!({"name": name, "type": kind, "value": v})
+            })
+            .collect(),
+    )
+}
