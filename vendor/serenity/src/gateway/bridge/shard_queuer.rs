@@ -32,7 +32,10 @@ use crate::internal::prelude::*;
 use crate::internal::tokio::spawn_named;
 use crate::model::gateway::{GatewayIntents, ShardInfo};
 
-const WAIT_BETWEEN_BOOTS_IN_SECONDS: u64 = 5;
+// encore's fix: 6, not 5. The queuer times this from when a shard's websocket connected,
+// but the runner sends IDENTIFY only after HELLO, so on a busy machine two IDENTIFYs could
+// reach Discord less than 5 s apart and the second be refused (op 9).
+const WAIT_BETWEEN_BOOTS_IN_SECONDS: u64 = 6;
 
 /// The shard queuer is a simple loop that runs indefinitely to manage the startup of shards.
 ///
