@@ -88,16 +88,18 @@ async fn a_database_locked_by_another_process_delays_saves_but_not_the_music() {
     let w = playing_with_database(&db).await;
     saved_reaches(&w, 1).await;
 
-    // Another process: sqlite3's own locking, through a separate connection.
+    // Another process: sqlite3's own locking, through a separate connection, held until
+    // the test says (a line on its stdin).
     let mut other = std::process::Command::new("python3")
         .args([
             "-c",
-            "import sqlite3,sys,time\n\
+            "import sqlite3,sys\n\
              c=sqlite3.connect(sys.argv[1],isolation_level=None)\n\
-             c.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(8)\n\
+             c.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\nsys.stdin.readline()\n\
              c.execute('COMMIT')",
         ])
         .arg(&db)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3 runs");
@@ -108,12 +110,14 @@ async fn a_database_locked_by_another_process_delays_saves_but_not_the_music() {
     )
     .unwrap();
     assert_eq!(line.trim(), "locked");
+    // The /play meets the lock past the busy timeout (5 s) on each write it tries.
     let from = queue_while_failing(&w).await;
     assert_eq!(
         saved_titles(&w).await.map(|t| t.len()),
         Some(1),
         "the lock held the save back"
     );
+    drop(other.stdin.take());
     let released = tokio::task::spawn_blocking(move || {
         other.wait().unwrap();
         Instant::now()
