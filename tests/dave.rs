@@ -602,24 +602,7 @@ async fn opus_passthrough_is_dave_encrypted_too() {
     assert!(near(f, 660.0), "ANN decrypted {f} Hz, want 660");
 
     // Passthrough, not a re-encode: the decrypted packet sizes are a run of the file's.
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "packet=size",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&path)
-        .output()
-        .expect("ffprobe (installed with ffmpeg)");
-    let sizes: Vec<usize> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
+    let sizes = packet_sizes(&path);
     assert!(sizes.len() > 100, "ffprobe packet sizes: {sizes:?}");
     let got: Vec<usize> = frames.iter().map(|f| f.opus_len).collect();
     let run = &got[got.len() / 2 - 10..got.len() / 2 + 10];

@@ -290,27 +290,6 @@ async fn timescale_and_passthrough() {
     w.stop().await;
 }
 
-fn packet_sizes(path: &std::path::Path) -> Vec<usize> {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "packet=size",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect()
-}
-
 fn is_run_of(frames: &[AudioFrame], sizes: &[usize]) -> bool {
     let got: Vec<usize> = frames.iter().map(|f| f.opus_len).collect();
     let run = &got[got.len() - 20..];

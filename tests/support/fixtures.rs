@@ -308,3 +308,26 @@ pub fn parse_range(range: &str, len: u64) -> Option<(u64, u64)> {
     };
     (end >= start).then_some((start, end))
 }
+
+/// The size of every packet of the file's first audio stream, read by ffprobe: a run of
+/// received Opus sizes found among them shows the frames were passed through, not re-encoded.
+pub fn packet_sizes(path: &Path) -> Vec<usize> {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "packet=size",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe (installed with ffmpeg)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}

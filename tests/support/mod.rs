@@ -60,8 +60,9 @@ pub use audio::{
 };
 pub use dave::{DaveStats, PeerStats};
 pub use fixtures::{
-    write_stereo_wav, write_tone_ffmpeg, write_tone_mp3, write_tone_ogg, write_tone_pair_wav,
-    write_tone_wav, write_tone_webm, write_two_tone_wav, FileRequest, FileServer,
+    packet_sizes, write_stereo_wav, write_tone_ffmpeg, write_tone_mp3, write_tone_ogg,
+    write_tone_pair_wav, write_tone_wav, write_tone_webm, write_two_tone_wav, FileRequest,
+    FileServer,
 };
 pub use shards::{guild_on_shard, ShardGuild};
 pub use state::{AudioFrame, Reply, ReplySource};
