@@ -196,6 +196,16 @@ impl Leases {
         self.notify(RELEASED).await
     }
 
+    /// On the way out, before the shards stop: this node no longer counts as live, so the
+    /// others take its share as each lease is released (its leases stay valid meanwhile).
+    pub async fn retire(&self, node: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM cluster_nodes WHERE id = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        self.notify(RELEASED).await
+    }
+
     /// On the way out: every shard back at once, the node's row gone, the others woken.
     pub async fn leave(&self, node: &str) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;

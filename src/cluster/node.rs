@@ -39,8 +39,9 @@ pub trait ShardControl: Send + Sync + 'static {
 pub struct Timing {
     pub renew_every: Duration,
     pub fence_after: Duration,
-    /// Between two shard starts on this node: serenity's shard queuer waits 5 s between
-    /// boots, so a start sooner than that would identify later than its claimed slot.
+    /// Between two shard starts on this node: serenity's shard queuer waits 6 s between
+    /// boots (`vendor/serenity`), so a start sooner than that would identify later than
+    /// its claimed slot, inside the next one's.
     pub boot_spacing: Duration,
     /// Between two identifies in one bucket, cluster-wide: Discord's 5 s, plus a margin for
     /// the time a shard takes from its start to its IDENTIFY.
@@ -52,9 +53,24 @@ impl Timing {
         Timing {
             renew_every: cluster.renew_every(),
             fence_after: cluster.fence_after(),
-            boot_spacing: Duration::from_millis(5_100),
+            boot_spacing: Duration::from_millis(6_100),
             identify_spacing: Duration::from_millis(5_500),
         }
+    }
+}
+
+/// The shards one [`Member::tick`] gave up: `lost` (another node holds the lease now),
+/// `running` and `idle` (this node's surplus, started or not, to give back).
+#[derive(Debug, Default)]
+pub struct HandOver {
+    lost: Vec<u32>,
+    running: Vec<u32>,
+    idle: Vec<u32>,
+}
+
+impl HandOver {
+    fn is_empty(&self) -> bool {
+        self.lost.is_empty() && self.running.is_empty() && self.idle.is_empty()
     }
 }
 
@@ -104,20 +120,32 @@ impl Member {
         &self.started
     }
 
-    /// Runs until `stop` fires. Leaving (handing the shards back) is the caller's step,
-    /// after its players saved their queues: see [`Leases::leave`].
+    /// Runs until `stop` fires, then hands every shard over ([`Member::drain`]). The
+    /// caller's [`Leases::leave`] afterwards clears whatever the drain could not.
     pub async fn run(mut self, wake: Arc<Notify>, stop: CancellationToken) {
+        self.serve(wake, &stop).await;
+        self.drain().await;
+    }
+
+    async fn serve(&mut self, wake: Arc<Notify>, stop: &CancellationToken) {
         loop {
             let fence_at = self.fence_at();
+            // Only the database round is bounded by a renewal: a hand-over it decides is
+            // finished below, never cut off halfway (a stop cut short would skip saving the
+            // shard's queues and keep its lease until it ran out).
             let tick = tokio::time::timeout(self.timing.renew_every, self.tick());
+            let mut handover = HandOver::default();
             tokio::select! {
                 _ = stop.cancelled() => return,
                 r = tick => match r {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(h)) => handover = h,
                     Ok(Err(e)) => tracing::warn!(error = %e, "cluster: the database did not answer"),
                     Err(_) => tracing::warn!("cluster: the database is too slow to answer"),
                 },
                 _ = sleep_until(fence_at) => {}
+            }
+            if !handover.is_empty() {
+                self.hand_over(handover).await;
             }
             if self.fence_at().is_some_and(|at| at <= Instant::now()) {
                 self.fence().await;
@@ -132,6 +160,61 @@ impl Member {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = sleep_until(fence_at) => {}
+            }
+        }
+    }
+
+    /// On the way out: the node stops counting as live (the others' fair share grows
+    /// now), each shard is stopped (its players leave, its queues are saved) and its lease
+    /// released the moment it is, so its next owner starts it then. Meanwhile the leases
+    /// are renewed, so however long a stop takes on a busy machine, nobody starts a shard
+    /// this node still runs.
+    async fn drain(&mut self) {
+        if let Err(e) = self.leases.retire(&self.me.id).await {
+            tracing::warn!(error = %e, "cluster: could not announce leaving");
+        }
+        let started = std::mem::take(&mut self.started);
+        let idle: Vec<u32> = self.held.difference(&started).copied().collect();
+        self.held.clear();
+        let (control, leases, me) = (
+            self.control.clone(),
+            self.leases.clone(),
+            self.me.id.clone(),
+        );
+        let wait = self.timing.renew_every;
+        for shard in idle {
+            release_within(&leases, &me, shard, wait).await;
+        }
+        let (l, m) = (&leases, &me);
+        let stops = futures::future::join_all(started.into_iter().map(|shard| {
+            let control = control.clone();
+            async move {
+                control.stop(shard).await;
+                release_within(l, m, shard, wait).await;
+            }
+        }));
+        self.while_renewing(stops).await;
+    }
+
+    /// Runs `work` (stopping shards: their players save their queues first, which takes
+    /// a while on a busy machine) while renewing this node's leases every renewal, so no
+    /// lease runs out under a shard still running here. Gives `work` up (false) only when
+    /// no renewal succeeded before this node's fence.
+    async fn while_renewing<T>(&mut self, work: impl std::future::Future<Output = T>) -> bool {
+        tokio::pin!(work);
+        loop {
+            let fence_at = self.fence_at();
+            tokio::select! {
+                _ = &mut work => return true,
+                _ = tokio::time::sleep(self.timing.renew_every) => {
+                    let began = Instant::now();
+                    let renew = self.leases.renew(&self.me.id);
+                    match tokio::time::timeout(self.timing.renew_every, renew).await {
+                        Ok(Ok(_)) => self.last_renewal = Some(began),
+                        _ => tracing::warn!("cluster: could not renew the leases during a hand-over"),
+                    }
+                }
+                _ = sleep_until(fence_at) => return false,
             }
         }
     }
@@ -163,22 +246,29 @@ impl Member {
         self.held.clear();
     }
 
-    /// One round: heartbeat, renew, rebalance, and maybe start one shard.
-    pub async fn tick(&mut self) -> Result<(), sqlx::Error> {
+    /// One round on the database: heartbeat, renew, rebalance, and maybe start one
+    /// shard. The shards it lost or gives back are no longer this node's to run: it
+    /// returns them for [`Member::hand_over`].
+    pub async fn tick(&mut self) -> Result<HandOver, sqlx::Error> {
         let began = Instant::now();
         let mut stats = self.control.stats().await;
         stats.shards = self.started.iter().copied().collect();
         self.leases.heartbeat(&self.me, &stats).await?;
         let renewed = self.leases.renew(&self.me.id).await?;
         self.last_renewal = Some(began);
-        let lost: Vec<u32> = self.started.difference(&renewed).copied().collect();
-        for shard in lost {
+        let mut handover = HandOver::default();
+        for shard in self
+            .started
+            .difference(&renewed)
+            .copied()
+            .collect::<Vec<_>>()
+        {
             tracing::error!(
                 shard,
                 "cluster: lost the lease of a running shard; stopping it"
             );
             self.started.remove(&shard);
-            self.control.stop(shard).await;
+            handover.lost.push(shard);
         }
         self.held = renewed;
 
@@ -195,9 +285,10 @@ impl Member {
                 .expect("held is not empty");
             if self.started.remove(&shard) {
                 tracing::info!(shard, live, "cluster: handing a shard to a new node");
-                self.control.stop(shard).await;
+                handover.running.push(shard);
+            } else {
+                handover.idle.push(shard);
             }
-            self.leases.release(&self.me.id, shard).await?;
             self.held.remove(&shard);
         }
         if self.held.len() < fair {
@@ -210,7 +301,33 @@ impl Member {
                 self.soon = Some(Duration::from_millis(200));
             }
         }
-        self.boot_next().await
+        self.boot_next().await?;
+        Ok(handover)
+    }
+
+    /// Stops the shards [`Member::tick`] gave up (each saves its queues first) and
+    /// releases the leases of those given back, so their next owner starts them now, all
+    /// while renewing the rest. A release the database does not take in time is left to
+    /// run out.
+    async fn hand_over(&mut self, handover: HandOver) {
+        let (control, leases, me) = (
+            self.control.clone(),
+            self.leases.clone(),
+            self.me.id.clone(),
+        );
+        let wait = self.timing.renew_every;
+        let work = async move {
+            for shard in handover.lost {
+                control.stop(shard).await;
+            }
+            for shard in handover.running.iter().chain(&handover.idle) {
+                if handover.running.contains(shard) {
+                    control.stop(*shard).await;
+                }
+                release_within(&leases, &me, *shard, wait).await;
+            }
+        };
+        self.while_renewing(work).await;
     }
 
     /// Starts the lowest held shard not yet started, if this node's queuer and the
@@ -251,6 +368,16 @@ impl Member {
     }
 }
 
+/// Gives `shard` back, waiting at most `wait` on the database; otherwise it runs out.
+async fn release_within(leases: &Leases, me: &str, shard: u32, wait: Duration) {
+    if !matches!(
+        tokio::time::timeout(wait, leases.release(me, shard)).await,
+        Ok(Ok(()))
+    ) {
+        tracing::warn!(shard, "cluster: could not release a lease; it runs out");
+    }
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -268,6 +395,8 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         log: Mutex<Vec<(Instant, &'static str, u32)>>,
+        /// How long a stop takes (saving the queues, closing the shard): recorded when done.
+        stop_takes: Duration,
     }
 
     #[async_trait]
@@ -279,6 +408,7 @@ mod tests {
                 .push((Instant::now(), "start", shard));
         }
         async fn stop(&self, shard: u32) {
+            tokio::time::sleep(self.stop_takes).await;
             self.log
                 .lock()
                 .unwrap()
@@ -337,7 +467,17 @@ mod tests {
     }
 
     fn spawn(leases: &Leases, name: &str, lease: Duration, total: u32) -> Running {
-        let control = Arc::new(Recorder::default());
+        spawn_with(leases, name, lease, total, Recorder::default())
+    }
+
+    fn spawn_with(
+        leases: &Leases,
+        name: &str,
+        lease: Duration,
+        total: u32,
+        control: Recorder,
+    ) -> Running {
+        let control = Arc::new(control);
         let me = NodeInfo::this_process(name);
         let id = me.id.clone();
         let member = Member::new(me, leases.clone(), control.clone(), timing(lease), total, 1);
@@ -397,6 +537,85 @@ mod tests {
         until("a runs both again", || a.control.running().len() == 2).await;
         assert!(left.elapsed() < lease / 2, "{:?}", left.elapsed());
         a.stop().await;
+    }
+
+    /// A hand-over whose stop takes longer than a renewal (saving queues on a busy
+    /// machine) is finished, not cut off: the shard is closed here, its lease released,
+    /// and the new node runs it long before the lease would have run out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_hand_over_is_finished_and_released() {
+        let lease = Duration::from_secs(10);
+        let l = cluster(lease, 2).await;
+        let slow = Recorder {
+            stop_takes: timing(lease).renew_every * 3 / 2,
+            ..Recorder::default()
+        };
+        let a = spawn_with(&l, "a", lease, 2, slow);
+        until("a runs both", || a.control.running().len() == 2).await;
+        let joined = Instant::now();
+        let b = spawn(&l, "b", lease, 2);
+        until("a hands one over", || a.control.running().len() == 1).await;
+        until("b runs it", || b.control.running().len() == 1).await;
+        // A look (one renewal) and the stop: well short of the lease.
+        assert!(
+            joined.elapsed() < lease * 3 / 4,
+            "the hand-over waited for the lease: {:?}",
+            joined.elapsed()
+        );
+        let moved = *b.control.running().first().unwrap();
+        assert_eq!(l.owner_of(moved).await.unwrap(), Some(b.id.clone()));
+        b.stop().await;
+        a.stop().await;
+    }
+
+    /// A node that stops (SIGTERM) keeps its leases while its shards stop, however long
+    /// that takes, and gives each back as soon as it stopped: the other node starts it
+    /// after the stop, never during it, and without waiting for the lease.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopping_node_holds_its_shards_until_they_stopped_then_hands_them_over() {
+        let lease = Duration::from_secs(2);
+        let l = cluster(lease, 2).await;
+        let slow = Recorder {
+            stop_takes: lease * 3 / 2,
+            ..Recorder::default()
+        };
+        let a = spawn_with(&l, "a", lease, 2, slow);
+        until("a runs both", || a.control.running().len() == 2).await;
+        let b = spawn(&l, "b", lease, 2);
+        until("one each", || {
+            a.control.running().len() == 1 && b.control.running().len() == 1
+        })
+        .await;
+        let shard = *a.control.running().first().unwrap();
+        let control = a.control.clone();
+        a.stop().await;
+        let log = control.log.lock().unwrap().clone();
+        let stopped = log
+            .iter()
+            .rev()
+            .find(|(_, what, s)| *what == "stop" && *s == shard)
+            .map(|(at, _, _)| *at)
+            .unwrap_or_else(|| panic!("a never stopped shard {shard}: {log:?}"));
+        until("b runs both", || b.control.running().len() == 2).await;
+        let started = b
+            .control
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, what, s)| *what == "start" && *s == shard)
+            .map(|(at, _, _)| *at)
+            .unwrap();
+        assert!(
+            started >= stopped,
+            "b started the shard while a still ran it"
+        );
+        assert!(
+            started - stopped < lease,
+            "b waited for the lease: {:?}",
+            started - stopped
+        );
+        b.stop().await;
     }
 
     /// Cut off from the database, a node stops its shards before its lease runs out,
