@@ -116,6 +116,7 @@ pub fn player_settings(g: &crate::settings::GuildSettings, config: &Config) -> P
         save_position_every: (!every.is_zero()).then_some(every),
         panel: g.panel,
         panel_every: config.player.panel_every,
+        autoplay: g.autoplay,
     }
 }
 
@@ -207,6 +208,11 @@ impl App {
             tasks.clone(),
             shutdown.child_token(),
         );
+        players.set_related(Arc::new(crate::cache::related::RelatedTracks::new(
+            resolver.clone(),
+            db.clone(),
+            config.autoplay.clone(),
+        )));
         let sweeper = Arc::new(Sweeper {
             registry: registry.clone(),
             calls: Arc::new(crate::voice::SongbirdInventory(songbird.clone())),
