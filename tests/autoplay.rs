@@ -209,8 +209,9 @@ async fn when_the_mix_fails_the_pick_is_what_the_listeners_played_most_but_not_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_more_plays_once_everyone_left() {
     let (w, _mixes, dir) = world_with_mixes("mix-{id}.xspf", |c| {
-        // Longer than the track: the queue runs out while nobody listens.
-        c.lifecycle.alone_timeout = Duration::from_secs(6);
+        // Well past the track and the pick's lookup: the queue runs out, and the pick
+        // is back, while nobody listens and the bot is still there.
+        c.lifecycle.alone_timeout = Duration::from_secs(15);
     })
     .await;
     let solo = w.tone("solo", 440.0, 3.0);
@@ -226,7 +227,7 @@ async fn nothing_more_plays_once_everyone_left() {
         .wait_message(
             TEXT,
             |m| m.text().contains("nobody was listening"),
-            Duration::from_secs(30),
+            Duration::from_secs(45),
         )
         .await;
     let texts: Vec<String> = w.emu.messages(TEXT).iter().map(|m| m.text()).collect();
