@@ -117,6 +117,7 @@ pub fn player_settings(g: &crate::settings::GuildSettings, config: &Config) -> P
         panel: g.panel,
         panel_every: config.player.panel_every,
         autoplay: g.autoplay,
+        max_track: (!g.max_track_duration.is_zero()).then_some(g.max_track_duration),
     }
 }
 

@@ -57,16 +57,25 @@ pub struct Ask {
     pub recent: Vec<String>,
     /// The artists of the last picks (see [`artist`]).
     pub avoid_artists: Vec<String>,
+    /// The server's longest track, when it has a limit.
+    pub max_duration: Option<Duration>,
 }
 
 impl Ask {
-    /// Whether `track` breaks a rule: played lately, or by an artist just picked.
+    /// Whether `track` breaks a rule: played lately, by an artist just picked, or longer
+    /// than the server allows (live, or of unknown length once resolved, under a limit,
+    /// as `/play` judges it).
     pub fn refuses(&self, track: &Track) -> bool {
         let played = self
             .recent
             .iter()
             .any(|r| *r == track.page_url || *r == track.cache_key());
-        played || artist(track).is_some_and(|a| self.avoid_artists.contains(&a))
+        let too_long = self.max_duration.is_some_and(|max| match track.duration {
+            _ if track.is_live => true,
+            Some(d) => d > max,
+            None => track.is_resolved(),
+        });
+        played || too_long || artist(track).is_some_and(|a| self.avoid_artists.contains(&a))
     }
 }
 
@@ -188,6 +197,7 @@ mod tests {
             listeners: None,
             recent,
             avoid_artists: avoid,
+            max_duration: None,
         }
     }
 
@@ -232,6 +242,26 @@ mod tests {
         );
         assert!(!ask.refuses(&track("g", None)), "no known artist");
         assert!(!ask.refuses(&track("h", Some("  "))));
+    }
+
+    #[test]
+    fn the_servers_length_limit_applies() {
+        let mut ask = ask(Vec::new(), Vec::new());
+        let mut t = track("t", None); // 60 s
+        assert!(!ask.refuses(&t), "no limit");
+        ask.max_duration = Some(Duration::from_secs(59));
+        assert!(ask.refuses(&t));
+        ask.max_duration = Some(Duration::from_secs(60));
+        assert!(!ask.refuses(&t));
+        t.duration = None;
+        assert!(ask.refuses(&t), "unknown length, resolved");
+        t.stream_url.clear();
+        assert!(
+            !ask.refuses(&t),
+            "a mix entry not looked up yet is judged later"
+        );
+        t.is_live = true;
+        assert!(ask.refuses(&t));
     }
 
     #[test]

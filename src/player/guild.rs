@@ -460,6 +460,7 @@ impl GuildPlayer {
                 self.settings.max_calls = settings.max_calls;
                 self.settings.save_position_every = settings.save_position_every;
                 self.settings.autoplay = settings.autoplay;
+                self.settings.max_track = settings.max_track;
                 self.set_panel(settings.panel);
             }
             Request::BotVoiceState { channel } => match channel {

@@ -220,6 +220,9 @@ pub struct PlayerSettings {
     pub panel_every: Duration,
     /// When the queue runs out, queue a related track (`/autoplay`).
     pub autoplay: bool,
+    /// The server's longest track (`/settings max_track_duration`), which autoplay's
+    /// picks obey as `/play` does; `None`: no limit.
+    pub max_track: Option<Duration>,
 }
 
 /// The cheap, clonable address of a guild's player task.

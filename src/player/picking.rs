@@ -46,6 +46,7 @@ impl GuildPlayer {
             seed,
             listeners: self.listeners.clone(),
             avoid_artists: self.autoplay.avoid_artists(),
+            max_duration: self.settings.max_track,
         };
         self.autoplay.reset();
         let cancel = self.work.child_token();

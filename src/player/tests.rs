@@ -216,6 +216,7 @@ impl Harness {
                 panel: false,
                 panel_every: std::time::Duration::from_secs(15),
                 autoplay: true,
+                max_track: None,
             }),
             registry.clone(),
             store.clone(),
