@@ -182,7 +182,9 @@ async fn when_the_mix_fails_the_pick_is_what_the_listeners_played_most_but_not_l
         ("lately", 770.0, ANN, 5, ten_minutes_ago),
     ];
     for (name, freq, by, times, at) in plays {
-        let t = w.tone(name, freq, 4.0);
+        // The favourite plays long enough for the next pick to be back before it ends.
+        let secs = if name == "fav" { 10.0 } else { 4.0 };
+        let t = w.tone(name, freq, secs);
         for _ in 0..times {
             encore::db::history::record_at(db, GUILD, &t, by, at)
                 .await
@@ -203,6 +205,25 @@ async fn when_the_mix_fails_the_pick_is_what_the_listeners_played_most_but_not_l
     let mut order: Vec<f32> = heard.iter().map(|(_, t)| *t).collect();
     order.dedup();
     assert_eq!(order, [440.0, 990.0], "the seed then the favourite");
+
+    // Off: the favourite is the last track; the queue then finishes.
+    let r = w.cmd(ANN, "autoplay", opts(&[("mode", json!(1))])).await;
+    assert!(r.text().contains("Autoplay is off"), "{}", r.text());
+    assert!(!w.bot.settings.get(GUILD).autoplay);
+    w.emu
+        .wait_message(
+            TEXT,
+            |m| m.text().contains("The queue is finished"),
+            Duration::from_secs(30),
+        )
+        .await;
+    let autoplayed = w
+        .emu
+        .messages(TEXT)
+        .iter()
+        .filter(|m| m.text().contains("Autoplay:"))
+        .count();
+    assert_eq!(autoplayed, 1, "nothing more after autoplay went off");
     w.stop().await;
 }
 
