@@ -116,6 +116,8 @@ pub fn player_settings(g: &crate::settings::GuildSettings, config: &Config) -> P
         save_position_every: (!every.is_zero()).then_some(every),
         panel: g.panel,
         panel_every: config.player.panel_every,
+        autoplay: g.autoplay,
+        max_track: (!g.max_track_duration.is_zero()).then_some(g.max_track_duration),
     }
 }
 
@@ -207,6 +209,11 @@ impl App {
             tasks.clone(),
             shutdown.child_token(),
         );
+        players.set_related(Arc::new(crate::cache::related::RelatedTracks::new(
+            resolver.clone(),
+            db.clone(),
+            config.autoplay.clone(),
+        )));
         let sweeper = Arc::new(Sweeper {
             registry: registry.clone(),
             calls: Arc::new(crate::voice::SongbirdInventory(songbird.clone())),

@@ -25,9 +25,12 @@
 //! ── core: plain Rust that unit tests drive without a gateway ──────────────────────────
 //! player/      one actor per guild that owns its queue and call; it never waits on the
 //!              network (opening a track, a seek, a notice run in tasks that report back);
-//!              the filter settings and presets, the now-playing panel's update policy
+//!              the filter settings and presets, the now-playing panel's update policy,
+//!              autoplay's rules and the `Related` trait its picks come through
 //! cache/       metadata and audio cache; the Resolver looks queries up (cache first,
-//!              yt-dlp on a miss) and decides once what plays (`Resolver::playable`)
+//!              yt-dlp on a miss) and decides once what plays (`Resolver::playable`);
+//!              autoplay's picks (a track's mix, the server's history), implementing
+//!              the player's `Related` as db/ implements its `QueueStore`
 //! sources/     what a query means and where it comes from: query parsing and URL policy,
 //!              yt-dlp (args, run, info, download), child processes, the managed yt-dlp,
 //!              lyrics (LRCLIB, cache first, and the LRC timeline `/lyrics` follows)

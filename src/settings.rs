@@ -18,6 +18,7 @@ pub struct Overrides {
     pub max_track_duration: Option<Duration>,
     pub dj_role: Option<u64>,
     pub panel: Option<bool>,
+    pub autoplay: Option<bool>,
 }
 
 /// The settings in effect for one guild.
@@ -35,6 +36,8 @@ pub struct GuildSettings {
     pub dj_role: Option<u64>,
     /// Show the now-playing panel with buttons.
     pub panel: bool,
+    /// When the queue runs out, queue a related track (`/autoplay`).
+    pub autoplay: bool,
 }
 
 impl GuildSettings {
@@ -47,6 +50,7 @@ impl GuildSettings {
             max_track_duration: config.ytdlp.max_duration,
             dj_role: None,
             panel: config.player.panel,
+            autoplay: false,
         }
     }
 
@@ -72,6 +76,9 @@ impl GuildSettings {
         if let Some(v) = o.panel {
             self.panel = v;
         }
+        if let Some(v) = o.autoplay {
+            self.autoplay = v;
+        }
         self
     }
 }
@@ -86,6 +93,7 @@ pub enum Change {
     MaxTrackDuration(Duration),
     DjRole(Option<u64>),
     Panel(bool),
+    Autoplay(bool),
     /// Back to the config's defaults.
     Reset,
 }
@@ -192,17 +200,18 @@ impl Settings {
             Option<i64>,
             Option<i64>,
             Option<bool>,
+            Option<bool>,
         );
         let rows: Vec<Row> = with_db!(&pool, p => sqlx::query_as(
             "SELECT guild_id, idle_timeout_ms, alone_timeout_ms, default_volume, max_queue,
-                    max_track_duration_ms, dj_role, panel FROM guild_settings",
+                    max_track_duration_ms, dj_role, panel, autoplay FROM guild_settings",
         )
         .fetch_all(p)
         .await)?;
         let bounds = Bounds::from_config(config);
         let cache = rows
             .into_iter()
-            .map(|(g, idle, alone, vol, maxq, maxd, dj, panel)| {
+            .map(|(g, idle, alone, vol, maxq, maxd, dj, panel, autoplay)| {
                 let mut o = Overrides {
                     idle_timeout: from_ms(idle),
                     alone_timeout: from_ms(alone),
@@ -211,6 +220,7 @@ impl Settings {
                     max_track_duration: from_ms(maxd),
                     dj_role: dj.map(|v| v as u64),
                     panel,
+                    autoplay,
                 };
                 let clamped = bounds.clamp(&mut o);
                 if !clamped.is_empty() {
@@ -263,16 +273,17 @@ impl Settings {
             Change::MaxTrackDuration(d) => o.max_track_duration = Some(d),
             Change::DjRole(r) => o.dj_role = r,
             Change::Panel(on) => o.panel = Some(on),
+            Change::Autoplay(on) => o.autoplay = Some(on),
             Change::Reset => o = Overrides::default(),
         }
         with_db!(&self.pool, p => sqlx::query(
             "INSERT INTO guild_settings (guild_id, idle_timeout_ms, alone_timeout_ms, default_volume,
-                max_queue, max_track_duration_ms, dj_role, panel, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                max_queue, max_track_duration_ms, dj_role, panel, autoplay, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (guild_id) DO UPDATE SET idle_timeout_ms = excluded.idle_timeout_ms,
                 alone_timeout_ms = excluded.alone_timeout_ms, default_volume = excluded.default_volume,
                 max_queue = excluded.max_queue, max_track_duration_ms = excluded.max_track_duration_ms,
-                dj_role = excluded.dj_role, panel = excluded.panel,
+                dj_role = excluded.dj_role, panel = excluded.panel, autoplay = excluded.autoplay,
                 updated_at = excluded.updated_at",
         )
         .bind(guild as i64)
@@ -283,6 +294,7 @@ impl Settings {
         .bind(ms(o.max_track_duration))
         .bind(o.dj_role.map(|v| v as i64))
         .bind(o.panel)
+        .bind(o.autoplay)
         .bind(crate::db::unix_now())
         .execute(p)
         .await
@@ -371,6 +383,7 @@ mod tests {
         assert_eq!(g.idle_timeout, Duration::from_secs(30));
         s.apply(1, Change::DjRole(Some(77))).await.unwrap();
         assert!(!s.apply(1, Change::Panel(false)).await.unwrap().panel);
+        assert!(s.apply(1, Change::Autoplay(true)).await.unwrap().autoplay);
         assert!(s.apply(1, Change::DefaultVolume(300)).await.is_err());
         assert!(s.apply(1, Change::MaxQueue(0)).await.is_err());
         assert_eq!(
@@ -389,6 +402,8 @@ mod tests {
         assert_eq!(g.alone_timeout, config.lifecycle.alone_timeout);
         assert!(!g.panel, "the panel stays off after a restart");
         assert!(s.get(2).panel, "on by default");
+        assert!(g.autoplay, "autoplay stays on after a restart");
+        assert!(!s.get(2).autoplay, "off by default");
         s.apply(1, Change::Reset).await.unwrap();
         let s = Settings::load(pool, &config).await.unwrap();
         assert_eq!(s.get(1), GuildSettings::defaults(&config));

@@ -36,6 +36,7 @@ pub mod expiry;
 pub mod metadata;
 pub mod names;
 pub mod playlist;
+pub mod related;
 pub mod resolver;
 pub mod settings;
 pub mod size;

@@ -1,4 +1,5 @@
-//! `[lyrics]` (`/lyrics`, from LRCLIB) and `[playlists]` (`/playlist`, saved per member).
+//! `[lyrics]` (`/lyrics`, from LRCLIB), `[playlists]` (`/playlist`, saved per member) and
+//! `[autoplay]` (`/autoplay`: where related tracks come from).
 
 use std::time::Duration;
 
@@ -57,6 +58,48 @@ impl Default for PlaylistsConfig {
     }
 }
 
+/// Where `/autoplay` finds related tracks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoplayConfig {
+    /// The mix of a track, as a URL yt-dlp lists flat; `{id}` is replaced by the track's
+    /// id. YouTube's own mix by default; a test points it at a loopback playlist.
+    pub mix: String,
+    /// Tracks of these yt-dlp extractors (lowercase) have a mix; the others go straight to
+    /// the server's history.
+    pub mix_sources: Vec<String>,
+}
+
+impl Default for AutoplayConfig {
+    fn default() -> Self {
+        Self {
+            mix: "https://www.youtube.com/watch?v={id}&list=RD{id}".into(),
+            mix_sources: vec!["youtube".into()],
+        }
+    }
+}
+
+impl AutoplayConfig {
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !self.mix.contains("{id}") {
+            return Err(("autoplay.mix", "must contain {id}".into()));
+        }
+        let parsed = url::Url::parse(&self.mix.replace("{id}", "x"))
+            .map_err(|e| ("autoplay.mix", e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
+            return Err(("autoplay.mix", "must be an http:// or https:// URL".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether a track of `extractor` has a mix.
+    pub fn has_mix(&self, extractor: &str) -> bool {
+        self.mix_sources
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(extractor))
+    }
+}
+
 impl LyricsConfig {
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         let parsed =
@@ -106,5 +149,12 @@ mod tests {
         assert!(p.check().is_ok());
         p.max_tracks = 0;
         assert_eq!(p.check().unwrap_err().0, "playlists.max_tracks");
+        let mut a = AutoplayConfig::default();
+        assert!(a.check().is_ok());
+        assert!(a.has_mix("youtube") && !a.has_mix("generic"));
+        a.mix = "https://example.com/mix".into();
+        assert_eq!(a.check().unwrap_err().0, "autoplay.mix");
+        a.mix = "file:///tmp/{id}".into();
+        assert_eq!(a.check().unwrap_err().0, "autoplay.mix");
     }
 }

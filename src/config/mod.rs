@@ -11,7 +11,7 @@ mod cluster;
 mod extras;
 mod metrics;
 pub use cluster::{ClusterConfig, ShardPlan};
-pub use extras::{LyricsConfig, PlaylistsConfig};
+pub use extras::{AutoplayConfig, LyricsConfig, PlaylistsConfig};
 pub use metrics::{ListenAddr, MetricsConfig};
 
 /// Everything the bot reads at start-up. Every section has defaults, so an empty file (or
@@ -32,6 +32,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub lyrics: LyricsConfig,
     pub playlists: PlaylistsConfig,
+    pub autoplay: AutoplayConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -510,7 +511,11 @@ impl Config {
                 "set either discord.api_base or discord.rest_address, not both",
             ));
         }
-        for check in [self.lyrics.check(), self.playlists.check()] {
+        for check in [
+            self.lyrics.check(),
+            self.playlists.check(),
+            self.autoplay.check(),
+        ] {
             check.map_err(|(key, m)| invalid(key, &m))?;
         }
         if self.player.default_volume > 200 {

@@ -48,11 +48,11 @@ pub async fn on_event(
                     })
                     .await;
                 if let Some(c) = new.channel_id {
-                    let humans = humans_in(ctx, guild, c).len();
+                    let listeners = humans_in(ctx, guild, c);
                     player
                         .send(Request::Presence {
                             channel: c.get(),
-                            humans,
+                            listeners,
                         })
                         .await;
                 }
@@ -61,11 +61,11 @@ pub async fn on_event(
             // Someone else: only the channels they left and joined matter.
             let left = old.as_ref().and_then(|o| o.channel_id);
             for channel in [left, new.channel_id].into_iter().flatten() {
-                let humans = humans_in(ctx, guild, channel).len();
+                let listeners = humans_in(ctx, guild, channel);
                 player
                     .send(Request::Presence {
                         channel: channel.get(),
-                        humans,
+                        listeners,
                     })
                     .await;
             }

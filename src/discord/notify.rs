@@ -8,6 +8,7 @@ use poise::serenity_prelude as serenity;
 
 use super::format;
 use super::reply::{OK, WARN};
+use crate::player::autoplay::Origin;
 use crate::player::panel::{PanelError, PanelView};
 use crate::player::{Notice, Notifier};
 use crate::resources::CleanupReason;
@@ -40,6 +41,15 @@ pub fn render(notice: &Notice) -> serenity::CreateEmbed {
         Notice::QueueFinished => serenity::CreateEmbed::new()
             .colour(OK)
             .description("The queue is finished. Add more with /play."),
+        Notice::Autoplay { title, origin } => {
+            let from = match origin {
+                Origin::Mix { seed } => format!("from the mix of {}", format::escape(seed)),
+                Origin::History => "from this server's history".into(),
+            };
+            serenity::CreateEmbed::new()
+                .colour(OK)
+                .description(format!("Autoplay: **{}** ({from})", format::escape(title)))
+        }
         Notice::Left {
             reason,
             channel,

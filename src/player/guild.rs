@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::player::autoplay::{Autoplay, Related};
 use crate::player::filters::FilterSpec;
 use crate::player::handle::{PlayerError, PlayerHandle, PlayerSettings, Request, Snapshot};
 use crate::player::inbox::{Internal, Starting};
@@ -70,6 +71,11 @@ pub struct GuildPlayer {
     pub(super) votes: SkipVotes,
     /// The filters on (saved with the queue; the voice call runs them).
     pub(super) filters: FilterSpec,
+    /// Where autoplay's picks come from (`None`: no autoplay), and its state.
+    pub(super) related: Option<Arc<dyn Related>>,
+    pub(super) autoplay: Autoplay,
+    /// The people in the voice channel (from the gateway), once known.
+    pub(super) listeners: Option<Vec<u64>>,
     pub(super) _unit: Guard,
 }
 
@@ -91,6 +97,8 @@ pub struct PlayerParts {
     pub store: Arc<dyn QueueStore>,
     /// Runs the player's own tasks (opening tracks, seeks, notices).
     pub tasks: TaskTracker,
+    /// Where autoplay finds related tracks.
+    pub related: Option<Arc<dyn Related>>,
 }
 
 impl GuildPlayer {
@@ -134,6 +142,9 @@ impl GuildPlayer {
             resolving: resolving.clone(),
             votes: SkipVotes::default(),
             filters: FilterSpec::default(),
+            related: parts.related,
+            autoplay: Autoplay::default(),
+            listeners: None,
         };
         (player, PlayerHandle::new(tx, resolving), rx)
     }
@@ -163,6 +174,7 @@ impl GuildPlayer {
             };
             match flow {
                 Flow::Continue => {
+                    self.plan_autoplay();
                     self.persist().await;
                     self.refresh_panel().await;
                 }
@@ -326,6 +338,7 @@ impl GuildPlayer {
     async fn on_internal(&mut self, done: Internal) -> Flow {
         match done {
             Internal::Opened { token, result } => self.on_opened(token, result).await,
+            Internal::Picked { entry, result } => self.on_picked(entry, result).await,
             Internal::Seeked {
                 token,
                 to,
@@ -403,6 +416,7 @@ impl GuildPlayer {
             }
             Request::Stop { reply } => {
                 let n = self.queue.clear_all();
+                self.autoplay.reset();
                 self.stop_voice().await;
                 let _ = reply.send(Ok(n));
             }
@@ -426,8 +440,10 @@ impl GuildPlayer {
                     return Flow::Done;
                 }
             }
-            Request::Presence { channel, humans } => {
+            Request::Presence { channel, listeners } => {
                 if self.voice_channel == Some(channel) {
+                    let humans = listeners.len();
+                    self.listeners = Some(listeners);
                     self.activity.alone_since = match (humans, self.activity.alone_since) {
                         (0, since) => since.or(Some(Instant::now())),
                         _ => None,
@@ -443,6 +459,8 @@ impl GuildPlayer {
                 self.settings.max_queue = settings.max_queue;
                 self.settings.max_calls = settings.max_calls;
                 self.settings.save_position_every = settings.save_position_every;
+                self.settings.autoplay = settings.autoplay;
+                self.settings.max_track = settings.max_track;
                 self.set_panel(settings.panel);
             }
             Request::BotVoiceState { channel } => match channel {
@@ -461,6 +479,7 @@ impl GuildPlayer {
                     );
                     self.voice_channel = Some(c);
                     self.activity.alone_since = None;
+                    self.listeners = None;
                     if let Some(call) = &self.call {
                         call.set_channel(c);
                     }

@@ -139,10 +139,11 @@ pub enum Request {
         only_if_idle: bool,
         reply: oneshot::Sender<bool>,
     },
-    /// How many humans are in `channel` now (sent by the gateway edge on voice changes).
+    /// The people in `channel` now, by user id (sent by the gateway edge on voice
+    /// changes).
     Presence {
         channel: u64,
-        humans: usize,
+        listeners: Vec<u64>,
     },
     /// The bot's own voice state changed: moved to `Some(channel)` or disconnected.
     BotVoiceState {
@@ -217,6 +218,11 @@ pub struct PlayerSettings {
     pub panel: bool,
     /// How often the panel's progress bar moves while a track plays.
     pub panel_every: Duration,
+    /// When the queue runs out, queue a related track (`/autoplay`).
+    pub autoplay: bool,
+    /// The server's longest track (`/settings max_track_duration`), which autoplay's
+    /// picks obey as `/play` does; `None`: no limit.
+    pub max_track: Option<Duration>,
 }
 
 /// The cheap, clonable address of a guild's player task.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::DropGuard;
 
+use super::autoplay::Pick;
 use super::handle::PlayerError;
 use super::voice::{Ready, SeekOutcome, VoiceError};
 
@@ -24,6 +25,11 @@ pub(super) enum Internal {
         before: Option<Duration>,
         outcome: SeekOutcome,
         reply: oneshot::Sender<Result<String, PlayerError>>,
+    },
+    /// Autoplay's lookup for queue entry `entry` (the last queued track) ended.
+    Picked {
+        entry: u64,
+        result: Result<Pick, String>,
     },
 }
 

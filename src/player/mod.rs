@@ -12,10 +12,13 @@
 //!   keeps its now-playing panel up to date.
 //! - `voice.rs`: what the player needs of a voice connection and a text channel (traits,
 //!   implemented by `crate::voice` and `crate::discord`).
+//! - `autoplay.rs`: the rules of `/autoplay` and what a source of related tracks must do
+//!   ([`autoplay::Related`]); `picking.rs` asks for a pick and queues it in time.
 //! - `votes.rs`: skip votes.
 //! - `filters.rs`: a guild's `/filter` settings, the presets and their limits (the DSP that
 //!   applies them is `crate::voice::filters`).
 
+pub mod autoplay;
 mod channel;
 pub mod filters;
 pub mod guild;
@@ -24,6 +27,7 @@ mod inbox;
 mod notices;
 pub mod panel;
 pub mod persist;
+mod picking;
 mod playback;
 pub mod queue;
 mod reconnect;
@@ -61,6 +65,8 @@ pub struct Players {
     store: Arc<dyn persist::QueueStore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Where autoplay finds related tracks; without it autoplay never adds anything.
+    related: std::sync::OnceLock<Arc<dyn autoplay::Related>>,
 }
 
 /// The settings a new player of a guild starts with.
@@ -85,7 +91,13 @@ impl Players {
             store,
             tasks,
             shutdown,
+            related: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives autoplay its source of related tracks (once; players started later use it).
+    pub fn set_related(&self, related: Arc<dyn autoplay::Related>) {
+        let _ = self.related.set(related);
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -138,6 +150,7 @@ impl Players {
             registry: self.registry.clone(),
             store: self.store.clone(),
             tasks: self.tasks.clone(),
+            related: self.related.get().cloned(),
         };
         let (player, handle, requests) = GuildPlayer::new(&self.voice, parts);
         live.insert(guild, handle.clone());

@@ -18,6 +18,7 @@ impl GuildPlayer {
         self.queue.expect_current(current)?;
         let skipped_title = self.current_title().ok_or(QueueError::NothingPlaying)?;
         let skipped = self.queue.skip(n.max(1))?;
+        self.autoplay_fill();
         self.queue.advance(Advance::Skipped);
         self.start_current().await;
         Ok(Skipped {
@@ -103,6 +104,10 @@ impl GuildPlayer {
         match played {
             Ok(()) => {
                 tracing::info!(guild = self.guild, title = %entry.track.title, "now playing");
+                if starting.announce {
+                    self.autoplay
+                        .played(&entry.track, tokio::time::Instant::now());
+                }
                 // A new track's turn, not a seek's quiet re-open.
                 if let (true, Some(t)) = (starting.announce, self.registry.timings()) {
                     t.first_audio(starting.since.elapsed());
@@ -138,6 +143,7 @@ impl GuildPlayer {
     /// Moves on from the current track (it ended or failed) and says so when the queue ran
     /// out.
     pub(super) async fn next_after(&mut self, why: Advance) {
+        self.autoplay_fill();
         self.queue.advance(why);
         self.start_current().await;
         if self.queue.is_idle() {

@@ -16,6 +16,8 @@ use super::*;
 use crate::resources::{CleanupReason, IdlePolicy, Kind, Registry};
 use crate::sources::Track;
 
+mod autoplay;
+
 #[derive(Default)]
 struct Log {
     calls: Vec<String>,
@@ -136,6 +138,7 @@ impl Notifier for FakeNotifier {
             Notice::NowPlaying(e) => format!("{channel} now playing {}", e.track.title),
             Notice::TrackFailed { title, reason } => format!("{channel} failed {title}: {reason}"),
             Notice::QueueFinished => format!("{channel} finished"),
+            Notice::Autoplay { title, origin } => format!("{channel} autoplay {title} {origin:?}"),
             Notice::Left {
                 reason,
                 channel: voice,
@@ -212,6 +215,8 @@ impl Harness {
                 save_position_every: Some(SAVE_POSITION_EVERY),
                 panel: false,
                 panel_every: std::time::Duration::from_secs(15),
+                autoplay: true,
+                max_track: None,
             }),
             registry.clone(),
             store.clone(),
@@ -658,20 +663,20 @@ async fn alone_timer_runs_only_while_nobody_listens() {
     let p = h.player();
     p.send(Request::Presence {
         channel: 10,
-        humans: 0,
+        listeners: vec![],
     })
     .await;
     tokio::time::sleep(Duration::from_secs(50)).await;
     // someone comes back: the timer is cancelled
     p.send(Request::Presence {
         channel: 10,
-        humans: 1,
+        listeners: vec![7],
     })
     .await;
     // an update about another channel changes nothing
     p.send(Request::Presence {
         channel: 99,
-        humans: 0,
+        listeners: vec![],
     })
     .await;
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -679,7 +684,7 @@ async fn alone_timer_runs_only_while_nobody_listens() {
     assert!(!h.calls().contains(&"leave".to_string()));
     p.send(Request::Presence {
         channel: 10,
-        humans: 0,
+        listeners: vec![],
     })
     .await;
     tokio::time::sleep(Duration::from_secs(61)).await;

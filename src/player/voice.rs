@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
+use crate::player::autoplay::Origin;
 use crate::player::filters::FilterSpec;
 use crate::player::queue::{Entry, LoopMode};
 use crate::resources::CleanupReason;
@@ -144,6 +145,11 @@ pub enum Notice {
         reason: String,
     },
     QueueFinished,
+    /// Autoplay queued `title`, found through `origin`.
+    Autoplay {
+        title: String,
+        origin: Origin,
+    },
     /// Left `channel` for `reason`; `after` is the timeout that ran out (idle, paused or
     /// alone), for the reasons that have one.
     Left {

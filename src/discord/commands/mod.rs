@@ -3,6 +3,7 @@
 pub(crate) mod actions;
 pub(crate) mod admin;
 mod autocomplete;
+mod autoplay;
 pub(crate) mod checks;
 mod control;
 pub mod dj;
@@ -33,6 +34,7 @@ pub fn all() -> Vec<poise::Command<Data, Error>> {
         control::seek(),
         control::volume(),
         control::loop_(),
+        autoplay::autoplay(),
         filter::filter(),
         filter::filters(),
         edit::remove(),
