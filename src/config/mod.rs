@@ -9,9 +9,11 @@ use serde::Deserialize;
 
 mod cluster;
 mod extras;
+mod links;
 mod metrics;
 pub use cluster::{ClusterConfig, ShardPlan};
 pub use extras::{LyricsConfig, PlaylistsConfig};
+pub use links::LinksConfig;
 pub use metrics::{ListenAddr, MetricsConfig};
 
 /// Everything the bot reads at start-up. Every section has defaults, so an empty file (or
@@ -32,6 +34,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub lyrics: LyricsConfig,
     pub playlists: PlaylistsConfig,
+    pub links: LinksConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -510,7 +513,11 @@ impl Config {
                 "set either discord.api_base or discord.rest_address, not both",
             ));
         }
-        for check in [self.lyrics.check(), self.playlists.check()] {
+        for check in [
+            self.lyrics.check(),
+            self.playlists.check(),
+            self.links.check(),
+        ] {
             check.map_err(|(key, m)| invalid(key, &m))?;
         }
         if self.player.default_volume > 200 {
