@@ -57,7 +57,7 @@ impl LinksConfig {
                 return Err((key, "must be an http:// or https:// URL".into()));
             }
         }
-        crate::sources::links::SearchTemplate::parse(&self.search)
+        crate::sources::links::matching::SearchTemplate::parse(&self.search)
             .map_err(|e| ("links.search", e))?;
         if self.tolerance > Duration::from_secs(60) {
             return Err(("links.tolerance", "must be at most 60s".into()));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use scraper::{Html, Selector};
 use serde_json::Value;
 
-use super::{Listing, WantedTrack};
+use super::wanted::{Listing, WantedTrack};
 
 /// The tracks of a page; `song`: only the recording whose URL ends in that id (an album
 /// link with `?i=`).

@@ -10,7 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::fetch::{Fetcher, LinkError};
-use super::{Listing, Service, WantedTrack};
+use super::wanted::{Listing, Service, WantedTrack};
 
 /// Most further pages of a playlist followed.
 const MAX_PAGES: usize = 40;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::Service;
+use super::wanted::Service;
 use crate::sources::egress::client::GuardedClient;
 
 /// Largest page read: Spotify's embed pages and Apple Music's pages are a few hundred KiB.

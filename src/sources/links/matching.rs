@@ -10,11 +10,11 @@ use std::time::Duration;
 use serde_json::Value;
 use url::Url;
 
-use super::WantedTrack;
+use super::wanted::WantedTrack;
 use crate::sources::egress::policy::{check_url_static, UrlPolicy};
 use crate::sources::error::ResolveError;
+use crate::sources::track::Track;
 use crate::sources::ytdlp::FlatTarget;
-use crate::sources::Track;
 
 /// Results listed per search.
 pub const RESULTS: usize = 5;

@@ -10,7 +10,8 @@
 //! - `apple.rs`: the page's schema.org JSON-LD;
 //! - `deezer.rs`: the public API's JSON;
 //! - `fetch.rs`: the HTTP side (the guarded client, time and size limits);
-//! - `matching.rs`: the search and the choice of a result.
+//! - `matching.rs`: the search and the choice of a result;
+//! - `wanted.rs`: what a link lists.
 //!
 //! Every request goes through the bot's guarded client, so the egress policy holds; the
 //! bases are configurable (`[links]`), which is how the tests serve the pages.
@@ -20,6 +21,7 @@ mod deezer;
 mod fetch;
 pub mod matching;
 mod spotify;
+mod wanted;
 
 use std::time::Duration;
 
@@ -27,52 +29,12 @@ use url::Url;
 
 pub use fetch::LinkError;
 pub use matching::SearchTemplate;
+pub use wanted::{Listing, Service, WantedTrack};
 
 use crate::sources::egress::client::GuardedClient;
 use crate::sources::error::ResolveError;
-use crate::sources::{Track, YtDlp};
-
-/// One track a link names, to be found elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WantedTrack {
-    pub title: String,
-    pub artists: Vec<String>,
-    pub duration: Option<Duration>,
-}
-
-impl WantedTrack {
-    /// `Artist, Other - Title`, what is searched for.
-    pub fn query(&self) -> String {
-        match self.artists.is_empty() {
-            true => self.title.clone(),
-            false => format!("{} - {}", self.artists.join(", "), self.title),
-        }
-    }
-}
-
-/// What a link lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listing {
-    pub title: String,
-    pub tracks: Vec<WantedTrack>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    Spotify,
-    AppleMusic,
-    Deezer,
-}
-
-impl Service {
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Spotify => "Spotify",
-            Service::AppleMusic => "Apple Music",
-            Service::Deezer => "Deezer",
-        }
-    }
-}
+use crate::sources::track::Track;
+use crate::sources::ytdlp::YtDlp;
 
 /// A streaming-service link the bot reads itself (it is never handed to yt-dlp).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use scraper::{Html, Selector};
 use serde_json::Value;
 
-use super::{Listing, WantedTrack};
+use super::wanted::{Listing, WantedTrack};
 
 /// The tracks of an embed page, or why it has none readable.
 pub fn parse_embed(html: &str) -> Result<Listing, String> {
