@@ -75,6 +75,7 @@ fn results(urls: &std::collections::HashMap<String, String>) -> Vec<(&'static st
         ("epsilon", audio("epsilon", "Epsilon", 5)),
         ("zeta", audio("zeta", "Zeta", 4)),
         ("eta", audio("eta", "Eta", 5)),
+        ("iota", audio("iota", "Iota", 6)),
         // Omega is 7 s long: the only result is 30 s.
         (
             "omega",
@@ -91,6 +92,7 @@ const TONES: &[(&str, f32, f32)] = &[
     ("epsilon", 770.0, 20.0),
     ("zeta", 390.0, 20.0),
     ("eta", 720.0, 20.0),
+    ("iota", 500.0, 20.0),
     ("video", 1200.0, 20.0),
 ];
 
@@ -110,6 +112,8 @@ fn pages() -> Vec<(&'static str, &'static str)> {
         ),
         ("/us/album/tone-album/1000000000", "apple-album.html"),
         ("/album/302127", "deezer-album.json"),
+        ("/playlist/908622995", "deezer-playlist.json"),
+        ("/playlist/908622995/tracks", "deezer-playlist-tracks.json"),
         (
             "/album/999",
             r#"{"error":{"type":"DataException","message":"no data","code":800}}"#,
@@ -205,6 +209,16 @@ async fn unmatched_tracks_are_skipped_other_services_queue_and_bad_pages_are_sai
         order(&w.snapshot().await),
         ["alpha", "zeta", "eta", "delta", "epsilon"]
     );
+    // A Deezer playlist goes on at its `next` page.
+    let r = w
+        .play(ANN, "https://www.deezer.com/playlist/908622995")
+        .await;
+    assert!(
+        r.text().contains("Queued 3 tracks from [Tone Playlist]("),
+        "{}",
+        r.text()
+    );
+    assert_eq!(order(&w.snapshot().await)[5..], ["zeta", "eta", "iota"]);
 
     // A page without its track data, an id the service does not know: short, clear answers.
     let r = w
@@ -229,7 +243,7 @@ async fn unmatched_tracks_are_skipped_other_services_queue_and_bad_pages_are_sai
         r.text()
     );
     // Nothing was added by them, and the bot still plays.
-    assert_eq!(order(&w.snapshot().await).len(), 5);
+    assert_eq!(order(&w.snapshot().await).len(), 8);
     let heard = w.hear(25).await;
     assert!(near(heard, 440.0), "heard {heard} Hz");
     w.stop().await;
