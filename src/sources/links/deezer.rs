@@ -35,11 +35,10 @@ pub(super) async fn read(
         if listing.tracks.len() >= want || pages >= MAX_PAGES {
             break;
         }
-        let Ok(page) = Url::parse(&page) else { break };
-        if page.origin() != origin {
+        let Some(page) = same_origin(&origin, &page) else {
             tracing::warn!(next = %page, "Deezer's next page is elsewhere; not followed");
             break;
-        }
+        };
         pages += 1;
         let body = fetcher.text(page).await?;
         let (more, after) = parse_page(&body).map_err(malformed)?;
@@ -48,6 +47,11 @@ pub(super) async fn read(
     }
     listing.tracks.truncate(want);
     Ok(listing)
+}
+
+/// `next` as a URL, when it is on the API's own `origin` (scheme, host and port).
+fn same_origin(origin: &url::Origin, next: &str) -> Option<Url> {
+    Url::parse(next).ok().filter(|u| u.origin() == *origin)
 }
 
 #[derive(Debug, PartialEq)]
@@ -178,6 +182,24 @@ mod tests {
         assert_eq!(more.len(), 1);
         assert_eq!(more[0].title, "Iota");
         assert_eq!(after, None);
+    }
+
+    #[test]
+    fn only_next_pages_on_the_api_itself_are_followed() {
+        let api = Url::parse("https://api.deezer.com/playlist/1")
+            .unwrap()
+            .origin();
+        let next = "https://api.deezer.com/playlist/1/tracks?index=25";
+        assert_eq!(same_origin(&api, next).unwrap().as_str(), next);
+        for elsewhere in [
+            "http://api.deezer.com/playlist/1/tracks?index=25",
+            "https://api.deezer.com:8443/playlist/1/tracks",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://api.deezer.com.evil.example/x",
+            "/playlist/1/tracks?index=25",
+        ] {
+            assert_eq!(same_origin(&api, elsewhere), None, "{elsewhere}");
+        }
     }
 
     #[test]
