@@ -266,6 +266,41 @@ mod tests {
     }
 
     #[test]
+    fn every_cut_short_page_is_read_or_refused_without_a_panic() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/links");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let page = std::fs::read_to_string(&path).unwrap();
+            let parse = |text: &str| -> Option<usize> {
+                let tracks = if name.starts_with("spotify") {
+                    spotify::parse_embed(text).ok()?.tracks
+                } else if name.starts_with("apple") {
+                    apple::parse_page(text, None).ok()?.tracks
+                } else if name == "deezer-playlist-tracks.json" {
+                    deezer::parse_page(text).ok()?.0
+                } else if name.starts_with("deezer") {
+                    let kind = name.trim_start_matches("deezer-").trim_end_matches(".json");
+                    deezer::parse(text, kind).ok()?.0.tracks
+                } else {
+                    return None;
+                };
+                assert!(tracks.iter().all(|t| !t.title.trim().is_empty()), "{name}");
+                Some(tracks.len())
+            };
+            if name.ends_with(".md") {
+                continue;
+            }
+            assert!(parse(&page).is_some_and(|n| n > 0), "{name} is read whole");
+            for cut in (0..page.len()).step_by(5) {
+                if page.is_char_boundary(cut) {
+                    parse(&page[..cut]);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_wanted_track_is_searched_as_artists_and_title() {
         let w = WantedTrack {
             title: "Song".into(),
