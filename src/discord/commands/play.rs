@@ -100,9 +100,8 @@ pub async fn play(
     // bases), never handed to yt-dlp; its tracks are searched for and queued like a
     // playlist's.
     if let Some(link) = Link::detect(&query) {
-        let shown = Url::parse(query.trim()).expect("a detected link parses");
         let room = room(snapshot.as_ref(), &settings);
-        return play_link(ctx, &target, &settings, &link, &shown, room).await;
+        return play_link(ctx, &target, &settings, &link, room).await;
     }
     // Refuse bad input before spending a yt-dlp run on it.
     let query = match sources::parse_query(&query, bot.resolver.ytdlp().policy()).await {
@@ -287,10 +286,10 @@ async fn play_link(
     target: &Target,
     settings: &GuildSettings,
     link: &Link,
-    shown: &Url,
     room: usize,
 ) -> Result<(), Error> {
     let bot = ctx.data();
+    let shown = &link.url;
     let fits = |t: &Track| too_long(t, settings).is_none();
     let limits = PlaylistLimits {
         max: bot.config.player.max_playlist,

@@ -43,6 +43,8 @@ pub struct Link {
     /// `track`, `album`, `playlist`, `artist` (Spotify), `song` (Apple Music).
     pub kind: String,
     pub id: String,
+    /// The link as given (without a fragment), for replies.
+    pub url: Url,
     /// Apple Music: the page path (`/us/album/name/123`) and the song picked with `?i=`.
     path: String,
     song: Option<String>,
@@ -56,16 +58,18 @@ impl Link {
     /// The link in `text`, if it is one of the services' (by host and path; the host is
     /// never contacted: the configured bases are).
     pub fn detect(text: &str) -> Option<Link> {
-        let url = Url::parse(text.trim()).ok()?;
+        let mut url = Url::parse(text.trim()).ok()?;
         if !matches!(url.scheme(), "http" | "https") {
             return None;
         }
+        url.set_fragment(None);
         let host = url.host_str()?.to_ascii_lowercase();
         let segs: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
         let link = |service, kind: &str, id: &str| Link {
             service,
             kind: kind.to_owned(),
             id: id.to_owned(),
+            url: url.clone(),
             path: String::new(),
             song: None,
         };
