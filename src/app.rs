@@ -173,6 +173,9 @@ impl App {
             http_client(&token, &config)?,
         )));
         let ytdlp = ytdlp_with(&config, egress);
+        let links =
+            crate::sources::links::Links::new(stream_http.clone(), ytdlp.clone(), &config.links)
+                .map_err(|e| anyhow::anyhow!("links: {e}"))?;
         let resolver = crate::cache::Resolver::new(
             &stores,
             ytdlp.clone(),
@@ -246,6 +249,7 @@ impl App {
             shutdown: shutdown.clone(),
             sweeper: sweeper.clone(),
             gateway: Default::default(),
+            links,
             lyrics,
             lyrics_follows: Default::default(),
         });

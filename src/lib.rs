@@ -33,7 +33,8 @@
 //!              the player's `Related` as db/ implements its `QueueStore`
 //! sources/     what a query means and where it comes from: query parsing and URL policy,
 //!              yt-dlp (args, run, info, download), child processes, the managed yt-dlp,
-//!              lyrics (LRCLIB, cache first, and the LRC timeline `/lyrics` follows)
+//!              lyrics (LRCLIB, cache first, and the LRC timeline `/lyrics` follows),
+//!              links (Spotify, Apple Music and Deezer pages read into tracks to search for)
 //! resources/   the registry of what the bot holds (with drop guards), the idle policy,
 //!              the sweeper, /resources figures
 //! db/          SQLite or PostgreSQL: play history, saved queues, members' playlists,

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use url::Url;
 
 use super::resolver::Resolver;
+use crate::sources::links::{Links, Listing};
 use crate::sources::{Query, ResolveError, Track};
 
 /// Playlist entries resolved at once.
@@ -42,6 +43,8 @@ pub struct PlaylistReport {
     pub too_long: usize,
     /// Left out because the queue had no room.
     pub no_room: usize,
+    /// A streaming-service track with no close match.
+    pub unmatched: usize,
 }
 
 /// A resolved playlist link.
@@ -76,6 +79,72 @@ impl Resolver {
         };
         entries.truncate(limits.max);
         report.listed = entries.len();
+        Ok(self.finish(title, entries, report, &limits).await)
+    }
+
+    /// A streaming-service link ([`Links::read`]'s listing): each track is looked for
+    /// ([`Links::find`]), a few at a time and in order; those found are then taken like a
+    /// playlist's entries. A track with no close match counts as `unmatched`, one whose
+    /// search failed as `failed`.
+    pub async fn resolve_link(
+        &self,
+        links: &Links,
+        mut listing: Listing,
+        limits: PlaylistLimits<'_>,
+    ) -> Result<PlaylistOutcome, ResolveError> {
+        let max = limits.max.min(links.max_tracks);
+        let mut report = PlaylistReport {
+            capped: listing.tracks.len() > max,
+            ..PlaylistReport::default()
+        };
+        listing.tracks.truncate(max);
+        report.listed = listing.tracks.len();
+        // No search for what the queue has no room for.
+        if listing.tracks.len() > limits.room {
+            report.no_room = listing.tracks.len() - limits.room;
+            listing.tracks.truncate(limits.room);
+        }
+        let deadline = tokio::time::Instant::now() + PLAYLIST_BUDGET;
+        let searches = listing.tracks.iter().cloned().map(|w| {
+            let links = links.clone();
+            async move { links.find(&w).await }
+        });
+        let mut stream = futures::stream::iter(searches).buffered(links.concurrency);
+        let mut entries = Vec::new();
+        loop {
+            let next = tokio::select! {
+                n = tokio::time::timeout_at(deadline, stream.next()) => n.ok(),
+                _ = self.cancelled() => None,
+            };
+            match next {
+                Some(Some(Ok(Some(track)))) => entries.push(track),
+                Some(Some(Ok(None))) => report.unmatched += 1,
+                Some(Some(Err(e))) => {
+                    tracing::info!(error = %e, "a link's track could not be searched for");
+                    report.failed += 1;
+                }
+                Some(None) => break,
+                None => {
+                    let left = (report.listed - report.no_room)
+                        .saturating_sub(entries.len() + report.unmatched + report.failed);
+                    tracing::info!(left, "a link's tracks not searched for in time");
+                    report.failed += left;
+                    break;
+                }
+            }
+        }
+        Ok(self.finish(listing.title, entries, report, &limits).await)
+    }
+
+    /// Takes listed `entries` as far as `limits` allow, resolves them, and counts what was
+    /// left out in `report`.
+    async fn finish(
+        &self,
+        title: String,
+        entries: Vec<Track>,
+        mut report: PlaylistReport,
+        limits: &PlaylistLimits<'_>,
+    ) -> PlaylistOutcome {
         let mut wanted: Vec<Track> = Vec::new();
         for e in entries {
             match (limits.fits)(&e) {
@@ -84,11 +153,11 @@ impl Resolver {
             }
         }
         if wanted.len() > limits.room {
-            report.no_room = wanted.len() - limits.room;
+            report.no_room += wanted.len() - limits.room;
             wanted.truncate(limits.room);
         }
         let (resolved, failed) = self.resolve_entries(wanted, PLAYLIST_BUDGET).await;
-        report.failed = failed;
+        report.failed += failed;
         let mut tracks = Vec::new();
         for t in resolved {
             match (limits.fits)(&t) {
@@ -96,11 +165,11 @@ impl Resolver {
                 false => report.too_long += 1,
             }
         }
-        Ok(PlaylistOutcome::List {
+        PlaylistOutcome::List {
             title,
             tracks,
             report,
-        })
+        }
     }
 
     /// Resolves entries [`CONCURRENCY`] at a time, in order, within `budget`; entries not

@@ -9,9 +9,11 @@ use serde::Deserialize;
 
 mod cluster;
 mod extras;
+mod links;
 mod metrics;
 pub use cluster::{ClusterConfig, ShardPlan};
 pub use extras::{AutoplayConfig, LyricsConfig, PlaylistsConfig};
+pub use links::LinksConfig;
 pub use metrics::{ListenAddr, MetricsConfig};
 
 /// Everything the bot reads at start-up. Every section has defaults, so an empty file (or
@@ -33,6 +35,7 @@ pub struct Config {
     pub lyrics: LyricsConfig,
     pub playlists: PlaylistsConfig,
     pub autoplay: AutoplayConfig,
+    pub links: LinksConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -515,6 +518,7 @@ impl Config {
             self.lyrics.check(),
             self.playlists.check(),
             self.autoplay.check(),
+            self.links.check(),
         ] {
             check.map_err(|(key, m)| invalid(key, &m))?;
         }

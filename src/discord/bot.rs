@@ -34,6 +34,8 @@ pub struct Bot {
     /// The app's shutdown signal: long-running commands stop when it fires.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub sweeper: Arc<crate::resources::sweeper::Sweeper>,
+    /// `/play` with a Spotify, Apple Music or Deezer link: the pages and the searches.
+    pub links: crate::sources::links::Links,
     /// `/lyrics`: LRCLIB, cache first.
     pub lyrics: Arc<crate::sources::lyrics::LyricsService>,
     /// The `/lyrics` message following the song in each guild, to stop it when a newer

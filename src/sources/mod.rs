@@ -42,6 +42,7 @@
 
 pub mod egress;
 mod error;
+pub mod links;
 pub mod lookups;
 pub mod lyrics;
 pub mod managed;

@@ -47,6 +47,7 @@ pub mod ratelimit;
 pub mod rest;
 pub mod shards;
 pub mod state;
+pub mod streaming;
 /// The private PostgreSQL server, the same file the unit tests use.
 #[path = "../../src/db/testpg.rs"]
 pub mod testpg;

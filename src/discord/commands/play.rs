@@ -16,6 +16,7 @@ use crate::discord::reply;
 use crate::player::{Enqueued, PlayerError, Request, Requester, Snapshot};
 use crate::resources::timings::LookupResult;
 use crate::settings::GuildSettings;
+use crate::sources::links::Link;
 use crate::sources::{self, Query, Track};
 
 /// Play a song or a playlist from a link, or search for a song by name
@@ -85,14 +86,6 @@ pub async fn play(
     // Checking a link resolves its host name, and resolving the query takes about a
     // second: both past Discord's three-second answer window.
     ctx.defer().await?;
-    // Refuse bad input before spending a yt-dlp run on it.
-    let query = match sources::parse_query(&query, bot.resolver.ytdlp().policy()).await {
-        Ok(q) => q,
-        Err(e) => {
-            bot.registry.record_error(e.class());
-            return reply::error_after_defer(ctx, e.to_string()).await;
-        }
-    };
     let requester = Requester {
         id: ctx.author().id.get(),
         name: ctx.author().display_name().to_string(),
@@ -102,6 +95,21 @@ pub async fn play(
         voice_channel,
         front,
         requester,
+    };
+    // A Spotify, Apple Music or Deezer link is read by the bot itself (from the configured
+    // bases), never handed to yt-dlp; its tracks are searched for and queued like a
+    // playlist's.
+    if let Some(link) = Link::detect(&query) {
+        let room = room(snapshot.as_ref(), &settings);
+        return play_link(ctx, &target, &settings, &link, room).await;
+    }
+    // Refuse bad input before spending a yt-dlp run on it.
+    let query = match sources::parse_query(&query, bot.resolver.ytdlp().policy()).await {
+        Ok(q) => q,
+        Err(e) => {
+            bot.registry.record_error(e.class());
+            return reply::error_after_defer(ctx, e.to_string()).await;
+        }
     };
     match &query {
         Query::Url(url) if looks_like_playlist(url) => {
@@ -268,6 +276,62 @@ async fn play_playlist(
         };
         t.lookup(result, began.elapsed());
     }
+    answer_playlist(ctx, target, settings, url, room, resolved).await
+}
+
+/// A streaming-service link: its page or API read, each track searched for, then queued
+/// with a playlist's limits and reply.
+async fn play_link(
+    ctx: Context<'_>,
+    target: &Target,
+    settings: &GuildSettings,
+    link: &Link,
+    room: usize,
+) -> Result<(), Error> {
+    let bot = ctx.data();
+    let shown = &link.url;
+    let fits = |t: &Track| too_long(t, settings).is_none();
+    let limits = PlaylistLimits {
+        max: bot.config.player.max_playlist,
+        room,
+        fits: &fits,
+    };
+    let began = std::time::Instant::now();
+    let listing = match bot
+        .links
+        .read(link, limits.max.min(bot.links.max_tracks))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::info!(guild = target.guild, link = %shown, error = %e, "could not read a {}", link.describe());
+            if let Some(t) = bot.registry.timings() {
+                t.lookup(LookupResult::failed, began.elapsed());
+            }
+            return reply::error_after_defer(ctx, e.to_string()).await;
+        }
+    };
+    let resolved = bot.resolver.resolve_link(&bot.links, listing, limits).await;
+    if let Some(t) = bot.registry.timings() {
+        let result = match resolved {
+            Ok(_) => LookupResult::miss,
+            Err(_) => LookupResult::failed,
+        };
+        t.lookup(result, began.elapsed());
+    }
+    answer_playlist(ctx, target, settings, shown, room, resolved).await
+}
+
+/// Queues what a playlist (or a streaming-service link) resolved to, and says what was
+/// queued and what was left out.
+async fn answer_playlist(
+    ctx: Context<'_>,
+    target: &Target,
+    settings: &GuildSettings,
+    url: &Url,
+    room: usize,
+    resolved: Result<PlaylistOutcome, sources::ResolveError>,
+) -> Result<(), Error> {
     let (title, tracks, mut report) = match resolved {
         Ok(PlaylistOutcome::List {
             title,
@@ -335,6 +399,9 @@ fn skipped_note(r: &PlaylistReport) -> String {
     let mut out = String::new();
     if r.failed > 0 {
         out.push_str(&format!(" · {} skipped (could not be loaded)", r.failed));
+    }
+    if r.unmatched > 0 {
+        out.push_str(&format!(" · {} skipped (no match found)", r.unmatched));
     }
     if r.too_long > 0 {
         out.push_str(&format!(" · {} skipped (too long or live)", r.too_long));
@@ -473,11 +540,13 @@ mod tests {
             failed: 2,
             too_long: 1,
             no_room: 3,
+            unmatched: 4,
         };
         let n = skipped_note(&r);
         assert!(n.contains("2 skipped (could not be loaded)"), "{n}");
         assert!(n.contains("1 skipped (too long or live)"), "{n}");
         assert!(n.contains("3 left out"), "{n}");
+        assert!(n.contains("4 skipped (no match found)"), "{n}");
         assert!(n.contains("first 100"), "{n}");
     }
 

@@ -34,6 +34,8 @@ const PRE_TEMPLATE: &str = "pre_process:encore-pre %(.{duration,is_live,live_sta
 pub(super) enum Mode<'a> {
     Single(&'a Query),
     Playlist(&'a Url, usize),
+    /// A search listed flat: the whole argument (`ytsearch5:<text>` or a checked URL).
+    Flat(&'a str, usize),
 }
 
 impl YtDlp {
@@ -106,6 +108,14 @@ impl YtDlp {
                 self.filter_args(&mut a);
                 a.push("-J".into());
                 url.as_str().to_owned()
+            }
+            Mode::Flat(target, limit) => {
+                a.extend(
+                    ["--yes-playlist", "--flat-playlist", "--playlist-items"].map(OsString::from),
+                );
+                a.push(format!("1:{limit}").into());
+                a.push("-J".into());
+                target.to_owned()
             }
         };
         a.push("--".into());

@@ -34,6 +34,14 @@ use client::Inner;
 pub use client::{YtDlp, YtDlpConfig};
 use run::{map_failure, STDOUT_CAP_PLAYLIST, STDOUT_CAP_SINGLE, STDOUT_CAP_SMALL};
 
+/// What [`YtDlp::list_flat`] lists: a site search yt-dlp knows (`ytsearch5:<text>`, the
+/// whole argument), or the URL of a results page (an RSS feed, say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlatTarget {
+    Search(String),
+    Url(Url),
+}
+
 /// The most playlist entries ever requested.
 pub const MAX_PLAYLIST_ITEMS: usize = 1000;
 
@@ -158,6 +166,38 @@ impl YtDlp {
         drop(cookies);
         let result = self.playlist_from_output(&out, url, limit).await;
         self.note_outcome(&out, &result, url.as_str());
+        result
+    }
+
+    /// Lists a search's results flat (`--flat-playlist -J`, no entry looked up), at most
+    /// `limit` of them, and returns yt-dlp's JSON as it is: the caller reads the entries. A
+    /// URL is checked against the policy first; the argument always comes after `--`.
+    pub async fn list_flat(
+        &self,
+        target: &FlatTarget,
+        limit: usize,
+    ) -> Result<serde_json::Value, ResolveError> {
+        let arg = match target {
+            FlatTarget::Url(u) => {
+                check_url(u, self.policy()).await?;
+                u.as_str().to_owned()
+            }
+            FlatTarget::Search(s) if s.trim().is_empty() => return Err(ResolveError::EmptyQuery),
+            FlatTarget::Search(s) => s.clone(),
+        };
+        let limit = limit.clamp(1, MAX_PLAYLIST_ITEMS);
+        let _slot = self.inner.lookups.global().await?;
+        let args = self.args_for(Mode::Flat(&arg, limit), None);
+        let out = self
+            .run(&args, self.inner.cfg.timeout, STDOUT_CAP_PLAYLIST)
+            .await?;
+        let result = if out.status.success() {
+            serde_json::from_slice(&out.stdout)
+                .map_err(|_| ResolveError::Failed("yt-dlp returned unreadable output".into()))
+        } else {
+            Err(map_failure(&out))
+        };
+        self.note_outcome(&out, &result, &arg);
         result
     }
 
