@@ -590,6 +590,53 @@ async fn nowplaying_and_the_queue_pages_with_buttons_only_the_caller_can_press()
     w.stop().await;
 }
 
+/// A playlist whose lookups take a while says how far they have come in the reply itself,
+/// and the answer then replaces that line: one message, never a stale "Loading…" left in
+/// the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_playlist_shows_its_progress_then_its_answer_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = slow_ytdlp(tmp.path(), 3);
+    let w = world(|c| {
+        c.ytdlp.path = slow.clone();
+        c.cache.audio = false;
+    })
+    .await;
+    let media = w.media_dir();
+    write_tone_wav(&media.join("sa.wav"), 440.0, 30.0, 0.5);
+    write_tone_wav(&media.join("sb.wav"), 550.0, 30.0, 0.5);
+    std::fs::write(
+        media.join("playlist-slow.html"),
+        r#"<html><head><title>slow list</title></head><body><audio src="/sa.wav"></audio><audio src="/sb.wav"></audio></body></html>"#,
+    )
+    .unwrap();
+    let query = w.files.url("playlist-slow.html");
+    let i = w
+        .emu
+        .command(GUILD, TEXT, ANN, "play", opts(&[("query", json!(query))]))
+        .await;
+    let r = i.response(Duration::from_secs(60)).await;
+    assert_ok(&r, "Queued 2 tracks from [slow list]");
+    let replies = i.replies();
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.text() == "Loading the tracks… 0 of 2"),
+        "no progress shown: {:?}",
+        replies.iter().map(|r| r.text()).collect::<Vec<_>>()
+    );
+    assert!(
+        replies.iter().all(|x| x.id == r.id),
+        "the answer is a second message: {replies:?}"
+    );
+    let visible = w.emu.all_messages(TEXT);
+    assert!(
+        visible.iter().all(|m| !m.is_progress()),
+        "a progress line was left in the channel: {visible:?}"
+    );
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn playlists_are_expanded_up_to_the_cap_and_failures_are_counted() {
     let w = world(|c| c.player.max_playlist = 3).await;

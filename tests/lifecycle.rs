@@ -102,24 +102,6 @@ async fn leaves_after_the_idle_timeout_and_says_so() {
     w.stop().await;
 }
 
-/// A yt-dlp that takes `secs` to answer any lookup (a slow site), then runs the real one.
-fn slow_ytdlp(dir: &std::path::Path, secs: u32) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let script = dir.join("slow-yt-dlp");
-    let real = support::world::ytdlp_path();
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --version ] && exec '{real}' --version; done\n\
-             sleep {secs}\nexec '{real}' \"$@\"\n",
-            real = real.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
-
 /// The idle clock must not run out under a listener who just asked for more music: a
 /// `/play` whose lookup takes longer than the idle timeout (a slow site) keeps the bot in
 /// the call, and the track it brings plays to its end (3 s, twice the timeout) before the

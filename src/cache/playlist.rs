@@ -20,6 +20,27 @@ const CONCURRENCY: usize = 4;
 /// How long the entries are resolved up front; the rest are queued as listed.
 pub const PLAYLIST_BUDGET: Duration = Duration::from_secs(60);
 
+/// How far a playlist's lookups have come, for the reply while they run: a long
+/// playlist, or a streaming-service link whose every track is searched for, takes a while.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub step: Step,
+    pub done: usize,
+    pub of: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A streaming-service link's tracks are being searched for.
+    Matching,
+    /// The entries are being looked up.
+    #[default]
+    Resolving,
+}
+
+/// Where [`Resolver::resolve_playlist`] and [`Resolver::resolve_link`] report progress.
+pub type ProgressTx = tokio::sync::watch::Sender<Progress>;
+
 /// What a guild takes from a playlist.
 pub struct PlaylistLimits<'a> {
     /// Most entries listed (`player.max_playlist`).
@@ -29,6 +50,16 @@ pub struct PlaylistLimits<'a> {
     /// Whether the guild takes a track (its length limit); checked on the listing and again
     /// once an entry is resolved (a listing may not know the length).
     pub fits: &'a (dyn Fn(&Track) -> bool + Sync),
+    /// Told after every lookup, if someone shows it.
+    pub progress: Option<&'a ProgressTx>,
+}
+
+impl PlaylistLimits<'_> {
+    fn report(&self, step: Step, done: usize, of: usize) {
+        if let Some(tx) = self.progress {
+            tx.send_replace(Progress { step, done, of });
+        }
+    }
 }
 
 /// What happened to a playlist's entries besides being queued.
@@ -111,7 +142,10 @@ impl Resolver {
         });
         let mut stream = futures::stream::iter(searches).buffered(links.concurrency);
         let mut entries = Vec::new();
+        let of = listing.tracks.len();
         loop {
+            let done = entries.len() + report.unmatched + report.failed;
+            limits.report(Step::Matching, done, of);
             let next = tokio::select! {
                 n = tokio::time::timeout_at(deadline, stream.next()) => n.ok(),
                 _ = self.cancelled() => None,
@@ -156,7 +190,7 @@ impl Resolver {
             report.no_room += wanted.len() - limits.room;
             wanted.truncate(limits.room);
         }
-        let (resolved, failed) = self.resolve_entries(wanted, PLAYLIST_BUDGET).await;
+        let (resolved, failed) = self.resolve_entries(wanted, PLAYLIST_BUDGET, limits).await;
         report.failed += failed;
         let mut tracks = Vec::new();
         for t in resolved {
@@ -175,7 +209,12 @@ impl Resolver {
     /// Resolves entries [`CONCURRENCY`] at a time, in order, within `budget`; entries not
     /// reached in time (or when the app shuts down) are returned as listed. Returns the
     /// tracks and how many failed.
-    async fn resolve_entries(&self, entries: Vec<Track>, budget: Duration) -> (Vec<Track>, usize) {
+    async fn resolve_entries(
+        &self,
+        entries: Vec<Track>,
+        budget: Duration,
+        limits: &PlaylistLimits<'_>,
+    ) -> (Vec<Track>, usize) {
         let deadline = tokio::time::Instant::now() + budget;
         // Each lookup owns what it needs: a stream of futures borrowing `self` is not `Send`
         // for every lifetime, which poise's command futures require.
@@ -189,6 +228,7 @@ impl Resolver {
         let mut stream = futures::stream::iter(lookups).buffered(CONCURRENCY);
         let (mut out, mut failed, mut done) = (Vec::new(), 0, 0);
         loop {
+            limits.report(Step::Resolving, done, entries.len());
             // `None`: out of time (or shutting down).
             let next = tokio::select! {
                 n = tokio::time::timeout_at(deadline, stream.next()) => n.ok(),

@@ -17,6 +17,34 @@ pub async fn ok(ctx: Context<'_>, text: impl Into<String>) -> Result<(), Error> 
     Ok(())
 }
 
+/// Shows how far a deferred command has come, in its own reply (edited in place).
+/// Best effort: a failed edit is logged and the work goes on.
+pub async fn progress(ctx: Context<'_>, text: impl Into<String>) {
+    if let poise::Context::Application(app) = ctx {
+        let embed = serenity::CreateEmbed::new()
+            .colour(OK)
+            .description(text.into());
+        let edit = serenity::EditInteractionResponse::new().embed(embed);
+        if let Err(e) = app.interaction.edit_response(ctx.http(), edit).await {
+            tracing::debug!(error = %e, "could not show progress");
+        }
+    }
+}
+
+/// [`ok`] for a deferred command that showed [`progress`]: the answer replaces that
+/// message (once the original was edited, a follow-up would be a second message).
+pub async fn ok_replacing(ctx: Context<'_>, text: impl Into<String>) -> Result<(), Error> {
+    let poise::Context::Application(app) = ctx else {
+        return ok(ctx, text).await;
+    };
+    let embed = serenity::CreateEmbed::new()
+        .colour(OK)
+        .description(text.into());
+    let edit = serenity::EditInteractionResponse::new().embed(embed);
+    app.interaction.edit_response(ctx.http(), edit).await?;
+    Ok(())
+}
+
 /// A public answer with a prepared embed.
 pub async fn embed(ctx: Context<'_>, embed: serenity::CreateEmbed) -> Result<(), Error> {
     ctx.send(CreateReply::default().embed(embed)).await?;

@@ -1154,7 +1154,9 @@ impl Interaction {
     }
 
     /// The final visible reply: the type 4 (or 7) callback's message; after a deferral (5/6),
-    /// the first follow-up or edit of @original. Panics on timeout.
+    /// the first follow-up or edit of @original that is not a progress line (a long
+    /// `/play` of a playlist shows "Loading the tracks… 2 of 5" before its answer: see
+    /// [`Reply::is_progress`]). Panics on timeout.
     pub async fn response(&self, timeout: Duration) -> Reply {
         let id = self.id;
         let r = self
@@ -1168,6 +1170,7 @@ impl Interaction {
                         .iter()
                         .find(|r| {
                             matches!(r.source, ReplySource::Followup | ReplySource::EditOriginal)
+                                && !r.is_progress()
                         })
                         .cloned(),
                     9 => {

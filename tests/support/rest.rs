@@ -761,6 +761,11 @@ fn webhook_message(
                 s.protocol_error(format!("{ctx}: edit leaves the message empty"));
             }
             let r = s.interactions.get_mut(&iid).unwrap();
+            // Discord: an edit of a deferred "thinking" original ends the thinking; a
+            // follow-up after it is a message of its own.
+            if original {
+                r.first_followup_done = true;
+            }
             r.replies.push(Reply::from_message(
                 &json,
                 if original {

@@ -82,6 +82,19 @@ impl Reply {
         }
     }
 
+    /// A progress line of a long `/play` ("Finding the tracks… 2 of 5", "Loading the
+    /// tracks… 0 of 3"), shown in the reply while the lookups run: not the answer.
+    pub fn is_progress(&self) -> bool {
+        let t = self.text();
+        let Some((head, count)) = t.split_once("… ") else {
+            return false;
+        };
+        matches!(head, "Finding the tracks" | "Loading the tracks")
+            && count
+                .split_once(" of ")
+                .is_some_and(|(a, b)| a.parse::<usize>().is_ok() && b.parse::<usize>().is_ok())
+    }
+
     /// Content plus every embed's title, description, field names/values, footer text and author
     /// name, joined by `\n` (empty parts skipped).
     pub fn text(&self) -> String {

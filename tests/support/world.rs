@@ -50,6 +50,24 @@ pub fn ytdlp_path() -> PathBuf {
     );
 }
 
+/// A yt-dlp that takes `secs` to answer any lookup (a slow site), then runs the real one.
+pub fn slow_ytdlp(dir: &Path, secs: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("slow-yt-dlp");
+    let real = ytdlp_path();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --version ] && exec '{real}' --version; done\n\
+             sleep {secs}\nexec '{real}' \"$@\"\n",
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
 fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

@@ -8,6 +8,7 @@ use url::Url;
 
 use super::checks::{caller_channel, sentence};
 use super::dj;
+use crate::cache::playlist::{Progress, Step};
 use crate::cache::{CacheOutcome, PlaylistLimits, PlaylistOutcome, PlaylistReport};
 use crate::discord::access;
 use crate::discord::bot::{Context, Error};
@@ -262,13 +263,16 @@ async fn play_playlist(
 ) -> Result<(), Error> {
     let bot = ctx.data();
     let fits = |t: &Track| too_long(t, settings).is_none();
+    let (tx, rx) = tokio::sync::watch::channel(Progress::default());
     let limits = PlaylistLimits {
         max: bot.config.player.max_playlist,
         room,
         fits: &fits,
+        progress: Some(&tx),
     };
     let began = std::time::Instant::now();
-    let resolved = bot.resolver.resolve_playlist(url, limits).await;
+    let (resolved, shown) =
+        with_progress(ctx, rx, bot.resolver.resolve_playlist(url, limits)).await;
     if let Some(t) = bot.registry.timings() {
         let result = match resolved {
             Ok(_) => LookupResult::miss,
@@ -276,7 +280,7 @@ async fn play_playlist(
         };
         t.lookup(result, began.elapsed());
     }
-    answer_playlist(ctx, target, settings, url, room, resolved).await
+    answer_playlist(ctx, target, settings, url, room, resolved, shown).await
 }
 
 /// A streaming-service link: its page or API read, each track searched for, then queued
@@ -289,12 +293,13 @@ async fn play_link(
     room: usize,
 ) -> Result<(), Error> {
     let bot = ctx.data();
-    let shown = &link.url;
     let fits = |t: &Track| too_long(t, settings).is_none();
+    let (tx, rx) = tokio::sync::watch::channel(Progress::default());
     let limits = PlaylistLimits {
         max: bot.config.player.max_playlist,
         room,
         fits: &fits,
+        progress: Some(&tx),
     };
     let began = std::time::Instant::now();
     let listing = match bot
@@ -304,14 +309,19 @@ async fn play_link(
     {
         Ok(l) => l,
         Err(e) => {
-            tracing::info!(guild = target.guild, link = %shown, error = %e, "could not read a {}", link.describe());
+            tracing::info!(guild = target.guild, link = %link.url, error = %e, "could not read a {}", link.describe());
             if let Some(t) = bot.registry.timings() {
                 t.lookup(LookupResult::failed, began.elapsed());
             }
             return reply::error_after_defer(ctx, e.to_string()).await;
         }
     };
-    let resolved = bot.resolver.resolve_link(&bot.links, listing, limits).await;
+    let (resolved, shown) = with_progress(
+        ctx,
+        rx,
+        bot.resolver.resolve_link(&bot.links, listing, limits),
+    )
+    .await;
     if let Some(t) = bot.registry.timings() {
         let result = match resolved {
             Ok(_) => LookupResult::miss,
@@ -319,7 +329,47 @@ async fn play_link(
         };
         t.lookup(result, began.elapsed());
     }
-    answer_playlist(ctx, target, settings, shown, room, resolved).await
+    answer_playlist(ctx, target, settings, &link.url, room, resolved, shown).await
+}
+
+/// How long a playlist's lookups run before the reply shows how far they have come, and
+/// how often it is edited after that (edits are rate-limited like any message edit).
+const PROGRESS_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs a playlist's lookups; past [`PROGRESS_AFTER`] the deferred reply shows how far
+/// they have come. Returns their result and whether the reply was edited (the answer then
+/// replaces it). Each edit finishes before the lookups are polled again, so a late edit
+/// can never land over the answer.
+async fn with_progress<T>(
+    ctx: Context<'_>,
+    mut rx: tokio::sync::watch::Receiver<Progress>,
+    work: impl std::future::Future<Output = T>,
+) -> (T, bool) {
+    let mut work = std::pin::pin!(work);
+    let mut next = tokio::time::Instant::now() + PROGRESS_AFTER;
+    let mut shown = false;
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return (out, shown),
+            _ = tokio::time::sleep_until(next) => {
+                next += PROGRESS_EVERY;
+                let p = *rx.borrow_and_update();
+                if p.of > 0 {
+                    reply::progress(ctx, progress_line(p)).await;
+                    shown = true;
+                }
+            }
+        }
+    }
+}
+
+fn progress_line(p: Progress) -> String {
+    match p.step {
+        Step::Matching => format!("Finding the tracks… {} of {}", p.done, p.of),
+        Step::Resolving => format!("Loading the tracks… {} of {}", p.done, p.of),
+    }
 }
 
 /// Queues what a playlist (or a streaming-service link) resolved to, and says what was
@@ -331,6 +381,7 @@ async fn answer_playlist(
     url: &Url,
     room: usize,
     resolved: Result<PlaylistOutcome, sources::ResolveError>,
+    shown: bool,
 ) -> Result<(), Error> {
     let (title, tracks, mut report) = match resolved {
         Ok(PlaylistOutcome::List {
@@ -380,15 +431,15 @@ async fn answer_playlist(
                 (_, true) => "; they play next".to_string(),
                 (p, false) => format!(", starting at position {p}"),
             };
-            reply::ok(
-                ctx,
-                format!(
-                    "Queued {} from {name}{start}{}.",
-                    format::tracks(done.added),
-                    skipped_note(&report)
-                ),
-            )
-            .await
+            let text = format!(
+                "Queued {} from {name}{start}{}.",
+                format::tracks(done.added),
+                skipped_note(&report)
+            );
+            match shown {
+                true => reply::ok_replacing(ctx, text).await,
+                false => reply::ok(ctx, text).await,
+            }
         }
         Err(e) => reply::error_after_defer(ctx, refusal(&e, settings)).await,
     }
