@@ -124,6 +124,13 @@ impl Players {
         (self.settings)(guild)
     }
 
+    /// Hands a guild's running player its settings again, after `/settings` or another
+    /// command changed them.
+    pub async fn reconfigure(&self, guild: u64) {
+        let settings = self.settings_for(guild);
+        self.tell(guild, Request::Configure { settings }).await;
+    }
+
     /// Sends a message to a guild's player if it runs (no reply expected).
     pub async fn tell(&self, guild: u64, req: Request) {
         if let Some(player) = self.get(guild) {

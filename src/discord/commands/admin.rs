@@ -364,14 +364,7 @@ pub async fn settings(
     }
     if !changes.is_empty() {
         tracing::info!(guild, user = %ctx.author().id, ?changes, "settings changed");
-        bot.players
-            .tell(
-                guild,
-                Request::Configure {
-                    settings: bot.players.settings_for(guild),
-                },
-            )
-            .await;
+        bot.players.reconfigure(guild).await;
     }
     let dj = now
         .dj_role

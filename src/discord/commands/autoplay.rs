@@ -4,7 +4,6 @@
 use super::dj;
 use crate::discord::bot::{Context, Error};
 use crate::discord::reply;
-use crate::player::Request;
 use crate::settings::Change;
 
 /// When the queue runs out, keep playing related tracks (on) or stop (off)
@@ -26,14 +25,7 @@ pub async fn autoplay(
         return reply::error(ctx, e.to_string()).await;
     }
     tracing::info!(guild, user = %ctx.author().id, on, "autoplay set");
-    bot.players
-        .tell(
-            guild,
-            Request::Configure {
-                settings: bot.players.settings_for(guild),
-            },
-        )
-        .await;
+    bot.players.reconfigure(guild).await;
     let text = match on {
         true => "Autoplay is on: when the queue runs out, I'll play related tracks (from the song's mix, or what this server plays most).",
         false => "Autoplay is off: the music stops when the queue runs out.",

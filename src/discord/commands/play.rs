@@ -273,13 +273,7 @@ async fn play_playlist(
     let began = std::time::Instant::now();
     let (resolved, shown) =
         with_progress(ctx, rx, bot.resolver.resolve_playlist(url, limits)).await;
-    if let Some(t) = bot.registry.timings() {
-        let result = match resolved {
-            Ok(_) => LookupResult::miss,
-            Err(_) => LookupResult::failed,
-        };
-        t.lookup(result, began.elapsed());
-    }
+    time_lookup(ctx, began, resolved.is_ok());
     answer_playlist(ctx, target, settings, url, room, resolved, shown).await
 }
 
@@ -310,9 +304,7 @@ async fn play_link(
         Ok(l) => l,
         Err(e) => {
             tracing::info!(guild = target.guild, link = %link.url, error = %e, "could not read a {}", link.describe());
-            if let Some(t) = bot.registry.timings() {
-                t.lookup(LookupResult::failed, began.elapsed());
-            }
+            time_lookup(ctx, began, false);
             return reply::error_after_defer(ctx, e.to_string()).await;
         }
     };
@@ -322,14 +314,19 @@ async fn play_link(
         bot.resolver.resolve_link(&bot.links, listing, limits),
     )
     .await;
-    if let Some(t) = bot.registry.timings() {
-        let result = match resolved {
-            Ok(_) => LookupResult::miss,
-            Err(_) => LookupResult::failed,
+    time_lookup(ctx, began, resolved.is_ok());
+    answer_playlist(ctx, target, settings, &link.url, room, resolved, shown).await
+}
+
+/// Counts a playlist's (or a link's) lookups in `/resources`' timings.
+fn time_lookup(ctx: Context<'_>, began: std::time::Instant, ok: bool) {
+    if let Some(t) = ctx.data().registry.timings() {
+        let result = match ok {
+            true => LookupResult::miss,
+            false => LookupResult::failed,
         };
         t.lookup(result, began.elapsed());
     }
-    answer_playlist(ctx, target, settings, &link.url, room, resolved, shown).await
 }
 
 /// How long a playlist's lookups run before the reply shows how far they have come, and

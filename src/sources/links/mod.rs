@@ -23,6 +23,13 @@ pub mod matching;
 mod spotify;
 mod wanted;
 
+/// A file of `tests/fixtures/links/`, for the readers' unit tests.
+#[cfg(test)]
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/links/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 use std::time::Duration;
 
 use url::Url;
