@@ -13,13 +13,15 @@ use support::lrclib::{param, Lrclib, Song};
 use support::world::*;
 use support::*;
 
-/// Two-second lines over a 30 s song, and one at 20 s that only a seek reaches quickly.
+/// Two-second lines over a 40 s song, one at 20 s that only a seek reaches quickly, and
+/// one at 34 s that a faster speed reaches sooner.
 fn synced() -> String {
     let mut lrc = String::from("[00:00.50] first line\n");
     for (s, text) in [(2, "second line"), (4, "third line"), (6, "fourth line")] {
         lrc.push_str(&format!("[00:{s:02}.00] {text}\n"));
     }
     lrc.push_str("[00:08.00] \n[00:20.00] line at twenty\n[00:22.00] line after twenty\n");
+    lrc.push_str("[00:34.00] last line\n");
     lrc
 }
 
@@ -30,7 +32,7 @@ fn songs() -> Vec<Song> {
             artist: "Test Artist".into(),
             title: "Tone Song".into(),
             album: "Tones".into(),
-            duration: 30.0,
+            duration: 40.0,
             plain: Some("first line\nsecond line".into()),
             synced: Some(synced()),
         },
@@ -69,9 +71,9 @@ async fn synced_lyrics_follow_the_track_and_a_seek() {
     // rate must stay under it without a single 429.
     w.emu
         .limit_route("PATCH", "/webhooks/", 5, Duration::from_secs(5));
-    let mut song = (*w.tone("song", 440.0, 30.0)).clone();
+    let mut song = (*w.tone("song", 440.0, 40.0)).clone();
     song.title = "Test Artist - Tone Song (Official Video)".into();
-    let next = w.tone("next", 660.0, 3.0);
+    let next = w.tone("next", 660.0, 30.0);
     w.enqueue(
         encore::player::Requester {
             id: ANN,
@@ -95,7 +97,7 @@ async fn synced_lyrics_follow_the_track_and_a_seek() {
     assert_eq!(asked.path, "/api/get");
     assert_eq!(param(asked, "artist_name").as_deref(), Some("Test Artist"));
     assert_eq!(param(asked, "track_name").as_deref(), Some("Tone Song"));
-    assert_eq!(param(asked, "duration").as_deref(), Some("30"));
+    assert_eq!(param(asked, "duration").as_deref(), Some("40"));
 
     // It moves with the song: the third line (at 4 s) is sung and shown in bold.
     let l = &lyrics;
@@ -124,6 +126,24 @@ async fn synced_lyrics_follow_the_track_and_a_seek() {
             latest(l).contains("▶ **line at twenty**")
         })
         .await;
+
+    // At double speed the song's time runs twice as fast, and the lyrics with it: the line
+    // at 0:34 comes in about 7 s of listening, where at normal speed it is 12.5 s or more away
+    // (the speed is set while the line at 0:20 shows, before 0:22).
+    let r = w.cmd(ANN, "filter", opts(&[("speed", json!(2.0))])).await;
+    assert!(!r.ephemeral, "{}", r.text());
+    let faster = std::time::Instant::now();
+    w.emu
+        .wait_for("the last line highlighted", T, |_| {
+            latest(l).contains("▶ **last line**")
+        })
+        .await;
+    assert!(
+        faster.elapsed() < Duration::from_millis(10_500),
+        "the lyrics did not speed up with the song: the line at 0:34 came {:?} after the \
+         speed was doubled at about 0:20",
+        faster.elapsed()
+    );
 
     // The next track ends the follow: no task is left editing.
     let r = w.cmd(ANN, "skip", json!([])).await;
