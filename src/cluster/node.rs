@@ -198,14 +198,14 @@ impl Member {
 
     /// Runs `work` (stopping shards: their players save their queues first, which takes
     /// a while on a busy machine) while renewing this node's leases every renewal, so no
-    /// lease runs out under a shard still running here. Gives `work` up (false) only when
-    /// no renewal succeeded before this node's fence.
-    async fn while_renewing<T>(&mut self, work: impl std::future::Future<Output = T>) -> bool {
+    /// lease runs out under a shard still running here. Gives `work` up only when no
+    /// renewal succeeded before this node's fence (the loop then fences).
+    async fn while_renewing<T>(&mut self, work: impl std::future::Future<Output = T>) {
         tokio::pin!(work);
         loop {
             let fence_at = self.fence_at();
             tokio::select! {
-                _ = &mut work => return true,
+                _ = &mut work => return,
                 _ = tokio::time::sleep(self.timing.renew_every) => {
                     let began = Instant::now();
                     let renew = self.leases.renew(&self.me.id);
@@ -214,7 +214,7 @@ impl Member {
                         _ => tracing::warn!("cluster: could not renew the leases during a hand-over"),
                     }
                 }
-                _ = sleep_until(fence_at) => return false,
+                _ = sleep_until(fence_at) => return,
             }
         }
     }
@@ -320,11 +320,12 @@ impl Member {
             for shard in handover.lost {
                 control.stop(shard).await;
             }
-            for shard in handover.running.iter().chain(&handover.idle) {
-                if handover.running.contains(shard) {
-                    control.stop(*shard).await;
-                }
-                release_within(&leases, &me, *shard, wait).await;
+            for shard in handover.running {
+                control.stop(shard).await;
+                release_within(&leases, &me, shard, wait).await;
+            }
+            for shard in handover.idle {
+                release_within(&leases, &me, shard, wait).await;
             }
         };
         self.while_renewing(work).await;
