@@ -8,12 +8,17 @@ use super::bot::{Context, Error};
 pub const OK: u32 = 0x5865F2;
 pub const WARN: u32 = 0xED4245;
 
+/// The embed of a public answer: one line in the bot's colour.
+fn ok_embed(text: impl Into<String>) -> serenity::CreateEmbed {
+    serenity::CreateEmbed::new()
+        .colour(OK)
+        .description(text.into())
+}
+
 /// A public answer with a one-line description.
 pub async fn ok(ctx: Context<'_>, text: impl Into<String>) -> Result<(), Error> {
-    let embed = serenity::CreateEmbed::new()
-        .colour(OK)
-        .description(text.into());
-    ctx.send(CreateReply::default().embed(embed)).await?;
+    ctx.send(CreateReply::default().embed(ok_embed(text)))
+        .await?;
     Ok(())
 }
 
@@ -21,10 +26,7 @@ pub async fn ok(ctx: Context<'_>, text: impl Into<String>) -> Result<(), Error> 
 /// Best effort: a failed edit is logged and the work goes on.
 pub async fn progress(ctx: Context<'_>, text: impl Into<String>) {
     if let poise::Context::Application(app) = ctx {
-        let embed = serenity::CreateEmbed::new()
-            .colour(OK)
-            .description(text.into());
-        let edit = serenity::EditInteractionResponse::new().embed(embed);
+        let edit = serenity::EditInteractionResponse::new().embed(ok_embed(text));
         if let Err(e) = app.interaction.edit_response(ctx.http(), edit).await {
             tracing::debug!(error = %e, "could not show progress");
         }
@@ -37,10 +39,7 @@ pub async fn ok_replacing(ctx: Context<'_>, text: impl Into<String>) -> Result<(
     let poise::Context::Application(app) = ctx else {
         return ok(ctx, text).await;
     };
-    let embed = serenity::CreateEmbed::new()
-        .colour(OK)
-        .description(text.into());
-    let edit = serenity::EditInteractionResponse::new().embed(embed);
+    let edit = serenity::EditInteractionResponse::new().embed(ok_embed(text));
     app.interaction.edit_response(ctx.http(), edit).await?;
     Ok(())
 }
