@@ -637,6 +637,54 @@ async fn a_slow_playlist_shows_its_progress_then_its_answer_in_place() {
     w.stop().await;
 }
 
+/// Discord's interaction tokens work for 15 minutes (here 4 s): a playlist that takes longer
+/// to load than that cannot be answered in its reply any more, so the answer is posted in
+/// the channel, naming who asked, and the tracks are queued all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_after_the_interaction_expired_is_posted_in_the_channel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = slow_ytdlp(tmp.path(), 3);
+    let w = world(|c| {
+        c.ytdlp.path = slow.clone();
+        c.cache.audio = false;
+    })
+    .await;
+    w.emu.set_interaction_token_lifetime(Duration::from_secs(4));
+    let media = w.media_dir();
+    write_tone_wav(&media.join("xa.wav"), 440.0, 30.0, 0.5);
+    write_tone_wav(&media.join("xb.wav"), 550.0, 30.0, 0.5);
+    std::fs::write(
+        media.join("playlist-late.html"),
+        r#"<html><head><title>late list</title></head><body><audio src="/xa.wav"></audio><audio src="/xb.wav"></audio></body></html>"#,
+    )
+    .unwrap();
+    let query = w.files.url("playlist-late.html");
+    w.emu
+        .command(GUILD, TEXT, ANN, "play", opts(&[("query", json!(query))]))
+        .await;
+    let emu = &w.emu;
+    let answer = |e: &support::Emulator| {
+        e.messages(TEXT)
+            .iter()
+            .any(|m| m.text().contains("Queued 2 tracks from [late list]"))
+    };
+    emu.wait_for("the answer in the channel", Duration::from_secs(60), answer)
+        .await;
+    let posted = emu
+        .messages(TEXT)
+        .into_iter()
+        .find(|m| m.text().contains("Queued 2 tracks"))
+        .unwrap();
+    assert!(
+        posted.text().contains(&format!("<@{ANN}>")),
+        "names who asked: {}",
+        posted.text()
+    );
+    assert!(!emu.expired_token_uses().is_empty(), "the token did expire");
+    w.emu.wait_audio_frames(GUILD, 10, T).await;
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn playlists_are_expanded_up_to_the_cap_and_failures_are_counted() {
     let w = world(|c| c.player.max_playlist = 3).await;

@@ -165,3 +165,88 @@ async fn play_in_a_full_or_forbidden_voice_channel_gets_a_clear_reply() {
     w.emu.wait_audio_frames(GUILD, 10, T).await;
     w.stop().await;
 }
+
+/// Another process on the same token used up Discord's global limit: the next requests
+/// meet a global 429 (`X-RateLimit-Global`). The bot holds every request for the time it
+/// was told (under the 5 s a notice may take), then each notice arrives once, in order,
+/// and the music never waits for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_rate_limit_holds_the_notices_and_loses_none() {
+    let w = World::start_with(|c| c.player.panel = false).await;
+    w.emu.force_global_rate_limit(2, Duration::from_secs(1));
+    let t0 = std::time::Instant::now();
+    let tracks: Vec<_> = (0..3)
+        .map(|i| w.tone(&format!("g{i}"), 400.0 + 100.0 * i as f32, 0.5))
+        .collect();
+    w.enqueue(ann(), tracks).await;
+    let emu_w = &w;
+    w.emu
+        .wait_for("three now-playing notices", T, |_| {
+            now_playing(emu_w).len() >= 3
+        })
+        .await;
+    eprintln!("recovery[global 429]: {:.2} s", t0.elapsed().as_secs_f64());
+    let notes = now_playing(&w);
+    for (i, note) in notes.iter().enumerate() {
+        assert!(note.contains(&format!("g{i}")), "notice {i}: {notes:#?}");
+    }
+    let limited = w.emu.rate_limited();
+    assert!(
+        !limited.is_empty() && limited.iter().all(|l| l.starts_with("global ")),
+        "{limited:?}"
+    );
+    // The audio did not wait for the notices: all three tracks were heard.
+    w.emu.wait_audio_frames(GUILD, 70, T).await;
+    assert_eq!(now_playing(&w).len(), 3, "{:#?}", now_playing(&w));
+    w.stop().await;
+}
+
+/// Discord's REST answers 5xx for a moment: a notice that met two 503s is sent again and
+/// arrives once; one whose answer was lost after Discord made the message (a 502 from its
+/// edge) is not posted twice (the bot's nonce); a command whose answer met two 500s is
+/// still answered. The music never stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_server_errors_is_retried_without_losing_or_doubling_anything() {
+    let w = World::start_with(|c| c.player.panel = false).await;
+    let route = format!("/channels/{TEXT}/messages");
+    w.emu.fail_route("POST", &route, 2, 503);
+    let t0 = std::time::Instant::now();
+    w.enqueue(ann(), vec![w.tone("first", 440.0, 2.0)]).await;
+    let emu_w = &w;
+    w.emu
+        .wait_for("the first notice", T, |_| !now_playing(emu_w).is_empty())
+        .await;
+    eprintln!("recovery[5xx notice]: {:.2} s", t0.elapsed().as_secs_f64());
+    w.emu.fail_route_after_doing_it("POST", &route, 1, 502);
+    w.enqueue(ann(), vec![w.tone("second", 550.0, 0.6)]).await;
+    w.emu
+        .wait_for("the second notice", T, |_| now_playing(emu_w).len() >= 2)
+        .await;
+    w.emu.fail_route("POST", "/interactions/", 2, 500);
+    let t1 = std::time::Instant::now();
+    let r = w.cmd(ANN, "nowplaying", serde_json::json!([])).await;
+    eprintln!("recovery[5xx reply]: {:.2} s", t1.elapsed().as_secs_f64());
+    assert!(
+        r.text().contains("second"),
+        "the command was answered: {}",
+        r.text()
+    );
+    w.emu.wait_audio_frames(GUILD, 130, T).await;
+    let notes = now_playing(&w);
+    assert_eq!(notes.len(), 2, "each notice once: {notes:#?}");
+    let posted: Vec<String> = w.emu.messages(TEXT).iter().map(|m| m.text()).collect();
+    let mut distinct = posted.clone();
+    distinct.dedup();
+    assert_eq!(distinct, posted, "a message was posted twice");
+    assert!(
+        notes[0].contains("first") && notes[1].contains("second"),
+        "{notes:#?}"
+    );
+    assert_eq!(
+        w.emu.server_errors().len(),
+        5,
+        "{:?}",
+        w.emu.server_errors()
+    );
+    w.stop().await;
+}

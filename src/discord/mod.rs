@@ -14,6 +14,7 @@ pub mod panel;
 pub mod presence;
 pub mod reply;
 pub mod restore;
+pub mod retry;
 pub mod shards;
 
 use poise::serenity_prelude as serenity;

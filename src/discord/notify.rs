@@ -8,6 +8,7 @@ use poise::serenity_prelude as serenity;
 
 use super::format;
 use super::reply::{OK, WARN};
+use super::retry;
 use crate::player::autoplay::Origin;
 use crate::player::panel::{PanelError, PanelView};
 use crate::player::{Notice, Notifier};
@@ -82,25 +83,31 @@ pub fn leave_reason(reason: CleanupReason, channel: u64, after: Option<Duration>
 #[async_trait]
 impl Notifier for ChannelNotifier {
     async fn notify(&self, text_channel: u64, notice: Notice) {
-        let message = serenity::CreateMessage::new().embed(render(&notice));
-        if let Err(e) = serenity::ChannelId::new(text_channel)
-            .send_message(&self.http, message)
-            .await
-        {
+        let message = retry::once(serenity::CreateMessage::new().embed(render(&notice)));
+        let channel = serenity::ChannelId::new(text_channel);
+        let sent = retry::on_server_error("a notice", || {
+            channel.send_message(&self.http, message.clone())
+        })
+        .await;
+        if let Err(e) = sent {
             // A channel we cannot post in must not stop the music.
             tracing::warn!(channel = text_channel, error = %e, "could not post a notice");
         }
     }
 
     async fn post_panel(&self, text_channel: u64, view: &PanelView) -> Result<u64, PanelError> {
-        let message = serenity::CreateMessage::new()
-            .embed(super::panel::embed(view))
-            .components(super::panel::buttons(view));
-        serenity::ChannelId::new(text_channel)
-            .send_message(&self.http, message)
-            .await
-            .map(|m| m.id.get())
-            .map_err(panel_error)
+        let message = retry::once(
+            serenity::CreateMessage::new()
+                .embed(super::panel::embed(view))
+                .components(super::panel::buttons(view)),
+        );
+        let channel = serenity::ChannelId::new(text_channel);
+        retry::on_server_error("the panel", || {
+            channel.send_message(&self.http, message.clone())
+        })
+        .await
+        .map(|m| m.id.get())
+        .map_err(panel_error)
     }
 
     async fn edit_panel(
@@ -112,23 +119,24 @@ impl Notifier for ChannelNotifier {
         let edit = serenity::EditMessage::new()
             .embed(super::panel::embed(view))
             .components(super::panel::buttons(view));
-        serenity::ChannelId::new(text_channel)
-            .edit_message(&self.http, serenity::MessageId::new(message), edit)
-            .await
-            .map(|_| ())
-            .map_err(panel_error)
+        let (channel, message) = (
+            serenity::ChannelId::new(text_channel),
+            serenity::MessageId::new(message),
+        );
+        retry::on_server_error("a panel edit", || {
+            channel.edit_message(&self.http, message, edit.clone())
+        })
+        .await
+        .map(|_| ())
+        .map_err(panel_error)
     }
 }
 
 /// Discord's "Unknown Message" (someone deleted the panel) is [`PanelError::Gone`].
 fn panel_error(e: serenity::Error) -> PanelError {
     const UNKNOWN_MESSAGE: isize = 10008;
-    match &e {
-        serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(r))
-            if r.error.code == UNKNOWN_MESSAGE =>
-        {
-            PanelError::Gone
-        }
+    match retry::code(&e) {
+        Some(UNKNOWN_MESSAGE) => PanelError::Gone,
         _ => PanelError::Failed(e.to_string()),
     }
 }

@@ -4,6 +4,7 @@ use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
 use super::bot::{Context, Error};
+use super::retry;
 
 pub const OK: u32 = 0x5865F2;
 pub const WARN: u32 = 0xED4245;
@@ -17,8 +18,12 @@ fn ok_embed(text: impl Into<String>) -> serenity::CreateEmbed {
 
 /// A public answer with a one-line description.
 pub async fn ok(ctx: Context<'_>, text: impl Into<String>) -> Result<(), Error> {
-    ctx.send(CreateReply::default().embed(ok_embed(text)))
-        .await?;
+    send(ctx, CreateReply::default().embed(ok_embed(text))).await
+}
+
+/// Sends a reply, again if Discord answered a server error.
+async fn send(ctx: Context<'_>, reply: CreateReply) -> Result<(), Error> {
+    retry::on_server_error("a reply", || ctx.send(reply.clone())).await?;
     Ok(())
 }
 
@@ -39,15 +44,38 @@ pub async fn ok_replacing(ctx: Context<'_>, text: impl Into<String>) -> Result<(
     let poise::Context::Application(app) = ctx else {
         return ok(ctx, text).await;
     };
-    let edit = serenity::EditInteractionResponse::new().embed(ok_embed(text));
-    app.interaction.edit_response(ctx.http(), edit).await?;
-    Ok(())
+    let text = text.into();
+    let edit = serenity::EditInteractionResponse::new().embed(ok_embed(text.clone()));
+    let edited = retry::on_server_error("an answer", || {
+        app.interaction.edit_response(ctx.http(), edit.clone())
+    })
+    .await;
+    match edited {
+        Ok(_) => Ok(()),
+        // The work took longer than the token lives: the answer goes to the channel.
+        Err(e) if retry::code(&e) == Some(retry::EXPIRED_TOKEN) => {
+            tracing::info!(
+                command = %ctx.command().qualified_name,
+                "the interaction expired before its answer; answering in the channel"
+            );
+            let answer = retry::once(
+                serenity::CreateMessage::new()
+                    .embed(ok_embed(format!("<@{}>: {text}", ctx.author().id))),
+            );
+            let channel = ctx.channel_id();
+            retry::on_server_error("an answer", || {
+                channel.send_message(ctx.http(), answer.clone())
+            })
+            .await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A public answer with a prepared embed.
 pub async fn embed(ctx: Context<'_>, embed: serenity::CreateEmbed) -> Result<(), Error> {
-    ctx.send(CreateReply::default().embed(embed)).await?;
-    Ok(())
+    send(ctx, CreateReply::default().embed(embed)).await
 }
 
 /// A refusal or failure, shown only to the caller and logged.
@@ -60,9 +88,7 @@ pub async fn error(ctx: Context<'_>, text: impl Into<String>) -> Result<(), Erro
         "refused"
     );
     let embed = serenity::CreateEmbed::new().colour(WARN).description(text);
-    ctx.send(CreateReply::default().embed(embed).ephemeral(true))
-        .await?;
-    Ok(())
+    send(ctx, CreateReply::default().embed(embed).ephemeral(true)).await
 }
 
 /// [`error`] for a command that already deferred publicly: the "thinking" message is

@@ -18,6 +18,11 @@
 //!   only once, with a body Discord accepts (content ≤ 2000, embed/component limits, ≤ 25
 //!   autocomplete choices); otherwise the bot gets Discord's error and
 //!   [`Emulator::protocol_errors`] says why. `command()` panics for unregistered commands.
+//!   Follow-ups and edits work for 15 minutes ([`Emulator::set_interaction_token_lifetime`]),
+//!   then meet 401 50027 ([`Emulator::expired_token_uses`]).
+//! - REST: Discord's global limit (50 requests a second, interactions excepted) is enforced;
+//!   [`Emulator::limit_route`], [`Emulator::force_rate_limit`] and
+//!   [`Emulator::force_global_rate_limit`] add 429s, [`Emulator::fail_route`] a burst of 5xx.
 //! - Admin members get every permission bit (Discord's computed permissions), others
 //!   [`payloads::MEMBER_PERMISSIONS`]; the bot gets [`payloads::BOT_PERMISSIONS`].
 //! - Voice speaks DAVE (E2EE v1) by default: simulated listeners (the humans in the bot's voice
@@ -39,6 +44,7 @@ pub mod gateway;
 pub mod gw_strict;
 pub mod http;
 pub mod lrclib;
+pub mod outage;
 pub mod partition;
 pub mod payloads;
 pub mod perms;
@@ -431,6 +437,15 @@ impl Emulator {
     pub fn set_interaction_deadline(&self, d: Duration) {
         self.with(|s| s.interaction_deadline = d);
     }
+    /// How long interaction tokens work for follow-ups and edits (Discord: 15 minutes);
+    /// past it they are answered 401 50027 Invalid Webhook Token.
+    pub fn set_interaction_token_lifetime(&self, d: Duration) {
+        self.with(|s| s.interaction_token_lifetime = d);
+    }
+    /// Follow-ups and edits that came after their token expired.
+    pub fn expired_token_uses(&self) -> Vec<String> {
+        self.read(|s| s.expired_token_uses.clone())
+    }
 
     pub async fn user_join_voice(&self, guild_id: u64, user_id: u64, channel_id: u64) {
         self.with(|s| gateway::set_user_voice(s, guild_id, user_id, Some(channel_id)));
@@ -654,7 +669,27 @@ impl Emulator {
     pub fn force_rate_limit(&self, method: &str, prefix: &str, n: u32, retry_after: Duration) {
         self.with(|s| s.rate_limits.force(method, prefix, n, retry_after));
     }
-    /// `"METHOD /path"` of every request answered 429.
+    /// The next `n` requests (interaction callbacks and webhooks excepted) meet Discord's
+    /// global limit (`X-RateLimit-Global`), each told to wait `retry_after`.
+    pub fn force_global_rate_limit(&self, n: u32, retry_after: Duration) {
+        self.with(|s| s.rate_limits.force_global(n, retry_after));
+    }
+    /// The next `n` requests to `method path_prefix` fail with a server error (`status`:
+    /// 500, 502 with Discord's edge's HTML page, or 503).
+    pub fn fail_route(&self, method: &str, prefix: &str, n: u32, status: u16) {
+        self.with(|s| s.outages.arm(method, prefix, n, status, false));
+    }
+    /// Like [`Emulator::fail_route`], but each request is carried out and only its answer
+    /// is lost: a client that retries without a nonce does it twice.
+    pub fn fail_route_after_doing_it(&self, method: &str, prefix: &str, n: u32, status: u16) {
+        self.with(|s| s.outages.arm(method, prefix, n, status, true));
+    }
+    /// `"STATUS METHOD /path"` of every request answered with a server error.
+    pub fn server_errors(&self) -> Vec<String> {
+        self.read(|s| s.outages.answered.clone())
+    }
+    /// `"METHOD /path"` of every request answered 429 (`"global METHOD /path"` for the
+    /// global limit).
     pub fn rate_limited(&self) -> Vec<String> {
         self.read(|s| s.rate_limits.answered_429.clone())
     }

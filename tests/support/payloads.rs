@@ -719,6 +719,9 @@ pub fn validate_message(payload: &Value, creating: bool) -> Result<(), (String, 
     if content > 2000 {
         return Err(("content".into(), "Must be 2000 or fewer in length.".into()));
     }
+    if chars(&payload["nonce"]) > 25 {
+        return Err(("nonce".into(), "Must be 25 or fewer in length.".into()));
+    }
     let embeds = payload["embeds"].as_array().cloned().unwrap_or_default();
     if embeds.len() > 10 {
         return Err(("embeds".into(), "Must be 10 or fewer in length.".into()));

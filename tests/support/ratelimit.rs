@@ -55,11 +55,66 @@ impl Route {
     }
 }
 
+/// Discord's global limit: 50 requests a second per bot, whatever the route; interaction
+/// callbacks and their webhooks are not counted ("Global Rate Limit" in the docs). Past
+/// it, every route answers `429` with `X-RateLimit-Global: true` and `"global": true`.
+#[derive(Debug)]
+struct Global {
+    limit: u32,
+    window: Duration,
+    used: u32,
+    window_start: Instant,
+    /// The next requests answered with a global 429 whatever the count.
+    forced: u32,
+    forced_retry: Duration,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            limit: 50,
+            window: Duration::from_secs(1),
+            used: 0,
+            window_start: Instant::now(),
+            forced: 0,
+            forced_retry: Duration::ZERO,
+        }
+    }
+}
+
+impl Global {
+    /// `Some(retry_after)` when this request is over the global limit.
+    fn check(&mut self, path: &str) -> Option<Duration> {
+        if path.starts_with("/interactions/") || path.starts_with("/webhooks/") {
+            return None;
+        }
+        if self.forced > 0 {
+            self.forced -= 1;
+            return Some(self.forced_retry);
+        }
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= self.window {
+            self.window_start = now;
+            self.used = 0;
+        }
+        if self.used >= self.limit {
+            return Some(
+                self.window
+                    .saturating_sub(now.duration_since(self.window_start)),
+            );
+        }
+        self.used += 1;
+        None
+    }
+}
+
 /// What the emulator limits, and the 429s it sent.
 #[derive(Debug, Default)]
 pub struct RateLimits {
     routes: Vec<Route>,
-    /// `"METHOD /path"` of every request answered 429.
+    global: Global,
+    /// `"METHOD /path"` of every request answered 429 (`"global METHOD /path"` for the
+    /// global limit).
     pub answered_429: Vec<String>,
 }
 
@@ -97,6 +152,13 @@ impl RateLimits {
         self.routes[i].forced_retry = retry_after;
     }
 
+    /// The next `n` requests (interactions excepted) meet the global limit, each told to
+    /// wait `retry_after`: as a bot that shares its token with a busy other process would.
+    pub fn force_global(&mut self, n: u32, retry_after: Duration) {
+        self.global.forced += n;
+        self.global.forced_retry = retry_after;
+    }
+
     fn find(&self, method: &str, path: &str) -> Option<usize> {
         self.routes
             .iter()
@@ -104,6 +166,16 @@ impl RateLimits {
     }
 
     pub fn check(&mut self, method: &str, path: &str) -> Verdict {
+        if let Some(retry) = self.global.check(path) {
+            self.answered_429.push(format!("global {method} {path}"));
+            let secs = retry.as_secs_f64();
+            let body = json!({"message": "You are being rate limited.", "retry_after": secs, "global": true});
+            let resp = HttpResponse::json(429, &body)
+                .header("Retry-After", (secs.ceil() as u64).max(1).to_string())
+                .header("X-RateLimit-Global", "true")
+                .header("X-RateLimit-Scope", "global");
+            return Verdict::Limited(resp);
+        }
         let Some(i) = self.find(method, path) else {
             return Verdict::Go { route: None };
         };

@@ -18,11 +18,20 @@ pub fn handle(shared: &Arc<Shared>, req: HttpRequest) -> HttpResponse {
     shared.with(|s| {
         s.requests.push(line.clone());
         let path = api_path(&req.path).to_owned();
+        if let Some(resp) = s.outages.check(&req.method, &path, false) {
+            return resp;
+        }
         let limited = match s.rate_limits.check(&req.method, &path) {
             Verdict::Limited(resp) => return resp,
             Verdict::Go { route } => route,
         };
         let resp = route(s, &req);
+        // A server error after the work was done: the answer is lost, not the message.
+        if resp.status < 300 {
+            if let Some(lost) = s.outages.check(&req.method, &path, true) {
+                return lost;
+            }
+        }
         let resp = s.rate_limits.decorate(limited, resp);
         if resp.status == 404
             && resp
@@ -454,6 +463,18 @@ fn channel_post(s: &mut State, req: &HttpRequest, c: &str) -> HttpResponse {
     if let Err((p, msg)) = payloads::validate_message(&body, true) {
         return form_err(s, &format!("POST /channels/{cid}/messages"), &p, &msg);
     }
+    // "enforce_nonce": a repeat of a nonce this channel saw returns the message it made.
+    let nonce = match &body["nonce"] {
+        Value::String(n) => Some(n.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+    .filter(|_| body["enforce_nonce"].as_bool() == Some(true));
+    if let Some(id) = nonce.as_ref().and_then(|n| s.nonces.get(&(cid, n.clone()))) {
+        if let Some(m) = s.msgs.get(id).filter(|m| !m.deleted) {
+            return HttpResponse::json(200, &m.json.clone());
+        }
+    }
     let flags = body["flags"].as_u64().unwrap_or(0) & !64; // ephemeral is interaction-only
     let json = s.create_message(
         cid,
@@ -467,6 +488,9 @@ fn channel_post(s: &mut State, req: &HttpRequest, c: &str) -> HttpResponse {
         false,
     );
     let id = id_of(&json["id"]).unwrap();
+    if let Some(n) = nonce {
+        s.nonces.insert((cid, n), id);
+    }
     s.channel_posts.entry(cid).or_default().push(id);
     s.channel_replies
         .entry(cid)
@@ -635,8 +659,14 @@ fn find_by_token(s: &mut State, app: &str, token: &str, ctx: &str) -> Result<u64
         s.protocol_error(format!("{ctx}: application id {app} is not {}", s.app_id));
         return Err(err(404, 10015, "Unknown Webhook"));
     }
-    match s.interaction_by_token.get(token) {
-        Some(id) => Ok(*id),
+    match s.interaction_by_token.get(token).copied() {
+        // "Interaction tokens are valid for 15 minutes": after that the webhook is gone.
+        Some(id) if s.interactions[&id].created.elapsed() >= s.interaction_token_lifetime => {
+            s.expired_token_uses
+                .push(format!("{ctx} of interaction {id}"));
+            Err(err(401, 50027, "Invalid Webhook Token"))
+        }
+        Some(id) => Ok(id),
         None => {
             s.protocol_error(format!("{ctx}: unknown interaction token"));
             Err(err(401, 50027, "Invalid Webhook Token"))

@@ -333,8 +333,12 @@ pub struct State {
     /// a bot bug; a post to a channel that never existed is.
     pub gone_channels: HashMap<u64, (u16, u64, &'static str)>,
     pub rate_limits: super::ratelimit::RateLimits,
+    pub outages: super::outage::Outages,
     pub msgs: HashMap<u64, StoredMessage>,
     pub channel_posts: BTreeMap<u64, Vec<u64>>,
+    /// `(channel, nonce)` of posts sent with `enforce_nonce`, and the message each made: a
+    /// repeat within Discord's few minutes returns that message instead of a new one.
+    pub nonces: HashMap<(u64, String), u64>,
     pub channel_all: BTreeMap<u64, Vec<u64>>,
     pub channel_replies: BTreeMap<u64, Vec<Reply>>,
 
@@ -342,6 +346,11 @@ pub struct State {
     pub interactions: HashMap<u64, InteractionRec>,
     pub interaction_by_token: HashMap<String, u64>,
     pub interaction_deadline: Duration,
+    /// How long an interaction's token works for follow-ups and edits (Discord: 15 min).
+    pub interaction_token_lifetime: Duration,
+    /// Follow-ups and edits refused because their token had expired (401 50027): not a
+    /// protocol error (a slow answer cannot always be helped), but a bot should stop.
+    pub expired_token_uses: Vec<String>,
 
     // voice
     pub bot_voice: HashMap<u64, Option<u64>>,
@@ -418,6 +427,7 @@ impl State {
         State {
             gone_channels: HashMap::new(),
             rate_limits: Default::default(),
+            outages: Default::default(),
             bot_user_id,
             app_id,
             app_owner: None,
@@ -443,11 +453,14 @@ impl State {
             unhandled: Vec::new(),
             msgs: HashMap::new(),
             channel_posts: BTreeMap::new(),
+            nonces: HashMap::new(),
             channel_all: BTreeMap::new(),
             channel_replies: BTreeMap::new(),
             interactions: HashMap::new(),
             interaction_by_token: HashMap::new(),
             interaction_deadline: Duration::from_secs(3),
+            interaction_token_lifetime: Duration::from_secs(15 * 60),
+            expired_token_uses: Vec::new(),
             bot_voice: HashMap::new(),
             bot_self_mute_deaf: HashMap::new(),
             op4s: HashMap::new(),

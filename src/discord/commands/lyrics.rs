@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::discord::bot::{Context, Error};
 use crate::discord::format::{bold, escape, trim};
-use crate::discord::reply;
+use crate::discord::{reply, retry};
 use crate::player::{PlayerHandle, Request};
 use crate::sources::lyrics::{Record, Timeline, Wanted};
 
@@ -271,9 +271,13 @@ impl Follow {
                 .await
             {
                 Ok(_) => self.shown = Some(current),
-                // The message was deleted, or the token no longer works.
+                // The message was deleted.
                 Err(serenity::Error::Http(e)) if e.status_code().is_some_and(|s| s == 404) => {
                     return "the message is gone";
+                }
+                // Discord lets an interaction's answer be edited for 15 minutes only.
+                Err(e) if retry::code(&e) == Some(retry::EXPIRED_TOKEN) => {
+                    return "the interaction's 15 minutes ran out";
                 }
                 Err(e) => tracing::warn!(error = %e, "could not update the lyrics message"),
             }
