@@ -214,6 +214,95 @@ async fn token_shape() {
     assert_eq!(parts[0], "MTMwMDAwMDAwMDAwMDAwMDAwMQ");
 }
 
+/// Command registration is held to Discord's rules: each of these is refused whole with
+/// 400 50035 naming the field (and is a protocol error: a bot that sent it would have no
+/// commands), while a registration that keeps them is accepted.
+#[tokio::test]
+async fn command_registration_follows_discords_rules() {
+    use sy::CommandOptionType as T;
+    let emu = Emulator::start().await;
+    world(&emu);
+    let http = http(&emu);
+    let opt = |t, name: &str| sy::CreateCommandOption::new(t, name, "an option");
+    let cmd = |name: &str| sy::CreateCommand::new(name).description("a command");
+    let broken: Vec<(&str, Vec<sy::CreateCommand>)> = vec![
+        ("name", vec![cmd("Play")]),
+        (
+            "description",
+            vec![sy::CreateCommand::new("play").description("x".repeat(101))],
+        ),
+        (
+            "required",
+            vec![cmd("play")
+                .add_option(opt(T::String, "a"))
+                .add_option(opt(T::String, "b").required(true))],
+        ),
+        (
+            "choices",
+            vec![
+                cmd("play").add_option((0..26).fold(opt(T::String, "pick"), |o, i| {
+                    o.add_string_choice(format!("c{i}"), format!("c{i}"))
+                })),
+            ],
+        ),
+        ("name", vec![cmd("play"), cmd("play")]),
+        (
+            "options",
+            vec![cmd("queue")
+                .add_option(opt(T::SubCommand, "show"))
+                .add_option(opt(T::String, "page"))],
+        ),
+        (
+            "choices",
+            vec![cmd("loop").add_option(opt(T::Boolean, "on").add_string_choice("yes", "yes"))],
+        ),
+        (
+            "max_length",
+            vec![cmd("play").add_option(opt(T::Integer, "n").max_length(10))],
+        ),
+        ("", (0..101).map(|i| cmd(&format!("c{i}"))).collect()),
+    ];
+    for (i, (field, cmds)) in broken.into_iter().enumerate() {
+        let e = sy::Command::set_global_commands(&http, cmds)
+            .await
+            .expect_err(&format!("case {i} ({field}) was accepted"));
+        let sy::Error::Http(sy::HttpError::UnsuccessfulRequest(r)) = e else {
+            panic!("case {i}: {e}");
+        };
+        assert_eq!(r.status_code.as_u16(), 400, "case {i}");
+        assert!(
+            r.error.code == 50035 || r.error.code == 50006,
+            "case {i}: {:?}",
+            r.error
+        );
+        let errors = emu.protocol_errors();
+        assert_eq!(errors.len(), i + 1, "case {i}: {errors:#?}");
+        assert!(errors[i].contains(field), "case {i}: {}", errors[i]);
+    }
+    assert!(emu.registered_commands().is_empty());
+    let fine = vec![
+        cmd("play").add_option(
+            opt(T::String, "query")
+                .required(true)
+                .set_autocomplete(true),
+        ),
+        cmd("queue")
+            .add_option(
+                opt(T::SubCommand, "show").add_sub_option(opt(T::Integer, "page").min_int_value(1)),
+            )
+            .add_option(opt(T::SubCommand, "clear")),
+        cmd("loop").add_option(
+            opt(T::String, "mode")
+                .add_string_choice("off", "off")
+                .add_string_choice("track", "track"),
+        ),
+    ];
+    sy::Command::set_global_commands(&http, fine)
+        .await
+        .expect("a registration within the rules");
+    assert_eq!(emu.registered_commands(), vec!["play", "queue", "loop"]);
+}
+
 /// Builder output parses with serenity's model types directly.
 #[tokio::test]
 async fn fixtures_parse_with_serenity_models() {

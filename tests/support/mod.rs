@@ -37,6 +37,7 @@
 #![allow(clippy::result_large_err, clippy::too_many_arguments)]
 
 pub mod audio;
+pub mod command_rules;
 pub mod dave;
 pub mod egress;
 pub mod fixtures;

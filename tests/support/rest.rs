@@ -156,6 +156,10 @@ fn route(s: &mut State, req: &HttpRequest) -> HttpResponse {
                     "You are not authorized to perform this action on this application",
                 );
             }
+            if let Err((path, msg)) = super::command_rules::validate(std::slice::from_ref(&body)) {
+                let path = path.strip_prefix("0.").unwrap_or(&path).to_owned();
+                return form_err(s, "command registration", &path, &msg);
+            }
             let name = body["name"].as_str().unwrap_or("").to_string();
             let id = s.command_id(&name);
             // Upsert into the latest registration for that scope.
@@ -363,45 +367,8 @@ fn register(s: &mut State, req: &HttpRequest, app: &str, guild: Option<u64>) -> 
     let Some(cmds) = body.as_array().cloned() else {
         return err(400, 50035, "Invalid Form Body");
     };
-    for c in &cmds {
-        let name = c["name"].as_str().unwrap_or("");
-        let kind = c["type"].as_u64().unwrap_or(1);
-        let ok = !name.is_empty()
-            && name.chars().count() <= 32
-            && (kind != 1
-                || name.chars().all(|ch| {
-                    ch == '-' || ch == '_' || ch.is_alphanumeric() && !ch.is_uppercase()
-                }));
-        if !ok {
-            return form_err(
-                s,
-                "command registration",
-                "name",
-                &format!("invalid command name {name:?}"),
-            );
-        }
-        if kind == 1 {
-            let d = c["description"]
-                .as_str()
-                .map(|d| d.chars().count())
-                .unwrap_or(0);
-            if d == 0 || d > 100 {
-                return form_err(
-                    s,
-                    "command registration",
-                    &format!("{name}.description"),
-                    "Must be between 1 and 100 in length.",
-                );
-            }
-        }
-    }
-    if cmds.len() > 100 {
-        return form_err(
-            s,
-            "command registration",
-            "",
-            "Maximum number of application commands reached (100)",
-        );
+    if let Err((path, msg)) = super::command_rules::validate(&cmds) {
+        return form_err(s, "command registration", &path, &msg);
     }
     let echo: Vec<Value> = cmds
         .iter()
