@@ -202,3 +202,149 @@ async fn a_full_disk_delays_saves_but_not_the_music() {
 
     w.stop().await;
 }
+
+/// An ext4 filesystem in a file, on a loop device, mounted with `errors=remount-ro`: the
+/// kernel turns it read-only on its first error, open files or not, as a failing disk
+/// does on a host. Unmounted (and its loop device freed) when dropped.
+struct FragileDisk {
+    image: PathBuf,
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl FragileDisk {
+    fn mount() -> FragileDisk {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = tmp.path().join("disk.img");
+        let dir = tmp.path().join("disk");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        let disk = FragileDisk {
+            image,
+            dir,
+            _tmp: tmp,
+        };
+        disk.mount_again();
+        disk
+    }
+
+    fn mount_again(&self) {
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop,errors=remount-ro",
+                self.image.to_str().unwrap(),
+                self.dir.to_str().unwrap(),
+            ],
+        );
+    }
+
+    fn options(&self) -> String {
+        let out = std::process::Command::new("findmnt")
+            .args(["-n", "-o", "OPTIONS"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// An ext4 error (the kernel's own test hook): the filesystem goes read-only. What was
+    /// written is flushed first: the disk fails some time after the last save reached it
+    /// (SQLite's WAL commits without an fsync each, so a save still in the page cache
+    /// when the disk fails is lost with it; a process crash loses none: tests/kill.rs).
+    fn fail(&self) {
+        run("sync", &["-f", self.dir.to_str().unwrap()]);
+        let out = std::process::Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        let device = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let name = device.rsplit('/').next().unwrap();
+        std::fs::write(format!("/sys/fs/ext4/{name}/trigger_fs_error"), "1")
+            .expect("ext4's trigger_fs_error (needs root)");
+        // Recent kernels show it as `emergency_ro` and keep `rw` in the list.
+        assert!(
+            self.options()
+                .split(',')
+                .any(|o| o == "ro" || o == "emergency_ro"),
+            "still writable: {}",
+            self.options()
+        );
+    }
+
+    /// What a host does: unmount, check and repair, mount again (read-write).
+    fn repair(&self) {
+        run("umount", &[self.dir.to_str().unwrap()]);
+        let fsck = std::process::Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .status()
+            .expect("e2fsck runs");
+        // 0: clean, 1: errors corrected.
+        assert!(matches!(fsck.code(), Some(0 | 1)), "e2fsck: {fsck:?}");
+        self.mount_again();
+    }
+}
+
+impl Drop for FragileDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (Debian: apt-get install e2fsprogs mount)"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed (this test needs root and a loop device; CI runs as root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The filesystem under the database turns read-only (ext4 remounts itself after an
+/// error): the music goes on and `/play` answers, the bot exits cleanly when stopped, and
+/// once the host has repaired the disk the restarted bot resumes the queue as last saved
+/// before the failure (the change made on the read-only disk could not be kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_turned_read_only_keeps_the_music_and_a_restart_resumes_the_last_save() {
+    let disk = FragileDisk::mount();
+    let mut w = playing_with_database(&disk.dir.join("encore.db")).await;
+    saved_reaches(&w, 1).await;
+
+    disk.fail();
+    let from = queue_while_failing(&w).await;
+    let next = w.files.url("next.wav");
+    let r = w.cmd(ANN, "queue", serde_json::json!([])).await;
+    assert!(
+        r.text().contains("next"),
+        "the queue holds it: {}",
+        r.text()
+    );
+    w.emu
+        .wait_for("two more seconds of music", T, |e| {
+            e.audio(GUILD)
+                .last()
+                .is_some_and(|f| f.at >= from + Duration::from_secs(2))
+        })
+        .await;
+    assert_music_went_on(&w, from);
+
+    let heard = w.emu.audio(GUILD).len();
+    w.restart_with(|| disk.repair()).await;
+    w.emu.wait_audio_frames(GUILD, heard + 50, T).await;
+    assert_eq!(
+        saved_titles(&w).await,
+        Some(vec!["steady".to_owned()]),
+        "the queue saved before the failure (not {next})"
+    );
+    w.stop().await;
+}

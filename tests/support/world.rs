@@ -286,6 +286,12 @@ impl World {
     /// A graceful stop (as on SIGTERM) and a fresh start of the bot on the same data
     /// directory and database, against the same emulator.
     pub async fn restart(&mut self) {
+        self.restart_with(|| {}).await;
+    }
+
+    /// [`World::restart`] with `between` run while the bot is down (a host repairing its
+    /// disk, say).
+    pub async fn restart_with(&mut self, between: impl FnOnce()) {
         self.shutdown.cancel();
         let run = std::mem::replace(&mut self.run, tokio::spawn(async { Ok(()) }));
         tokio::time::timeout(T, run)
@@ -293,6 +299,7 @@ impl World {
             .expect("the bot shuts down in time")
             .expect("run task")
             .expect("clean exit");
+        between();
         let registrations = self.emu.registration_count();
         let token = Token::parse(Some(&self.emu.bot_token())).unwrap();
         self.shutdown = CancellationToken::new();
