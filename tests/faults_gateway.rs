@@ -148,22 +148,32 @@ async fn a_zombie_connection_is_replaced_and_the_music_goes_on() {
     w.stop().await;
 }
 
-/// A command sent just as the bot's connection drops (queued behind the close frame, so
-/// the bot never got it) reaches it on RESUME, since Discord replays every dispatch after
-/// the bot's `seq`, and is answered.
+/// A command sent while the bot's connection is down (the gateway refuses it for a moment,
+/// so the bot cannot be back before the command exists) reaches it on RESUME, since Discord
+/// replays every dispatch after the bot's `seq`, and is answered: the emulator shows the
+/// replay is what carried that very interaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_replays_what_the_bot_missed_while_away() {
     let w = World::start().await;
+    w.emu.refuse_gateway(true);
     let t0 = Instant::now();
     w.emu.disconnect_gateway(4000).await;
+    w.emu
+        .wait_for("the connection to drop", T, |e| !e.gateway_connected())
+        .await;
     let pending = w
         .emu
         .command(GUILD, TEXT, ANN, "nowplaying", json!([]))
         .await;
+    w.emu.refuse_gateway(false);
     let r = pending.response(T).await;
     eprintln!("recovery[replay]: {:.2} s", t0.elapsed().as_secs_f64());
     assert!(r.text().contains("Nothing"), "{}", r.text());
-    assert!(w.emu.gateway_replayed() >= 1);
+    let replayed = w.emu.gateway_replayed_events();
+    assert!(
+        replayed.contains(&format!("INTERACTION_CREATE {}", pending.id)),
+        "the command came by the replay: {replayed:?}"
+    );
     assert_eq!(w.emu.gateway_resumes(), 1);
     assert_eq!(
         w.emu.identify_payloads().len(),

@@ -43,6 +43,8 @@ pub struct GwStrict {
     pub ended: HashSet<String>,
     /// Frames replayed on RESUME.
     pub replayed: usize,
+    /// `"TYPE id"` of each dispatch replayed on RESUME (`id` of its `d`, if it has one).
+    pub replayed_events: Vec<String>,
 }
 
 impl Default for GwStrict {
@@ -57,6 +59,7 @@ impl Default for GwStrict {
             detached: HashMap::new(),
             ended: HashSet::new(),
             replayed: 0,
+            replayed_events: Vec::new(),
         }
     }
 }
@@ -177,6 +180,9 @@ impl State {
             .unwrap_or_default();
         for f in &frames {
             let _ = tx.send(GwOut::Frame(f.clone()));
+            let id = f["d"]["id"].as_str().unwrap_or("");
+            let t = f["t"].as_str().unwrap_or("");
+            self.gw_strict.replayed_events.push(format!("{t} {id}"));
         }
         self.gw_strict.replayed += frames.len();
         Ok(frames.len())
@@ -254,5 +260,9 @@ impl Emulator {
     /// Dispatches replayed to resuming connections so far.
     pub fn gateway_replayed(&self) -> usize {
         self.read(|s| s.gw_strict.replayed)
+    }
+    /// `"TYPE id"` of each dispatch replayed on RESUME, in order.
+    pub fn gateway_replayed_events(&self) -> Vec<String> {
+        self.read(|s| s.gw_strict.replayed_events.clone())
     }
 }

@@ -155,11 +155,31 @@ impl ShardRunner {
                                 return Ok(());
                             },
                             ReconnectType::Resume => {
-                                if let Err(why) = self.shard.resume().await {
+                                // encore's fix: a gateway that refuses connections for a
+                                // moment (a network blip, a node restarting) is no reason to
+                                // drop a session Discord still holds: try again after 0.5,
+                                // 1, 2 and 4 s before identifying anew, which would lose
+                                // every event sent meanwhile.
+                                let mut resumed = false;
+                                for wait in [500, 1000, 2000, 4000] {
+                                    tokio::time::sleep(std::time::Duration::from_millis(wait))
+                                        .await;
+                                    match self.shard.resume().await {
+                                        Ok(()) => {
+                                            resumed = true;
+                                            break;
+                                        },
+                                        Err(why) => warn!(
+                                            "[ShardRunner {:?}] Resume failed: {:?}",
+                                            self.shard.shard_info(),
+                                            why
+                                        ),
+                                    }
+                                }
+                                if !resumed {
                                     warn!(
-                                        "[ShardRunner {:?}] Resume failed, reidentifying: {:?}",
+                                        "[ShardRunner {:?}] Resume failed, reidentifying",
                                         self.shard.shard_info(),
-                                        why
                                     );
 
                                     self.request_restart().await;
