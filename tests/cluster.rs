@@ -447,6 +447,9 @@ async fn a_crash_moves_the_guilds_and_a_rolling_restart_moves_them_sooner() {
     let handover = until_resumed(&emu, &leaving, stopped).await;
     store.until_held(&[("a", 4)]).await;
     eprintln!("failover gaps {failover:?}, rolling-restart gaps {handover:?}");
+    let longest_of = |gaps: &[Duration]| gaps.iter().max().copied().unwrap_or_default();
+    support::recovered("node SIGKILLed (longest gap)", longest_of(&failover));
+    support::recovered("node stopped (longest gap)", longest_of(&handover));
     let longest = |gaps: &[Duration]| gaps.iter().max().copied().unwrap();
     assert!(
         *handover.iter().min().unwrap() < LEASE,

@@ -88,12 +88,14 @@ async fn a_gateway_drop_while_playing_resumes_and_the_music_goes_on() {
     let r = w.play(ANN, &w.files.url("long.wav")).await;
     assert!(r.text().contains("Playing"), "{}", r.text());
     w.emu.wait_audio_frames(GUILD, 25, T).await;
+    let t0 = std::time::Instant::now();
     w.emu.disconnect_gateway(4000).await;
     w.emu
         .wait_for("the gateway to resume", T, |e| {
             e.gateway_resumes() == 1 && e.gateway_connected()
         })
         .await;
+    support::recovered("gateway drop (resumed)", t0.elapsed());
     let heard = w.emu.audio(GUILD).len();
     w.emu.wait_audio_frames(GUILD, heard + 50, T).await;
     assert_contiguous(&non_silent(&w.emu.audio(GUILD)));
@@ -127,7 +129,7 @@ async fn notices_refused_with_50013_are_dropped_and_the_music_goes_on() {
             refused >= 2 && heard >= 55
         })
         .await;
-    eprintln!("recovery[50013]: {:.2} s", t0.elapsed().as_secs_f64());
+    support::recovered("50013", t0.elapsed());
     let snap = w.snapshot().await;
     assert!(
         snap.current
@@ -185,7 +187,7 @@ async fn a_global_rate_limit_holds_the_notices_and_loses_none() {
             now_playing(emu_w).len() >= 3
         })
         .await;
-    eprintln!("recovery[global 429]: {:.2} s", t0.elapsed().as_secs_f64());
+    support::recovered("global 429", t0.elapsed());
     let notes = now_playing(&w);
     for (i, note) in notes.iter().enumerate() {
         assert!(note.contains(&format!("g{i}")), "notice {i}: {notes:#?}");
@@ -216,7 +218,7 @@ async fn a_burst_of_server_errors_is_retried_without_losing_or_doubling_anything
     w.emu
         .wait_for("the first notice", T, |_| !now_playing(emu_w).is_empty())
         .await;
-    eprintln!("recovery[5xx notice]: {:.2} s", t0.elapsed().as_secs_f64());
+    support::recovered("5xx notice", t0.elapsed());
     w.emu.fail_route_after_doing_it("POST", &route, 1, 502);
     w.enqueue(ann(), vec![w.tone("second", 550.0, 0.6)]).await;
     w.emu
@@ -225,7 +227,7 @@ async fn a_burst_of_server_errors_is_retried_without_losing_or_doubling_anything
     w.emu.fail_route("POST", "/interactions/", 2, 500);
     let t1 = std::time::Instant::now();
     let r = w.cmd(ANN, "nowplaying", serde_json::json!([])).await;
-    eprintln!("recovery[5xx reply]: {:.2} s", t1.elapsed().as_secs_f64());
+    support::recovered("5xx reply", t1.elapsed());
     assert!(
         r.text().contains("second"),
         "the command was answered: {}",

@@ -24,7 +24,7 @@ async fn music_goes_on(w: &World, what: &str, since: Instant) -> Duration {
     let heard = w.emu.audio(GUILD).len();
     w.emu.wait_audio_frames(GUILD, heard + 50, T).await;
     let took = since.elapsed();
-    eprintln!("recovery[{what}]: {:.2} s", took.as_secs_f64());
+    support::recovered(what, took);
     took
 }
 
@@ -41,7 +41,7 @@ async fn a_heartbeat_asked_for_by_the_server_is_sent_at_once() {
             e.heartbeats().0 > before
         })
         .await;
-    eprintln!("recovery[op 1]: {:.2} s", t0.elapsed().as_secs_f64());
+    support::recovered("op 1", t0.elapsed());
     w.stop().await;
 }
 
@@ -167,7 +167,7 @@ async fn a_resume_replays_what_the_bot_missed_while_away() {
         .await;
     w.emu.refuse_gateway(false);
     let r = pending.response(T).await;
-    eprintln!("recovery[replay]: {:.2} s", t0.elapsed().as_secs_f64());
+    support::recovered("replay", t0.elapsed());
     assert!(r.text().contains("Nothing"), "{}", r.text());
     let replayed = w.emu.gateway_replayed_events();
     assert!(

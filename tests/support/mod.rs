@@ -1282,3 +1282,22 @@ impl Interaction {
         })
     }
 }
+
+/// Reports how long the bot took to recover from an injected fault: printed, and added to
+/// `target/tmp/recovery.tsv` (`what`, seconds), which `scripts/faults` sums up under the
+/// fault suite's "N passed, M failed" (RELIABILITY.md).
+pub fn recovered(what: &str, took: Duration) {
+    use std::io::Write;
+    eprintln!("recovery[{what}]: {:.2} s", took.as_secs_f64());
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("recovery.tsv");
+    // One write of one line to a file opened for appending: lines from tests running at
+    // once never interleave.
+    let line = format!("{what}\t{:.3}\n", took.as_secs_f64());
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
