@@ -1301,14 +1301,14 @@ async fn file_server_ranges_and_types() {
 
 #[tokio::test]
 async fn ffmpeg_fixtures() {
-    if std::process::Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: ffmpeg not installed (apt-get install ffmpeg)");
-        return;
-    }
+    // Never skipped: without ffmpeg the fixtures other tests rely on cannot be made.
+    assert!(
+        std::process::Command::new("ffmpeg")
+            .arg("-version")
+            .output()
+            .is_ok(),
+        "ffmpeg is not installed: run scripts/deps (or apt-get install ffmpeg)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let webm = dir.path().join("tone.webm");
     write_tone_webm(&webm, 660.0, 1.0);
