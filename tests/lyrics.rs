@@ -214,3 +214,36 @@ async fn plain_lyrics_a_miss_and_the_cache() {
     );
     w.stop().await;
 }
+
+/// Discord lets an interaction's answer be edited for 15 minutes (here 3 s): the first
+/// edit refused for an expired token ends the following, instead of one refused edit per
+/// sung line until the song ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_lyrics_stops_at_the_first_edit_after_the_token_expired() {
+    let lrclib = Lrclib::start(songs()).await;
+    let w = world(&lrclib).await;
+    w.emu.set_interaction_token_lifetime(Duration::from_secs(3));
+    let mut song = (*w.tone("song", 440.0, 40.0)).clone();
+    song.title = "Test Artist - Tone Song (Official Video)".into();
+    w.enqueue(
+        encore::player::Requester {
+            id: ANN,
+            name: "ann".into(),
+        },
+        vec![Arc::new(song)],
+    )
+    .await;
+    w.emu.wait_audio_frames(GUILD, 10, T).await;
+    let lyrics = w.emu.command(GUILD, TEXT, ANN, "lyrics", json!([])).await;
+    let first = lyrics.response(T).await;
+    assert!(first.text().contains("Tone Song"), "{}", first.text());
+    // Lines change at 4, 6 and 8 s, all after the token's 3 s: past the last of them.
+    w.emu.wait_audio_frames(GUILD, 9 * 50, T).await;
+    let refused = w.emu.expired_token_uses();
+    assert_eq!(
+        refused.len(),
+        1,
+        "edits after the token expired: {refused:#?}"
+    );
+    w.stop().await;
+}
