@@ -7,7 +7,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use reqwest::header::{
@@ -17,6 +17,7 @@ use songbird::input::core::io::MediaSource;
 use songbird::input::{AudioStream, AudioStreamError, Compose};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::sources::egress::client::GuardedClient;
 use crate::sources::egress::policy::refusal;
@@ -27,9 +28,10 @@ const READ_AHEAD_CHUNKS: usize = 16;
 /// Re-opens after a dropped connection, in a row, before giving up.
 const RESUMES: u32 = 2;
 /// Longest a media server may keep us waiting for its answer or for the next bytes of
-/// the body: past it the connection counts as dropped (and is re-opened, or the track
-/// fails) instead of hanging the track, or the player starting it, for ever.
-const STALL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// the body, unless [`RangeSource::with_stall_wait`] says otherwise (`player.stream_timeout`):
+/// past it the connection counts as dropped (and is re-opened, or the track ends early)
+/// instead of hanging the track, or the player starting it, for ever.
+pub const STALL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Chunks = mpsc::Receiver<io::Result<Vec<u8>>>;
 
@@ -59,6 +61,13 @@ pub struct RangeSource {
     max_bytes: Option<u64>,
     /// Set once a read hit `max_bytes`: the track ended there, not at its end.
     capped: Arc<AtomicBool>,
+    /// Why the stream ended before its end (the server stopped sending, or cut it short,
+    /// and re-opening did not help), for the listeners.
+    ended_early: Arc<Mutex<Option<String>>>,
+    /// Cancelled when the track is stopped or replaced: every read, request and body
+    /// copy of this source ends at once (songbird's mixer reads on its own thread, and a
+    /// read waiting on a stalled server would hold up the next track until it timed out).
+    stop: CancellationToken,
 }
 
 impl RangeSource {
@@ -79,6 +88,8 @@ impl RangeSource {
             stall: STALL_WAIT,
             max_bytes: None,
             capped: Arc::default(),
+            ended_early: Arc::default(),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -93,10 +104,20 @@ impl RangeSource {
         self.capped.clone()
     }
 
-    #[cfg(test)]
+    /// How long the server may keep us waiting (see [`STALL_WAIT`]).
     pub fn with_stall_wait(mut self, stall: std::time::Duration) -> Self {
         self.stall = stall;
         self
+    }
+
+    /// Why the stream ended before its end, once it did.
+    pub fn ended_early(&self) -> Arc<Mutex<Option<String>>> {
+        self.ended_early.clone()
+    }
+
+    /// Cancelling it stops every read of this source at once (the track was stopped).
+    pub fn stopper(&self) -> CancellationToken {
+        self.stop.clone()
     }
 
     /// GETs the media from byte `offset` (with `Range` when not 0). Call it on the
@@ -132,8 +153,11 @@ impl RangeSource {
             };
             req = req.header(RANGE, range);
         }
-        let resp = tokio::time::timeout(self.stall, req.send())
-            .await
+        let resp = tokio::select! {
+            r = tokio::time::timeout(self.stall, req.send()) => r,
+            _ = self.stop.cancelled() => return Err(stopped()),
+        };
+        let resp = resp
             .map_err(|_| stalled())?
             .map_err(|e| match refusal(&e) {
                 Some(r) => refused(r),
@@ -169,7 +193,7 @@ impl RangeSource {
         let ranges = status == reqwest::StatusCode::PARTIAL_CONTENT
             || header(ACCEPT_RANGES).is_some_and(|a| a.trim().eq_ignore_ascii_case("bytes"));
         let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
-        tokio::spawn(pump(resp, tx, self.stall));
+        tokio::spawn(pump(resp, tx, self.stall, self.stop.clone()));
         Ok((
             rx,
             Meta {
@@ -199,16 +223,35 @@ fn stalled() -> io::Error {
     )
 }
 
-/// Copies the response body into the channel until it ends or the reader goes away.
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "the track was stopped")
+}
+
+/// What listeners read when a stream ended before its end: why, and how much arrived.
+fn early_end(e: &io::Error, pos: u64, len: Option<u64>) -> String {
+    let why = match e.kind() {
+        io::ErrorKind::TimedOut => "the media server stopped sending it",
+        _ => "the media server cut it short",
+    };
+    match len {
+        Some(len) if len > 0 => format!("{why} ({}% of it arrived)", pos * 100 / len),
+        _ => why.to_string(),
+    }
+}
+
+/// Copies the response body into the channel until it ends, the reader goes away or the
+/// track is stopped (dropping the response closes its connection).
 async fn pump(
     mut resp: reqwest::Response,
     tx: mpsc::Sender<io::Result<Vec<u8>>>,
     stall: std::time::Duration,
+    stop: CancellationToken,
 ) {
     loop {
         let next = tokio::select! {
             c = tokio::time::timeout(stall, resp.chunk()) => c,
             _ = tx.closed() => return,
+            _ = stop.cancelled() => return,
         };
         let item = match next {
             Ok(Ok(Some(c))) => Ok(c.to_vec()),
@@ -324,22 +367,36 @@ impl Read for Body {
             None => buf,
         };
         while self.at >= self.chunk.len() {
-            match self.rx.blocking_recv() {
+            if self.source.stop.is_cancelled() {
+                return Ok(0); // stopped: nobody listens any more
+            }
+            let broke = match self.rx.blocking_recv() {
                 Some(Ok(c)) => {
                     self.chunk = c;
                     self.at = 0;
+                    continue;
                 }
-                Some(Err(e)) => {
-                    // A dropped connection: pick up where we are, if the server lets us.
-                    if !self.ranges || self.resumes >= RESUMES {
-                        return Err(e);
-                    }
-                    self.resumes += 1;
-                    tracing::info!(error = %e, at = self.pos, "media stream broke; resuming");
-                    self.rx = self.reopen(self.pos)?;
+                Some(Err(e)) => e,
+                // A body that ends short of the length the server gave broke too.
+                None if self.len.is_some_and(|len| self.pos < len) => {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "the body ended early")
                 }
                 None => return Ok(0), // end of body
+            };
+            if self.source.stop.is_cancelled() {
+                return Ok(0);
             }
+            // A dropped connection: pick up where we are, if the server lets us.
+            if !self.ranges || self.resumes >= RESUMES {
+                return Err(self.give_up(broke));
+            }
+            self.resumes += 1;
+            tracing::info!(error = %broke, at = self.pos, "media stream broke; resuming");
+            self.rx = match self.reopen(self.pos) {
+                Ok(rx) => rx,
+                Err(e) if self.source.stop.is_cancelled() => return Err(e),
+                Err(e) => return Err(self.give_up(e)),
+            };
         }
         let n = buf.len().min(self.chunk.len() - self.at);
         buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
@@ -347,6 +404,16 @@ impl Read for Body {
         self.pos += n as u64;
         self.resumes = 0;
         Ok(n)
+    }
+}
+
+impl Body {
+    /// The stream cannot go on: says why for the listeners (the track ends early).
+    fn give_up(&self, e: io::Error) -> io::Error {
+        let why = early_end(&e, self.pos, self.len);
+        tracing::warn!(error = %e, at = self.pos, len = ?self.len, "media stream ended early");
+        self.source.ended_early.lock().unwrap().get_or_insert(why);
+        e
     }
 }
 
