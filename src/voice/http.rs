@@ -134,6 +134,7 @@ impl RangeSource {
             len: meta.len,
             ranges: meta.ranges,
             resumes: 0,
+            discard: 0,
         })
     }
 
@@ -301,6 +302,9 @@ pub struct Body {
     ranges: bool,
     /// Re-opens since the last good read.
     resumes: u32,
+    /// Bytes still to drop from the front of the body: a server without byte ranges is
+    /// read again from its start after a broken connection, up to where we were.
+    discard: u64,
 }
 
 impl Body {
@@ -371,7 +375,10 @@ impl Read for Body {
                 return Ok(0); // stopped: nobody listens any more
             }
             let broke = match self.rx.blocking_recv() {
-                Some(Ok(c)) => {
+                Some(Ok(mut c)) => {
+                    let drop = self.discard.min(c.len() as u64);
+                    c.drain(..drop as usize);
+                    self.discard -= drop;
                     self.chunk = c;
                     self.at = 0;
                     continue;
@@ -386,13 +393,20 @@ impl Read for Body {
             if self.source.stop.is_cancelled() {
                 return Ok(0);
             }
-            // A dropped connection: pick up where we are, if the server lets us.
-            if !self.ranges || self.resumes >= RESUMES {
+            // A dropped connection: pick up where we are with a byte range, or read a file
+            // of known length (not a live stream) again from its start up to here.
+            let from = match (self.ranges, self.len) {
+                (true, _) => self.pos,
+                (false, Some(_)) => 0,
+                (false, None) => return Err(self.give_up(broke)),
+            };
+            if self.resumes >= RESUMES {
                 return Err(self.give_up(broke));
             }
             self.resumes += 1;
-            tracing::info!(error = %broke, at = self.pos, "media stream broke; resuming");
-            self.rx = match self.reopen(self.pos) {
+            tracing::info!(error = %broke, at = self.pos, from, "media stream broke; resuming");
+            self.discard = self.pos - from;
+            self.rx = match self.reopen(from) {
                 Ok(rx) => rx,
                 Err(e) if self.source.stop.is_cancelled() => return Err(e),
                 Err(e) => return Err(self.give_up(e)),
