@@ -247,6 +247,11 @@ impl FileServer {
         self.faults.set(name, fault);
     }
 
+    /// Serves `name` without byte ranges (`Range` ignored, no `Accept-Ranges`).
+    pub fn no_ranges(&self, name: &str) {
+        self.faults.no_ranges(name);
+    }
+
     /// Stalled connections the client has not closed yet.
     pub fn stalled_open(&self) -> usize {
         self.faults.stalled_open()

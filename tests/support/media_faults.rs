@@ -11,6 +11,8 @@
 //!   `Content-Range`) but ends at a byte of the file with a close (the file on the server was
 //!   cut short).
 //!
+//! A file may also be served without byte ranges ([`Faults::no_ranges`]): `Range` is
+//! ignored (200 and the whole file) and no `Accept-Ranges` is sent, as some servers do.
 //! Everything else is the plain static server of `fixtures.rs`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,6 +52,8 @@ pub struct Faults {
     stalled: AtomicUsize,
     /// Answers a fault cut short, in total.
     cut: AtomicUsize,
+    /// Paths served without byte ranges.
+    plain: Mutex<Vec<String>>,
 }
 
 impl Faults {
@@ -58,6 +62,12 @@ impl Faults {
         let mut t = self.table.lock().unwrap();
         t.retain(|(p, _, _)| *p != path);
         t.push((path, fault, false));
+    }
+
+    /// Serves `name` without byte ranges from now on.
+    pub fn no_ranges(&self, name: &str) {
+        let path = format!("/{}", name.trim_start_matches('/'));
+        self.plain.lock().unwrap().push(path);
     }
 
     /// Stalled connections still open: the client has not given up on them yet.
@@ -134,7 +144,17 @@ where
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let path = req.path.clone();
+        let plain = faults.plain.lock().unwrap().contains(&path);
+        let mut req = req;
+        if plain {
+            req.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("range"));
+        }
         let mut resp = handler(req);
+        if plain {
+            resp.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("accept-ranges"));
+        }
         let Some((fault, sent)) = faults.meet(&path, &resp) else {
             http::write_response(&mut wr, &resp, keep_alive).await?;
             if !keep_alive {
