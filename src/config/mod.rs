@@ -711,6 +711,15 @@ mod tests {
         assert_eq!(c.ytdlp.max_duration, Duration::from_secs(5400));
         let err = Config::from_toml("[ytdlp]\ntimeout = \"soon\"\n").unwrap_err();
         assert!(err.contains("soon") || err.contains("unknown"), "{err}");
+        let c = Config::from_toml("[player]\nstream_timeout = \"3s\"\n").unwrap();
+        assert_eq!(c.player.stream_timeout, Duration::from_secs(3));
+        assert_eq!(
+            Config::default().player.stream_timeout,
+            Duration::from_secs(10)
+        );
+        let c = Config::from_toml("[player]\nstream_timeout = \"0s\"\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("player.stream_timeout"), "{err}");
     }
 
     #[test]
