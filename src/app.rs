@@ -200,7 +200,12 @@ impl App {
         let (queue_writer, writer_run) = crate::db::queues::writer(db.clone());
         let writer = tokio::spawn(writer_run);
         let players = Players::new(
-            crate::voice::factory(songbird.clone(), stream_http, resolver.clone()),
+            crate::voice::factory(
+                songbird.clone(),
+                stream_http,
+                resolver.clone(),
+                config.player.stream_timeout,
+            ),
             notifier,
             {
                 let settings = settings.clone();

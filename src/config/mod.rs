@@ -241,6 +241,11 @@ pub struct PlayerConfig {
     /// skip, a queue change).
     #[serde(with = "humantime_serde")]
     pub panel_every: Duration,
+    /// Longest a media server may keep a playing stream waiting for its next bytes: past
+    /// it the connection counts as gone, is re-opened where it was (twice), and then the
+    /// track ends early with a notice and the next one plays.
+    #[serde(with = "humantime_serde")]
+    pub stream_timeout: Duration,
 }
 
 impl Default for PlayerConfig {
@@ -254,6 +259,7 @@ impl Default for PlayerConfig {
             save_position_every: Duration::from_secs(15),
             panel: true,
             panel_every: Duration::from_secs(15),
+            stream_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -550,6 +556,9 @@ impl Config {
                 "must be 0 (off) or at least 1s",
             ));
         }
+        if self.player.stream_timeout.is_zero() {
+            return Err(invalid("player.stream_timeout", "must be more than 0s"));
+        }
         if self.player.panel_every < crate::player::panel::MIN_GAP {
             return Err(invalid("player.panel_every", "must be at least 2s"));
         }
@@ -702,6 +711,15 @@ mod tests {
         assert_eq!(c.ytdlp.max_duration, Duration::from_secs(5400));
         let err = Config::from_toml("[ytdlp]\ntimeout = \"soon\"\n").unwrap_err();
         assert!(err.contains("soon") || err.contains("unknown"), "{err}");
+        let c = Config::from_toml("[player]\nstream_timeout = \"3s\"\n").unwrap();
+        assert_eq!(c.player.stream_timeout, Duration::from_secs(3));
+        assert_eq!(
+            Config::default().player.stream_timeout,
+            Duration::from_secs(10)
+        );
+        let c = Config::from_toml("[player]\nstream_timeout = \"0s\"\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("player.stream_timeout"), "{err}");
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub fn render(notice: &Notice) -> serenity::CreateEmbed {
                 "Couldn't play **{}**: {reason}. Skipping it.",
                 format::escape(title)
             )),
+        Notice::EndedEarly { title, reason } => serenity::CreateEmbed::new()
+            .colour(WARN)
+            .description(format!(
+                "**{}** ended early: {reason}.",
+                format::escape(title)
+            )),
         Notice::QueueFinished => serenity::CreateEmbed::new()
             .colour(OK)
             .description("The queue is finished. Add more with /play."),

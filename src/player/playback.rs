@@ -135,6 +135,13 @@ impl GuildPlayer {
                 self.track_failed(&title, &reason);
                 Advance::Failed
             }
+            TrackOutcome::EndedEarly(reason) => {
+                let title = self.current_title().unwrap_or_default();
+                tracing::warn!(guild = self.guild, title, reason, "track ended early");
+                self.tell(Notice::EndedEarly { title, reason });
+                // Never looped: it would break at the same place again.
+                Advance::Failed
+            }
         };
         self.next_after(why).await;
         self.refresh_activity();

@@ -137,6 +137,9 @@ impl Notifier for FakeNotifier {
         let text = match notice {
             Notice::NowPlaying(e) => format!("{channel} now playing {}", e.track.title),
             Notice::TrackFailed { title, reason } => format!("{channel} failed {title}: {reason}"),
+            Notice::EndedEarly { title, reason } => {
+                format!("{channel} ended early {title}: {reason}")
+            }
             Notice::QueueFinished => format!("{channel} finished"),
             Notice::Autoplay { title, origin } => format!("{channel} autoplay {title} {origin:?}"),
             Notice::Left {

@@ -33,6 +33,9 @@ pub enum VoiceError {
 pub enum TrackOutcome {
     Finished,
     Failed(String),
+    /// Part of it played, then its source gave out (the media server stopped sending
+    /// it, or cut it short): why, for the listeners.
+    EndedEarly(String),
 }
 
 /// What the voice connection reports to its player.
@@ -141,6 +144,11 @@ pub type VoiceFactory = Arc<dyn Fn(u64, VoiceEvents) -> Box<dyn VoiceCall> + Sen
 pub enum Notice {
     NowPlaying(Entry),
     TrackFailed {
+        title: String,
+        reason: String,
+    },
+    /// `title` played in part, then its source gave out for `reason`.
+    EndedEarly {
         title: String,
         reason: String,
     },

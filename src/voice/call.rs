@@ -16,7 +16,7 @@
 //! in the future [`VoiceCall::open`] returns, which the player runs apart from its loop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +26,7 @@ use songbird::input::{AudioStream, Input, LiveInput, Parsed};
 use songbird::tracks::{ControlError, PlayMode, TrackHandle, TrackResult, TrackState};
 use songbird::Songbird;
 use symphonia::core::io::MediaSource;
+use tokio_util::sync::DropGuard;
 
 use super::filters::{self, FilterControl, TrackClock};
 use super::http;
@@ -61,6 +62,8 @@ pub struct SongbirdCall {
     resolver: Resolver,
     /// The guild's filters, read by every track it opens.
     filters: Arc<FilterControl>,
+    /// How long a media server may keep a stream waiting (`player.stream_timeout`).
+    stall: Duration,
 }
 
 /// What [`VoiceCall::open`] makes ready (inside a [`Ready`]).
@@ -72,8 +75,10 @@ struct Opened {
     track: Track,
     /// Keeps a cached file from eviction while it plays.
     file: Option<InUseGuard>,
-    cap: StreamCap,
+    end: StreamEnd,
     clock: Arc<TrackClock>,
+    /// Stops the stream's reads when dropped (a stopped or replaced track).
+    stop: Option<DropGuard>,
 }
 
 /// The track songbird is playing for us.
@@ -91,13 +96,22 @@ struct Playing {
     last_position: Duration,
     /// Keeps the cached file being played from eviction.
     _file: Option<InUseGuard>,
-    cap: StreamCap,
+    end: StreamEnd,
+    /// Stops the stream's reads when this track is stopped or replaced, so songbird's
+    /// mixer never waits on a stalled server for a track nobody hears.
+    _stop: Option<DropGuard>,
     /// Where the track is in its source (right under `speed`, unlike songbird's count).
     clock: Arc<TrackClock>,
 }
 
-/// Makes a [`SongbirdCall`] per guild, all sharing one HTTP client for streaming.
-pub fn factory(manager: Arc<Songbird>, http: GuardedClient, resolver: Resolver) -> VoiceFactory {
+/// Makes a [`SongbirdCall`] per guild, all sharing one HTTP client for streaming; a media
+/// server silent for `stall` counts as gone (see [`http::STALL_WAIT`]).
+pub fn factory(
+    manager: Arc<Songbird>,
+    http: GuardedClient,
+    resolver: Resolver,
+    stall: Duration,
+) -> VoiceFactory {
     Arc::new(move |guild, events| {
         Box::new(SongbirdCall {
             manager: manager.clone(),
@@ -107,6 +121,7 @@ pub fn factory(manager: Arc<Songbird>, http: GuardedClient, resolver: Resolver) 
             events,
             resolver: resolver.clone(),
             filters: Arc::default(),
+            stall,
         }) as Box<dyn VoiceCall>
     })
 }
@@ -117,17 +132,27 @@ struct ForwardEnd {
     token: u64,
     events: VoiceEvents,
     report: Arc<AtomicBool>,
-    cap: StreamCap,
+    end: StreamEnd,
 }
 
-/// A stream's byte cap and the flag its reader sets when it hit it (see
-/// [`http::byte_cap`]); `None` for a cached file or a stream with no cap.
-type StreamCap = Option<(u64, Arc<AtomicBool>)>;
+/// How a stream can stop short of its end, both `None` for a cached file.
+#[derive(Clone, Default)]
+struct StreamEnd {
+    /// Its byte cap and the flag its reader sets when it hit it (see [`http::byte_cap`]).
+    cap: Option<(u64, Arc<AtomicBool>)>,
+    /// Why it ended early, once the server stopped sending it or cut it short and a
+    /// re-open did not help (see [`http::RangeSource::ended_early`]).
+    early: Option<Arc<Mutex<Option<String>>>>,
+}
 
-/// How a track ended: songbird's play mode, unless the stream was cut at its byte cap
-/// (songbird sees that as a plain end; the listeners are told why it stopped early).
-fn outcome(mode: Option<&PlayMode>, cap: &StreamCap) -> TrackOutcome {
-    match (mode, cap) {
+/// How a track ended: songbird's play mode, unless the stream was cut at its byte cap or
+/// ended early (songbird sees both as a plain end; the listeners are told why it stopped).
+fn outcome(mode: Option<&PlayMode>, end: &StreamEnd) -> TrackOutcome {
+    let early = end.early.as_ref().and_then(|e| e.lock().ok()?.clone());
+    if let Some(why) = early {
+        return TrackOutcome::EndedEarly(why);
+    }
+    match (mode, &end.cap) {
         (Some(PlayMode::Errored(e)), _) => TrackOutcome::Failed(short_play_error(&e.to_string())),
         (_, Some((max, hit))) if hit.load(Ordering::SeqCst) => TrackOutcome::Failed(format!(
             "stopped after {} MiB: the source sent more than a track of this length needs",
@@ -179,7 +204,7 @@ impl EventHandler for ForwardEnd {
         if let EventContext::Track(tracks) = ctx {
             if self.report.swap(false, Ordering::SeqCst) {
                 let mode = tracks.first().map(|(state, _)| &state.playing);
-                let outcome = outcome(mode, &self.cap);
+                let outcome = outcome(mode, &self.end);
                 let _ = self.events.send(VoiceEvent::TrackEnded {
                     token: self.token,
                     outcome,
@@ -232,9 +257,9 @@ impl VoiceCall for SongbirdCall {
 
     fn open(&self, track: Arc<Track>) -> Opening {
         let (resolver, client) = (self.resolver.clone(), self.http.clone());
-        let filters = self.filters.clone();
+        let (filters, stall) = (self.filters.clone(), self.stall);
         Box::pin(async move {
-            open(&resolver, &client, &track, filters)
+            open(&resolver, &client, &track, filters, stall)
                 .await
                 .map(Ready::new)
         })
@@ -369,8 +394,9 @@ impl SongbirdCall {
             seekable,
             track,
             file,
-            cap,
+            end,
             clock,
+            stop,
         } = opened;
         let call = self
             .manager
@@ -408,7 +434,7 @@ impl SongbirdCall {
                 token,
                 events: self.events.clone(),
                 report: report.clone(),
-                cap: cap.clone(),
+                end: end.clone(),
             };
             handle
                 .add_event(Event::Track(ev), forward)
@@ -422,7 +448,8 @@ impl SongbirdCall {
             report,
             last_position: resume_at.unwrap_or_default(),
             _file: file,
-            cap,
+            end,
+            _stop: stop,
             clock,
         });
         Ok(())
@@ -441,7 +468,7 @@ impl SongbirdCall {
         };
         if let Some(mode) = done {
             if p.report.swap(false, Ordering::SeqCst) {
-                let outcome = outcome(Some(&mode), &p.cap);
+                let outcome = outcome(Some(&mode), &p.end);
                 let _ = self.events.send(VoiceEvent::TrackEnded {
                     token: p.token,
                     outcome,
@@ -460,6 +487,7 @@ async fn open(
     client: &GuardedClient,
     track: &Track,
     filters: Arc<FilterControl>,
+    stall: Duration,
 ) -> Result<Opened, VoiceError> {
     let playable = resolver
         .playable(track)
@@ -475,8 +503,9 @@ async fn open(
                 seekable: true,
                 track: track.clone(),
                 file: Some(f.guard),
-                cap: None,
+                end: StreamEnd::default(),
                 clock,
+                stop: None,
             })
         }
         Playable::Stream(track) => {
@@ -485,8 +514,16 @@ async fn open(
             // neither (live, under no length limit) is what the operator allowed to run.
             let length = track.duration.or(resolver.ytdlp().config().max_duration);
             let max = length.map(http::byte_cap);
-            let source = http::RangeSource::new(client, &track).with_max_bytes(max);
-            let cap = max.map(|m| (m, source.capped()));
+            let source = http::RangeSource::new(client, &track)
+                .with_max_bytes(max)
+                .with_stall_wait(stall);
+            let end = StreamEnd {
+                cap: max.map(|m| (m, source.capped())),
+                early: Some(source.ended_early()),
+            };
+            // Dropped with an open that is given up (the track was skipped meanwhile) or
+            // with the track it made, it stops the stream's reads.
+            let stop = source.stopper().drop_guard();
             let body = source
                 .open(0)
                 .await
@@ -501,8 +538,9 @@ async fn open(
                 seekable,
                 track,
                 file: None,
-                cap,
+                end,
                 clock,
+                stop: Some(stop),
             })
         }
     }
@@ -543,19 +581,31 @@ mod tests {
     #[test]
     fn a_stream_cut_at_its_cap_is_reported_as_failed_with_why() {
         let hit = Arc::new(AtomicBool::new(false));
-        let cap = Some((40u64 << 20, hit.clone()));
+        let end = super::StreamEnd {
+            cap: Some((40u64 << 20, hit.clone())),
+            early: Some(Arc::default()),
+        };
         assert_eq!(
-            super::outcome(Some(&PlayMode::End), &cap),
+            super::outcome(Some(&PlayMode::End), &end),
             TrackOutcome::Finished
         );
         hit.store(true, Ordering::SeqCst);
-        match super::outcome(Some(&PlayMode::End), &cap) {
+        match super::outcome(Some(&PlayMode::End), &end) {
             TrackOutcome::Failed(why) => {
                 assert!(why.contains("stopped after 40 MiB"), "{why}")
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(super::outcome(None, &None), TrackOutcome::Finished);
+        assert_eq!(
+            super::outcome(None, &super::StreamEnd::default()),
+            TrackOutcome::Finished
+        );
+        // A stream given up on says why, whatever songbird made of its end.
+        *end.early.as_ref().unwrap().lock().unwrap() = Some("cut short".into());
+        assert_eq!(
+            super::outcome(Some(&PlayMode::End), &end),
+            TrackOutcome::EndedEarly("cut short".into())
+        );
     }
     #[test]
     fn seek_failures_read_well() {

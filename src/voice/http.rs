@@ -7,7 +7,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use reqwest::header::{
@@ -17,6 +17,7 @@ use songbird::input::core::io::MediaSource;
 use songbird::input::{AudioStream, AudioStreamError, Compose};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::sources::egress::client::GuardedClient;
 use crate::sources::egress::policy::refusal;
@@ -27,9 +28,10 @@ const READ_AHEAD_CHUNKS: usize = 16;
 /// Re-opens after a dropped connection, in a row, before giving up.
 const RESUMES: u32 = 2;
 /// Longest a media server may keep us waiting for its answer or for the next bytes of
-/// the body: past it the connection counts as dropped (and is re-opened, or the track
-/// fails) instead of hanging the track, or the player starting it, for ever.
-const STALL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// the body, unless [`RangeSource::with_stall_wait`] says otherwise (`player.stream_timeout`):
+/// past it the connection counts as dropped (and is re-opened, or the track ends early)
+/// instead of hanging the track, or the player starting it, for ever.
+pub const STALL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Chunks = mpsc::Receiver<io::Result<Vec<u8>>>;
 
@@ -59,6 +61,13 @@ pub struct RangeSource {
     max_bytes: Option<u64>,
     /// Set once a read hit `max_bytes`: the track ended there, not at its end.
     capped: Arc<AtomicBool>,
+    /// Why the stream ended before its end (the server stopped sending, or cut it short,
+    /// and re-opening did not help), for the listeners.
+    ended_early: Arc<Mutex<Option<String>>>,
+    /// Cancelled when the track is stopped or replaced: every read, request and body
+    /// copy of this source ends at once (songbird's mixer reads on its own thread, and a
+    /// read waiting on a stalled server would hold up the next track until it timed out).
+    stop: CancellationToken,
 }
 
 impl RangeSource {
@@ -79,6 +88,8 @@ impl RangeSource {
             stall: STALL_WAIT,
             max_bytes: None,
             capped: Arc::default(),
+            ended_early: Arc::default(),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -93,10 +104,20 @@ impl RangeSource {
         self.capped.clone()
     }
 
-    #[cfg(test)]
+    /// How long the server may keep us waiting (see [`STALL_WAIT`]).
     pub fn with_stall_wait(mut self, stall: std::time::Duration) -> Self {
         self.stall = stall;
         self
+    }
+
+    /// Why the stream ended before its end, once it did.
+    pub fn ended_early(&self) -> Arc<Mutex<Option<String>>> {
+        self.ended_early.clone()
+    }
+
+    /// Cancelling it stops every read of this source at once (the track was stopped).
+    pub fn stopper(&self) -> CancellationToken {
+        self.stop.clone()
     }
 
     /// GETs the media from byte `offset` (with `Range` when not 0). Call it on the
@@ -113,6 +134,7 @@ impl RangeSource {
             len: meta.len,
             ranges: meta.ranges,
             resumes: 0,
+            discard: 0,
         })
     }
 
@@ -132,8 +154,11 @@ impl RangeSource {
             };
             req = req.header(RANGE, range);
         }
-        let resp = tokio::time::timeout(self.stall, req.send())
-            .await
+        let resp = tokio::select! {
+            r = tokio::time::timeout(self.stall, req.send()) => r,
+            _ = self.stop.cancelled() => return Err(stopped()),
+        };
+        let resp = resp
             .map_err(|_| stalled())?
             .map_err(|e| match refusal(&e) {
                 Some(r) => refused(r),
@@ -169,7 +194,7 @@ impl RangeSource {
         let ranges = status == reqwest::StatusCode::PARTIAL_CONTENT
             || header(ACCEPT_RANGES).is_some_and(|a| a.trim().eq_ignore_ascii_case("bytes"));
         let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
-        tokio::spawn(pump(resp, tx, self.stall));
+        tokio::spawn(pump(resp, tx, self.stall, self.stop.clone()));
         Ok((
             rx,
             Meta {
@@ -199,16 +224,35 @@ fn stalled() -> io::Error {
     )
 }
 
-/// Copies the response body into the channel until it ends or the reader goes away.
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "the track was stopped")
+}
+
+/// What listeners read when a stream ended before its end: why, and how much arrived.
+fn early_end(e: &io::Error, pos: u64, len: Option<u64>) -> String {
+    let why = match e.kind() {
+        io::ErrorKind::TimedOut => "the media server stopped sending it",
+        _ => "the media server cut it short",
+    };
+    match len {
+        Some(len) if len > 0 => format!("{why} ({}% of it arrived)", pos * 100 / len),
+        _ => why.to_string(),
+    }
+}
+
+/// Copies the response body into the channel until it ends, the reader goes away or the
+/// track is stopped (dropping the response closes its connection).
 async fn pump(
     mut resp: reqwest::Response,
     tx: mpsc::Sender<io::Result<Vec<u8>>>,
     stall: std::time::Duration,
+    stop: CancellationToken,
 ) {
     loop {
         let next = tokio::select! {
             c = tokio::time::timeout(stall, resp.chunk()) => c,
             _ = tx.closed() => return,
+            _ = stop.cancelled() => return,
         };
         let item = match next {
             Ok(Ok(Some(c))) => Ok(c.to_vec()),
@@ -258,6 +302,9 @@ pub struct Body {
     ranges: bool,
     /// Re-opens since the last good read.
     resumes: u32,
+    /// Bytes still to drop from the front of the body: a server without byte ranges is
+    /// read again from its start after a broken connection, up to where we were.
+    discard: u64,
 }
 
 impl Body {
@@ -324,22 +371,46 @@ impl Read for Body {
             None => buf,
         };
         while self.at >= self.chunk.len() {
-            match self.rx.blocking_recv() {
-                Some(Ok(c)) => {
+            if self.source.stop.is_cancelled() {
+                return Ok(0); // stopped: nobody listens any more
+            }
+            let broke = match self.rx.blocking_recv() {
+                Some(Ok(mut c)) => {
+                    let drop = self.discard.min(c.len() as u64);
+                    c.drain(..drop as usize);
+                    self.discard -= drop;
                     self.chunk = c;
                     self.at = 0;
+                    continue;
                 }
-                Some(Err(e)) => {
-                    // A dropped connection: pick up where we are, if the server lets us.
-                    if !self.ranges || self.resumes >= RESUMES {
-                        return Err(e);
-                    }
-                    self.resumes += 1;
-                    tracing::info!(error = %e, at = self.pos, "media stream broke; resuming");
-                    self.rx = self.reopen(self.pos)?;
+                Some(Err(e)) => e,
+                // A body that ends short of the length the server gave broke too.
+                None if self.len.is_some_and(|len| self.pos < len) => {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "the body ended early")
                 }
                 None => return Ok(0), // end of body
+            };
+            if self.source.stop.is_cancelled() {
+                return Ok(0);
             }
+            // A dropped connection: pick up where we are with a byte range, or read a file
+            // of known length (not a live stream) again from its start up to here.
+            let from = match (self.ranges, self.len) {
+                (true, _) => self.pos,
+                (false, Some(_)) => 0,
+                (false, None) => return Err(self.give_up(broke)),
+            };
+            if self.resumes >= RESUMES {
+                return Err(self.give_up(broke));
+            }
+            self.resumes += 1;
+            tracing::info!(error = %broke, at = self.pos, from, "media stream broke; resuming");
+            self.discard = self.pos - from;
+            self.rx = match self.reopen(from) {
+                Ok(rx) => rx,
+                Err(e) if self.source.stop.is_cancelled() => return Err(e),
+                Err(e) => return Err(self.give_up(e)),
+            };
         }
         let n = buf.len().min(self.chunk.len() - self.at);
         buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
@@ -347,6 +418,16 @@ impl Read for Body {
         self.pos += n as u64;
         self.resumes = 0;
         Ok(n)
+    }
+}
+
+impl Body {
+    /// The stream cannot go on: says why for the listeners (the track ends early).
+    fn give_up(&self, e: io::Error) -> io::Error {
+        let why = early_end(&e, self.pos, self.len);
+        tracing::warn!(error = %e, at = self.pos, len = ?self.len, "media stream ended early");
+        self.source.ended_early.lock().unwrap().get_or_insert(why);
+        e
     }
 }
 
@@ -391,255 +472,4 @@ impl MediaSource for Body {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::{Read, Seek, SeekFrom};
-
-    use super::RangeSource;
-    use crate::sources::egress::client::GuardedClient;
-    use crate::sources::egress::policy::UrlPolicy;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    fn test_client() -> GuardedClient {
-        GuardedClient::new(std::sync::Arc::new(UrlPolicy::ALLOW_PRIVATE), None).unwrap()
-    }
-
-    /// A tiny HTTP server over `data` that honours `Range: bytes=a-b` when `ranges`.
-    async fn serve(data: Vec<u8>, ranges: bool) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let data = data.clone();
-                tokio::spawn(async move {
-                    let mut req = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
-                    let range = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("range: bytes="))
-                        .and_then(|r| {
-                            let (a, b) = r.trim().split_once('-')?;
-                            let a: usize = a.parse().ok()?;
-                            let b: usize = b.parse().unwrap_or(data.len() - 1);
-                            Some((a, b.min(data.len() - 1)))
-                        });
-                    let (head, body) = match range.filter(|_| ranges) {
-                        Some((a, b)) => (
-                            format!(
-                                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n",
-                                data.len(),
-                                b + 1 - a
-                            ),
-                            data[a..=b].to_vec(),
-                        ),
-                        None => (
-                            format!(
-                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}",
-                                data.len(),
-                                if ranges { "Accept-Ranges: bytes\r\n" } else { "" }
-                            ),
-                            data.clone(),
-                        ),
-                    };
-                    let _ = sock
-                        .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
-                        .await;
-                    let _ = sock.write_all(&body).await;
-                    let _ = sock.shutdown().await;
-                });
-            }
-        });
-        format!("http://{addr}/media")
-    }
-
-    fn track(url: &str) -> crate::sources::Track {
-        crate::sources::Track {
-            stream_url: url.into(),
-            ..crate::player::test_track("t")
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stream_past_its_byte_cap_is_cut_off_and_says_so() {
-        let data = vec![7u8; 300_000];
-        let url = serve(data, false).await;
-        let client = test_client();
-        let source = RangeSource::new(&client, &track(&url)).with_max_bytes(Some(100_000));
-        let capped = source.capped();
-        let mut body = source.open(0).await.unwrap();
-        let (read, err) = tokio::task::spawn_blocking(move || {
-            let mut buf = [0u8; 4096];
-            let mut read = 0usize;
-            // Bounded: the body has 300 000 bytes.
-            for _ in 0..1000 {
-                match body.read(&mut buf) {
-                    Ok(0) => return (read, None),
-                    Ok(n) => read += n,
-                    Err(e) => return (read, Some(e)),
-                }
-            }
-            (read, None)
-        })
-        .await
-        .unwrap();
-        assert_eq!(read, 100_000, "not a byte past the cap");
-        assert!(
-            err.is_some(),
-            "the track ends with an error, not a clean end"
-        );
-        assert!(capped.load(std::sync::atomic::Ordering::SeqCst));
-        // A 3-minute track may take 36 MiB: 48 kHz stereo PCM (34.6 MB) fits.
-        let cap = super::byte_cap(std::time::Duration::from_secs(180));
-        assert!(cap > 48_000 * 4 * 180 && cap < 40 << 20, "{cap}");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn range_source_reads_and_seeks_both_ways() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let url = serve(data.clone(), true).await;
-        let client = test_client();
-        let mut body = RangeSource::new(&client, &track(&url))
-            .open(0)
-            .await
-            .unwrap();
-        assert!(body.is_seekable_stream());
-        // songbird reads on its own threads: so do we
-        tokio::task::spawn_blocking(move || {
-            let mut head = [0u8; 10];
-            body.read_exact(&mut head).unwrap();
-            assert_eq!(&head[..], &data[..10]);
-            // forward, far
-            assert_eq!(body.seek(SeekFrom::Start(150_000)).unwrap(), 150_000);
-            body.read_exact(&mut head).unwrap();
-            assert_eq!(&head[..], &data[150_000..150_010]);
-            // backward: nothing read before the seek leaks after it
-            assert_eq!(body.seek(SeekFrom::Current(-100_010)).unwrap(), 50_000);
-            body.read_exact(&mut head).unwrap();
-            assert_eq!(&head[..], &data[50_000..50_010]);
-            // a short hop forward
-            assert_eq!(body.seek(SeekFrom::Current(3)).unwrap(), 50_013);
-            body.read_exact(&mut head).unwrap();
-            assert_eq!(&head[..], &data[50_013..50_023]);
-            // from the end, and past it
-            assert_eq!(body.seek(SeekFrom::End(-5)).unwrap(), 199_995);
-            let mut rest = Vec::new();
-            body.read_to_end(&mut rest).unwrap();
-            assert_eq!(rest, &data[199_995..]);
-            body.seek(SeekFrom::Start(500_000)).unwrap();
-            assert_eq!(body.read(&mut head).unwrap(), 0);
-            assert!(body.seek(SeekFrom::Current(-600_000)).is_err());
-        })
-        .await
-        .unwrap();
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_server_without_ranges_is_read_only_forward() {
-        let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
-        let url = serve(data.clone(), false).await;
-        let client = test_client();
-        let mut body = RangeSource::new(&client, &track(&url))
-            .open(0)
-            .await
-            .unwrap();
-        assert!(!body.is_seekable_stream());
-        tokio::task::spawn_blocking(move || {
-            assert!(body.seek(SeekFrom::Start(10)).is_err());
-            assert_eq!(body.stream_position().unwrap(), 0);
-            let mut all = Vec::new();
-            body.read_to_end(&mut all).unwrap();
-            assert_eq!(all, data);
-        })
-        .await
-        .unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_dead_link_fails_to_open() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let mut b = [0u8; 1024];
-                let _ = s.read(&mut b).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-                    .await;
-            }
-        });
-        let client = test_client();
-        let err = RangeSource::new(&client, &track(&format!("http://{addr}/x")))
-            .open(0)
-            .await
-            .err()
-            .expect("404 fails");
-        assert!(err.to_string().contains("404"), "{err}");
-    }
-
-    /// A server that answers only the first request, with headers and `sent` of its
-    /// 100 000 bytes, then goes silent with the connection open; later requests get
-    /// nothing at all.
-    async fn stalling_server(sent: usize) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut open = Vec::new();
-            let mut first = true;
-            while let Ok((mut s, _)) = listener.accept().await {
-                let mut b = [0u8; 1024];
-                let _ = s.read(&mut b).await;
-                if std::mem::take(&mut first) && sent > 0 {
-                    let head =
-                        "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nAccept-Ranges: bytes\r\n\r\n";
-                    let _ = s.write_all(head.as_bytes()).await;
-                    let _ = s.write_all(&vec![7u8; sent]).await;
-                }
-                open.push(s); // never closed, never answered
-            }
-        });
-        format!("http://{addr}/x")
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_server_that_stops_answering_fails_the_track_instead_of_hanging_it() {
-        let stall = std::time::Duration::from_millis(300);
-        let client = test_client();
-        let silent = stalling_server(0).await;
-        let err = RangeSource::new(&client, &track(&silent))
-            .with_stall_wait(stall)
-            .open(0)
-            .await
-            .err()
-            .expect("no answer is an error");
-        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
-
-        // Mid-body: the bytes sent are read, then the stall is an error (after the
-        // re-opens, which get no answer either), not a read that blocks for ever.
-        let url = stalling_server(1000).await;
-        let mut body = RangeSource::new(&client, &track(&url))
-            .with_stall_wait(stall)
-            .open(0)
-            .await
-            .unwrap();
-        let read = tokio::task::spawn_blocking(move || {
-            let mut all = Vec::new();
-            let r = body.read_to_end(&mut all);
-            (all.len(), r.map_err(|e| e.kind()))
-        });
-        let (n, r) = tokio::time::timeout(std::time::Duration::from_secs(20), read)
-            .await
-            .expect("the read ends")
-            .unwrap();
-        assert_eq!(n, 1000);
-        assert_eq!(r, Err(std::io::ErrorKind::TimedOut));
-    }
-}
+mod tests;

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
-use super::http::{self, HttpRequest, HttpResponse};
+use super::http::{HttpRequest, HttpResponse};
+use super::media_faults::{self, Fault, Faults};
 
 fn write_wav(path: &Path, samples: impl Iterator<Item = f32>) {
     write_stereo_wav(path, samples.map(|s| (s, s)));
@@ -166,12 +167,13 @@ pub struct FileRequest {
 
 /// Static HTTP server for a directory on 127.0.0.1: GET and HEAD, Content-Length, Range
 /// (`bytes=N-`, `bytes=N-M`, `bytes=-N` → 206; unsatisfiable → 416), Content-Type by extension,
-/// 404 for missing files.
+/// 404 for missing files; a file may be served with a fault ([`FileServer::fault`]).
 #[derive(Clone)]
 pub struct FileServer {
     addr: std::net::SocketAddr,
     count: Arc<AtomicUsize>,
     log: Arc<Mutex<Vec<FileRequest>>>,
+    faults: Arc<Faults>,
     task: Arc<AbortOnDrop>,
 }
 
@@ -210,11 +212,13 @@ impl FileServer {
             });
             resp
         });
-        let task = tokio::spawn(http::serve(listener, handler));
+        let faults = Arc::new(Faults::default());
+        let task = tokio::spawn(media_faults::serve(listener, handler, faults.clone()));
         FileServer {
             addr,
             count,
             log,
+            faults,
             task: Arc::new(AbortOnDrop(task)),
         }
     }
@@ -236,6 +240,26 @@ impl FileServer {
     /// Every request served so far.
     pub fn request_log(&self) -> Vec<FileRequest> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Serves `name` with `fault` from now on (see `media_faults.rs`).
+    pub fn fault(&self, name: &str, fault: Fault) {
+        self.faults.set(name, fault);
+    }
+
+    /// Serves `name` without byte ranges (`Range` ignored, no `Accept-Ranges`).
+    pub fn no_ranges(&self, name: &str) {
+        self.faults.no_ranges(name);
+    }
+
+    /// Stalled connections the client has not closed yet.
+    pub fn stalled_open(&self) -> usize {
+        self.faults.stalled_open()
+    }
+
+    /// Answers a fault cut short so far.
+    pub fn faults_met(&self) -> usize {
+        self.faults.cut()
     }
 }
 

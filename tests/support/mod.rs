@@ -45,6 +45,7 @@ pub mod gateway;
 pub mod gw_strict;
 pub mod http;
 pub mod lrclib;
+pub mod media_faults;
 pub mod outage;
 pub mod partition;
 pub mod payloads;
@@ -72,6 +73,7 @@ pub use fixtures::{
     write_tone_pair_wav, write_tone_wav, write_tone_webm, write_two_tone_wav, FileRequest,
     FileServer,
 };
+pub use media_faults::Fault;
 pub use shards::{guild_on_shard, ShardGuild};
 pub use state::{AudioFrame, Reply, ReplySource};
 pub use tls::install_test_ca;
