@@ -53,6 +53,7 @@ pub mod streaming;
 pub mod testpg;
 pub mod tls;
 pub mod voice;
+pub mod voice_strict;
 pub mod world;
 
 pub use audio::{
