@@ -262,6 +262,7 @@ async fn voice_close_4006_mid_song_rejoins_and_the_music_goes_on() {
     assert_eq!(w.emu.bot_voice_channel(GUILD), Some(MUSIC));
     let q = w.cmd(ANN, "nowplaying", json!([])).await;
     assert!(q.text().contains("hold"), "{}", q.text());
+    assert_eq!(w.emu.refused_voice_identifies(), Vec::<u16>::new());
     w.stop().await;
 }
 
@@ -287,6 +288,7 @@ async fn voice_close_4009_mid_song_gets_a_new_session_and_the_music_goes_on() {
         "a timed-out session is not resumed"
     );
     assert_eq!(w.emu.bot_voice_channel(GUILD), Some(MUSIC));
+    assert_eq!(w.emu.refused_voice_identifies(), Vec::<u16>::new());
     w.stop().await;
 }
 
@@ -335,5 +337,6 @@ async fn udp_blackholed_for_10_s_mid_song_and_the_music_comes_back() {
         vec![Some(MUSIC)],
         "never left"
     );
+    assert_eq!(w.emu.refused_voice_identifies(), Vec::<u16>::new());
     w.stop().await;
 }
