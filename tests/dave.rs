@@ -761,9 +761,13 @@ async fn send_json(ws: &mut RawWs, v: Value) {
     ws.send(WsMessage::text(v.to_string())).await.unwrap();
 }
 
-async fn identify_and_select(ws: &mut RawWs, max_dave: Option<u16>) {
+/// IDENTIFY (with the credentials Discord gave the bot, when it gave any) and SELECT_PROTOCOL.
+async fn identify_and_select(emu: &Emulator, ws: &mut RawWs, max_dave: Option<u16>) {
+    let (session, token) = emu
+        .voice_credentials(G)
+        .unwrap_or(("raw".into(), "raw".into()));
     let mut d = json!({
-        "server_id": G.to_string(), "session_id": "raw", "token": "raw",
+        "server_id": G.to_string(), "session_id": session, "token": token,
         "user_id": BOT.to_string(),
     });
     if let Some(m) = max_dave {
@@ -792,7 +796,7 @@ async fn voice_gateway_v8_numbers_dave_frames() {
     emu.move_bot(G, Some(CHAN)).await;
     emu.user_join_voice(G, L1, CHAN).await;
     let mut ws = raw_voice(&emu, 8).await;
-    identify_and_select(&mut ws, Some(1)).await;
+    identify_and_select(&emu, &mut ws, Some(1)).await;
     let mut seq = 0u64;
     let mut numbered = |v: &Value| {
         seq += 1;
@@ -889,7 +893,7 @@ async fn a_client_without_dave_is_refused_unless_dave_is_off() {
     let emu = Emulator::start().await;
     raw_world(&emu);
     let mut ws = raw_voice(&emu, 4).await;
-    identify_and_select(&mut ws, None).await;
+    identify_and_select(&emu, &mut ws, None).await;
     let mut closed = None;
     for _ in 0..4 {
         if let WsMessage::Close(f) = next_msg(&mut ws).await {
@@ -902,7 +906,7 @@ async fn a_client_without_dave_is_refused_unless_dave_is_off() {
 
     emu.set_dave(false);
     let mut ws = raw_voice(&emu, 4).await;
-    identify_and_select(&mut ws, None).await;
+    identify_and_select(&emu, &mut ws, None).await;
     let desc = loop {
         let v = next_json(&mut ws).await;
         if v["op"] == 4 {

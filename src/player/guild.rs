@@ -299,7 +299,7 @@ impl GuildPlayer {
             true => self.voice.current_channel().await,
             false => Some(channel),
         };
-        let attempt = match r.next(channel, seen) {
+        let (attempt, position) = match r.next(channel, seen) {
             Step::Moved => {
                 self.reconnect = None;
                 return Flow::Continue;
@@ -310,14 +310,19 @@ impl GuildPlayer {
                 }
                 return Flow::Leave(reason);
             }
-            Step::Rejoin(attempt) => attempt,
+            Step::Rejoin(attempt) => {
+                let position = self.voice.position().await;
+                tracing::info!(guild = self.guild, attempt, "re-joining voice");
+                // songbird treats a join of the channel it thinks it is in as done: drop the
+                // dead session first so the join opens a new one (with new credentials).
+                self.voice.leave().await;
+                self.handed = false;
+                self.reconnect = Some(r.left(position, Instant::now()));
+                return Flow::Continue;
+            }
+            Step::Join { attempt, position } => (attempt, position),
         };
-        let position = self.voice.position().await;
-        tracing::info!(guild = self.guild, attempt, "re-joining voice");
-        // songbird treats a join of the channel it thinks it is in as done: drop the dead
-        // session first so the join opens a new one.
-        self.voice.leave().await;
-        self.handed = false;
+        tracing::debug!(guild = self.guild, attempt, "joining voice again");
         match self.voice.join(channel).await {
             Ok(()) => {
                 self.reconnect = None;
@@ -464,6 +469,10 @@ impl GuildPlayer {
                 self.set_panel(settings.panel);
             }
             Request::BotVoiceState { channel } => match channel {
+                // The echo of a re-join's own leave: the join may go now.
+                None if self.reconnect.is_some_and(|r| r.awaiting_leave()) => {
+                    self.reconnect = self.reconnect.map(|r| r.leave_seen(Instant::now()));
+                }
                 // Only a real disconnect counts: songbird drops the call when it sees it; a
                 // stale update from before a re-join leaves it connected.
                 None if self.voice_channel.is_some()

@@ -2,7 +2,9 @@
 //! `guild.rs` drives: wait a grace period (songbird resumes a 4015 itself, and a move
 //! arrives as a new voice state), then re-join the same channel with exponential backoff,
 //! or give up and clean up so a later `/play` starts fresh. A 4014 (kicked, channel gone)
-//! is never undone by a re-join.
+//! is never undone by a re-join. A re-join leaves first (a new voice session needs new
+//! credentials from Discord) and joins only once Discord has echoed that leave: songbird
+//! reads a leave's echo that arrives after the new join as a disconnect, and drops the join.
 
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ const REJOIN_ATTEMPTS: u32 = 3;
 const REJOIN_BASE: Duration = Duration::from_secs(1);
 /// How long a dropped connection may take to come back on its own before the player acts.
 const RECONNECT_GRACE: Duration = Duration::from_secs(2);
+/// How long a re-join waits for Discord's echo of its leave before joining anyway.
+const LEAVE_SETTLE: Duration = Duration::from_secs(1);
 
 /// A dropped voice connection the player is waiting on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +29,10 @@ pub struct Reconnect {
     /// Discord closed with 4014 (kicked, channel gone, or moved): unless a move arrives
     /// within the grace period, the call is over; re-joining would undo a moderator.
     kicked: bool,
+    /// The dead session was left; the join waits for Discord's echo of that leave.
+    left: bool,
+    /// Where the track was when the session was left (resumed there after the join).
+    position: Option<Duration>,
 }
 
 /// What to do once a [`Reconnect`] is due.
@@ -34,8 +42,14 @@ pub enum Step {
     Moved,
     /// Leave and clean up for this reason.
     Leave(CleanupReason),
-    /// Drop the dead session and join the channel again (attempt number, from 1).
+    /// Drop the dead session (then [`Reconnect::left`]), to join the channel again
+    /// (attempt number, from 1).
     Rejoin(u32),
+    /// The leave went through: join now, and play on from `position`.
+    Join {
+        attempt: u32,
+        position: Option<Duration>,
+    },
 }
 
 impl Reconnect {
@@ -45,18 +59,47 @@ impl Reconnect {
             at: now + RECONNECT_GRACE,
             attempts: 0,
             kicked: code == Some(4014),
+            left: false,
+            position: None,
         }
+    }
+
+    /// The dead session was left (the track at `position`): join once Discord has echoed
+    /// the leave ([`leave_seen`](Self::leave_seen)), or after [`LEAVE_SETTLE`] at the latest.
+    pub fn left(&self, position: Option<Duration>, now: Instant) -> Self {
+        Self {
+            at: now + LEAVE_SETTLE,
+            left: true,
+            position,
+            ..*self
+        }
+    }
+
+    /// Whether a voice state without a channel is the echo of this re-join's own leave.
+    pub fn awaiting_leave(&self) -> bool {
+        self.left
+    }
+
+    /// Discord echoed the leave: the join is due now.
+    pub fn leave_seen(&self, now: Instant) -> Self {
+        Self { at: now, ..*self }
     }
 
     /// Whether [`next`](Self::next) needs the voice layer's view of its channel: only
     /// before the first attempt (after one, we disconnected it ourselves).
     pub fn needs_view(&self) -> bool {
-        self.attempts == 0
+        self.attempts == 0 && !self.left
     }
 
     /// The step for a player in `channel`, given the channel the voice layer says it is in
     /// (`seen`; pass `Some(channel)` when [`needs_view`](Self::needs_view) is false).
     pub fn next(&self, channel: u64, seen: Option<u64>) -> Step {
+        if self.left {
+            return Step::Join {
+                attempt: self.attempts + 1,
+                position: self.position,
+            };
+        }
         match seen {
             // Disconnected by someone (kick, channel gone): nothing to re-join.
             None => Step::Leave(CleanupReason::BotDisconnected),
@@ -74,6 +117,8 @@ impl Reconnect {
             at: now + REJOIN_BASE * 2u32.pow(self.attempts),
             attempts: self.attempts + 1,
             kicked: false,
+            left: false,
+            position: None,
         }
     }
 }
@@ -89,7 +134,18 @@ mod tests {
         assert_eq!(r.at, t0 + RECONNECT_GRACE);
         assert!(r.needs_view());
         assert_eq!(r.next(10, Some(10)), Step::Rejoin(1));
-        let r1 = r.retry(t0);
+        // Left: the join waits for the leave's echo, at most LEAVE_SETTLE.
+        let pos = Some(Duration::from_secs(5));
+        let l = r.left(pos, t0);
+        assert!(l.awaiting_leave() && !l.needs_view());
+        assert_eq!(l.at, t0 + LEAVE_SETTLE);
+        assert_eq!(l.leave_seen(t0).at, t0);
+        let join = Step::Join {
+            attempt: 1,
+            position: pos,
+        };
+        assert_eq!(l.next(10, None), join);
+        let r1 = l.retry(t0);
         assert!(!r1.needs_view());
         assert_eq!(r1.at, t0 + Duration::from_secs(1));
         let r2 = r1.retry(t0);

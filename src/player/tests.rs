@@ -792,7 +792,18 @@ async fn an_invalid_session_rejoins_and_resumes_the_track() {
         reason: "session invalid".into(),
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The grace period, the leave, then the join once Discord echoes the leave (at most
+    // 1 s without an echo).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    h.settle().await;
+    assert_eq!(
+        h.calls()[2..],
+        ["leave".to_string()],
+        "no join before the echo"
+    );
+    h.player()
+        .send(Request::BotVoiceState { channel: None })
+        .await;
     h.settle().await;
     assert_eq!(
         h.calls()[2..],

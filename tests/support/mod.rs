@@ -28,6 +28,10 @@
 //! - Voice speaks DAVE (E2EE v1) by default: simulated listeners (the humans in the bot's voice
 //!   channel) are in the MLS group and decrypt every frame; `audio()` is what they decrypted
 //!   (see [`dave`], [`Emulator::dave_stats`], [`Emulator::set_dave`] for transport-only v0).
+//! - The voice server checks what Discord checks ([`voice_strict`]): `?v=` 4-8 (else HTTP 400
+//!   and a protocol error), IDENTIFY's token and session against the last VOICE_SERVER_UPDATE
+//!   and the bot's voice state (else close 4004 / 4006), and heartbeats (else 4009); test
+//!   switches withhold heartbeat ACKs and blackhole UDP ([`Emulator::blackhole_udp`]).
 //! - Sharding follows Discord ([`shards`]): IDENTIFY's `shard` is checked (4010, 4011 over
 //!   [`Emulator::set_guilds_per_shard`]), one IDENTIFY per bucket per 5 s (else op 9;
 //!   [`Emulator::set_identify_interval`]), and each shard gets only its guilds and their events.
@@ -61,6 +65,7 @@ pub mod streaming;
 pub mod testpg;
 pub mod tls;
 pub mod voice;
+pub mod voice_strict;
 pub mod world;
 
 pub use audio::{

@@ -376,6 +376,8 @@ pub struct State {
     /// Opus-decode and record received frames (default). Off: frames are only counted in
     /// `dave_stats` (for load benchmarks: no decoding cost, no memory growth).
     pub decode_audio: bool,
+    /// Version checks, IDENTIFY checks, heartbeat enforcement, the UDP blackhole.
+    pub voice_strict: super::voice_strict::VoiceStrict,
 
     pub protocol_errors: Vec<String>,
     /// Requests refused with 403 50013 (see `perms.rs`).
@@ -478,6 +480,7 @@ impl State {
             dave_stats: HashMap::new(),
             dave_calls: HashMap::new(),
             decode_audio: true,
+            voice_strict: Default::default(),
             protocol_errors: Vec::new(),
             permission_refusals: Vec::new(),
             next_ssrc: 10_000 + (rand::random::<u16>() as u32),

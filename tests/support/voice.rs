@@ -8,7 +8,8 @@
 //! Discord's part in the MLS group (see [`super::dave`]); the received frames are decrypted by
 //! the simulated listeners before Opus decoding. `Emulator::set_dave(false)` gives version 0
 //! (transport encryption only). Server binary frames are `[op][payload]` on voice gateway v4
-//! (songbird) and `[seq u16 BE][op][payload]` on v8.
+//! and `[seq u16 BE][op][payload]` on v8 (songbird 0.6, discord.js). What Discord refuses
+//! (versions, credentials, missing heartbeats) is in [`super::voice_strict`].
 
 use aes_gcm::{aead::AeadInPlace, Aes256Gcm, KeyInit};
 use futures::{SinkExt, StreamExt};
@@ -26,6 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::dave::{self, DaveCall, DaveHandle, Out};
 use super::payloads::id_of;
 use super::state::{emu_debug, AudioFrame, Shared, VoiceCmd, VoiceConnHandle, VoiceSessionInfo};
+use super::voice_strict;
 
 pub const AES_MODE: &str = "aead_aes256_gcm_rtpsize";
 pub const XCHACHA_MODE: &str = "aead_xchacha20_poly1305_rtpsize";
@@ -79,6 +81,9 @@ pub struct VoiceSession {
     pub max_dave: u16,
     /// The call's DAVE state, when DAVE was negotiated.
     pub dave: Option<DaveHandle>,
+    /// The interval sent in HELLO, and when the client last heartbeated (or connected).
+    pub heartbeat_interval: Duration,
+    pub last_heartbeat: Instant,
 }
 
 impl VoiceSession {
@@ -194,7 +199,7 @@ impl VoiceSession {
     fn hello(&mut self) -> Action {
         self.msg(
             8,
-            json!({"heartbeat_interval": HEARTBEAT_INTERVAL_MS, "v": self.version}),
+            json!({"heartbeat_interval": self.heartbeat_interval.as_secs_f64() * 1000.0, "v": self.version}),
         )
     }
 
@@ -220,17 +225,22 @@ impl VoiceSession {
                     .map(|v| v.min(u16::MAX as u64) as u16)
                     .unwrap_or(0);
                 let key: [u8; 32] = rand::random();
+                let refused = shared.with(|s| {
+                    let code = s.refuse_voice_identify(guild_id, &token, &session_id)?;
+                    s.voice_log
+                        .push(format!("guild {guild_id}: IDENTIFY refused with {code}"));
+                    Some(code)
+                });
+                if let Some(code) = refused {
+                    return vec![Action::Close(code)];
+                }
                 let ssrc = shared.with(|s| {
-                    if let Some(expected) = s.voice_server_tokens.get(&guild_id) {
-                        if *expected != token {
-                            let msg = format!(
-                                "voice IDENTIFY for guild {guild_id} with token {token:?}, but the last VOICE_SERVER_UPDATE gave {expected:?}"
-                            );
-                            s.voice_errors.push(msg);
-                        }
-                    }
-                    if user_id != 0 && user_id != s.bot_user_id && s.guilds.contains_key(&guild_id) {
-                        let msg = format!("voice IDENTIFY user_id {user_id} is not the bot ({})", s.bot_user_id);
+                    if user_id != 0 && user_id != s.bot_user_id && s.guilds.contains_key(&guild_id)
+                    {
+                        let msg = format!(
+                            "voice IDENTIFY user_id {user_id} is not the bot ({})",
+                            s.bot_user_id
+                        );
                         s.voice_errors.push(msg);
                     }
                     let ssrc = s.next_ssrc();
@@ -248,7 +258,13 @@ impl VoiceSession {
                         },
                     );
                     *s.voice_identifies.entry(guild_id).or_default() += 1;
-                    s.voice_current.insert(guild_id, VoiceConnHandle { conn_id: self.conn_id, tx: tx.clone() });
+                    s.voice_current.insert(
+                        guild_id,
+                        VoiceConnHandle {
+                            conn_id: self.conn_id,
+                            tx: tx.clone(),
+                        },
+                    );
                     s.voice_log.push(format!(
                         "guild {guild_id}: IDENTIFY v{} ssrc {ssrc} max_dave_protocol_version {}",
                         self.version, self.max_dave
@@ -371,7 +387,15 @@ impl VoiceSession {
             }
             // HEARTBEAT
             3 => {
-                if self.version >= 8 {
+                self.last_heartbeat = Instant::now();
+                let withheld = shared.with(|s| {
+                    s.voice_strict.heartbeats += 1;
+                    s.voice_strict.acks_withheld += s.voice_strict.withhold_acks as usize;
+                    s.voice_strict.withhold_acks
+                });
+                if withheld {
+                    vec![]
+                } else if self.version >= 8 {
                     let nonce = if d.is_object() {
                         d["t"].clone()
                     } else {
@@ -483,14 +507,31 @@ async fn handle_conn(
         Err(_) => return,
     };
     let mut uri = String::new();
+    let mut refused = None;
     let ws = tokio_tungstenite::accept_hdr_async(
         tls,
         |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
             uri = req.uri().to_string();
+            // Discord answers the upgrade of a URL without a version it serves with an
+            // HTTP error instead of a websocket.
+            if let Some(why) = voice_strict::refuse_version(url_param(&uri, "v").as_deref()) {
+                refused = Some(why.clone());
+                return Err(tokio_tungstenite::tungstenite::http::Response::builder()
+                    .status(400)
+                    .body(Some(why))
+                    .expect("a static response"));
+            }
             Ok(resp)
         },
     )
     .await;
+    if let Some(why) = refused {
+        shared.with(|s| {
+            s.voice_strict.refused_versions += 1;
+            s.protocol_error(format!("voice connection {uri}: {why}"));
+        });
+        return;
+    }
     let Ok(ws) = ws else {
         shared.with(|s| {
             s.voice_errors
@@ -500,7 +541,12 @@ async fn handle_conn(
     };
     let version = url_param(&uri, "v")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4u8);
+        .unwrap_or(8u8);
+    let heartbeat_interval = shared.read(|s| {
+        s.voice_strict
+            .heartbeat_interval
+            .unwrap_or(Duration::from_secs_f64(HEARTBEAT_INTERVAL_MS / 1000.0))
+    });
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<VoiceCmd>();
     let conn_id = shared.with(|s| s.next_conn_id());
@@ -517,10 +563,14 @@ async fn handle_conn(
         udp_port,
         max_dave: 0,
         dave: None,
+        heartbeat_interval,
+        last_heartbeat: Instant::now(),
     };
     emu_debug!("voice connection {conn_id} from {peer}: {uri}");
     // Discord sends HELLO as soon as the socket opens.
     let mut pending = vec![sess.hello()];
+    let deadline = voice_strict::heartbeat_deadline(heartbeat_interval);
+    let mut heartbeat_check = tokio::time::interval(deadline / 4);
     let mut dave_tick = tokio::time::interval(DAVE_TICK);
     dave_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'conn: loop {
@@ -580,6 +630,19 @@ async fn handle_conn(
                     break;
                 }
             },
+            _ = heartbeat_check.tick() => {
+                if sess.last_heartbeat.elapsed() > deadline {
+                    // Discord: "Your session has timed out" (4009); the session is over.
+                    shared.with(|s| {
+                        s.voice_strict.heartbeat_timeouts += 1;
+                        s.voice_log.push(format!("guild {:?}: no heartbeat for {deadline:?}: closing 4009", sess.guild_id));
+                        if let Some(info) = sess.ssrc.and_then(|x| s.voice_sessions.get_mut(&x)) {
+                            info.invalidated = true;
+                        }
+                    });
+                    pending.push(Action::Close(4009));
+                }
+            }
             _ = dave_tick.tick(), if sess.dave.is_some() => {
                 pending = sess.dave_step(&shared, |_| vec![]);
             }
@@ -590,9 +653,10 @@ async fn handle_conn(
                 Some(VoiceCmd::Close(code)) => {
                     shared.with(|s| {
                         s.voice_log.push(format!("guild {:?}: emulator closes with {code}", sess.guild_id));
-                        // 4006 (session no longer valid) and 4014 (disconnected) end the session:
-                        // a later RESUME is refused. 4015 (server crash) keeps it resumable.
-                        if code != 4015 && code != 4009 {
+                        // 4006 (session no longer valid), 4009 (session timed out) and 4014
+                        // (disconnected) end the session: a later RESUME is refused. 4015
+                        // (server crash) keeps it resumable.
+                        if code != 4015 {
                             if let Some(info) = sess.ssrc.and_then(|x| s.voice_sessions.get_mut(&x)) {
                                 info.invalidated = true;
                             }
@@ -646,6 +710,10 @@ pub async fn run_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         let Ok((n, from)) = sock.recv_from(&mut buf).await else {
             continue;
         };
+        // A lost path loses packets both ways: nothing is answered, nothing is heard.
+        if shared.with(|s| s.udp_blackholed()) {
+            continue;
+        }
         let pkt = &buf[..n];
         // IP discovery request.
         if n == 74 && u16::from_be_bytes([pkt[0], pkt[1]]) == 1 {
@@ -679,6 +747,11 @@ pub async fn run_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         };
         if info.mode.as_deref() != Some(AES_MODE) {
             continue; // reported at SELECT_PROTOCOL time
+        }
+        // A session Discord ended (4006, 4009, 4014) carries no more audio: what the
+        // client sends before it notices is lost, not heard.
+        if info.invalidated {
+            continue;
         }
         match decrypt_rtp(pkt, &info.key) {
             Ok((seq, timestamp, payload)) => {
