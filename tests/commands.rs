@@ -590,11 +590,9 @@ async fn nowplaying_and_the_queue_pages_with_buttons_only_the_caller_can_press()
     w.stop().await;
 }
 
-/// A playlist whose lookups take a while says how far they have come in the reply itself,
-/// and the answer then replaces that line: one message, never a stale "Loading…" left in
-/// the channel.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_playlist_shows_its_progress_then_its_answer_in_place() {
+/// A bot whose yt-dlp takes 3 s a call, and the URL of a page listing two 30 s tones, titled
+/// "`name` list" (`name`a.wav and `name`b.wav); the temporary folder holds the slow yt-dlp.
+async fn slow_playlist(name: &str) -> (World, String, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let slow = slow_ytdlp(tmp.path(), 3);
     let w = world(|c| {
@@ -603,14 +601,25 @@ async fn a_slow_playlist_shows_its_progress_then_its_answer_in_place() {
     })
     .await;
     let media = w.media_dir();
-    write_tone_wav(&media.join("sa.wav"), 440.0, 30.0, 0.5);
-    write_tone_wav(&media.join("sb.wav"), 550.0, 30.0, 0.5);
+    write_tone_wav(&media.join(format!("{name}a.wav")), 440.0, 30.0, 0.5);
+    write_tone_wav(&media.join(format!("{name}b.wav")), 550.0, 30.0, 0.5);
     std::fs::write(
-        media.join("playlist-slow.html"),
-        r#"<html><head><title>slow list</title></head><body><audio src="/sa.wav"></audio><audio src="/sb.wav"></audio></body></html>"#,
+        media.join(format!("playlist-{name}.html")),
+        format!(
+            r#"<html><head><title>{name} list</title></head><body><audio src="/{name}a.wav"></audio><audio src="/{name}b.wav"></audio></body></html>"#
+        ),
     )
     .unwrap();
-    let query = w.files.url("playlist-slow.html");
+    let query = w.files.url(&format!("playlist-{name}.html"));
+    (w, query, tmp)
+}
+
+/// A playlist whose lookups take a while says how far they have come in the reply itself,
+/// and the answer then replaces that line: one message, never a stale "Loading…" left in
+/// the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_playlist_shows_its_progress_then_its_answer_in_place() {
+    let (w, query, _tmp) = slow_playlist("slow").await;
     let i = w
         .emu
         .command(GUILD, TEXT, ANN, "play", opts(&[("query", json!(query))]))
@@ -642,23 +651,8 @@ async fn a_slow_playlist_shows_its_progress_then_its_answer_in_place() {
 /// the channel, naming who asked, and the tracks are queued all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_after_the_interaction_expired_is_posted_in_the_channel() {
-    let tmp = tempfile::tempdir().unwrap();
-    let slow = slow_ytdlp(tmp.path(), 3);
-    let w = world(|c| {
-        c.ytdlp.path = slow.clone();
-        c.cache.audio = false;
-    })
-    .await;
+    let (w, query, _tmp) = slow_playlist("late").await;
     w.emu.set_interaction_token_lifetime(Duration::from_secs(4));
-    let media = w.media_dir();
-    write_tone_wav(&media.join("xa.wav"), 440.0, 30.0, 0.5);
-    write_tone_wav(&media.join("xb.wav"), 550.0, 30.0, 0.5);
-    std::fs::write(
-        media.join("playlist-late.html"),
-        r#"<html><head><title>late list</title></head><body><audio src="/xa.wav"></audio><audio src="/xb.wav"></audio></body></html>"#,
-    )
-    .unwrap();
-    let query = w.files.url("playlist-late.html");
     w.emu
         .command(GUILD, TEXT, ANN, "play", opts(&[("query", json!(query))]))
         .await;

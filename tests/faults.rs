@@ -203,6 +203,33 @@ async fn a_global_rate_limit_holds_the_notices_and_loses_none() {
     w.stop().await;
 }
 
+/// A storm of 429s on interaction replies (two in a row on the callback route, each
+/// announcing `Retry-After: 1`, Discord's whole seconds): each is waited out and the
+/// command is still answered, once, inside Discord's three seconds to answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_on_interaction_replies_is_waited_out_and_answered() {
+    let w = World::start().await;
+    w.emu
+        .force_rate_limit("POST", "/interactions/", 2, Duration::from_millis(500));
+    let t0 = std::time::Instant::now();
+    let i = w
+        .emu
+        .command(GUILD, TEXT, ANN, "nowplaying", serde_json::json!([]))
+        .await;
+    let r = i.response(T).await;
+    support::recovered("429 storm on a reply", t0.elapsed());
+    assert!(r.text().contains("Nothing"), "{}", r.text());
+    assert_eq!(i.replies().len(), 1, "answered once");
+    let limited = w.emu.rate_limited();
+    assert_eq!(limited.len(), 2, "{limited:?}");
+    assert!(
+        limited.iter().all(|l| l.contains("/callback")),
+        "{limited:?}"
+    );
+    // `World::stop` fails on a callback after the three seconds.
+    w.stop().await;
+}
+
 /// Discord's REST answers 5xx for a moment: a notice that met two 503s is sent again and
 /// arrives once; one whose answer was lost after Discord made the message (a 502 from its
 /// edge) is not posted twice (the bot's nonce); a command whose answer met two 500s is

@@ -276,7 +276,20 @@ impl FragileDisk {
 
     /// What a host does: unmount, check and repair, mount again (read-write).
     fn repair(&self) {
-        run("umount", &[self.dir.to_str().unwrap()]);
+        // The stopped bot's last write may still sit in SQLite's busy wait (5 s) on its
+        // own thread, holding the file: the host's umount waits for it, bounded.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::process::Command::new("umount")
+            .arg(&self.dir)
+            .output()
+            .is_ok_and(|o| !o.status.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the database stayed open after the bot stopped"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let fsck = std::process::Command::new("e2fsck")
             .args(["-f", "-y"])
             .arg(&self.image)

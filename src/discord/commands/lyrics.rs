@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::discord::bot::{Context, Error};
 use crate::discord::format::{bold, escape, trim};
-use crate::discord::{reply, retry};
+use crate::discord::reply;
+use crate::discord::retry;
 use crate::player::{PlayerHandle, Request};
 use crate::sources::lyrics::{Record, Timeline, Wanted};
 
