@@ -66,18 +66,25 @@ async fn play(w: &World, tracks: Vec<Arc<Track>>) {
     w.enqueue(ann(), tracks).await;
 }
 
+/// A bot with `stream_timeout`, playing a 3 s 440 Hz "stall" whose server stops sending
+/// after its first second (the connection left open), then a 1 s 660 Hz "next".
+async fn playing_a_stall(stream_timeout: Duration) -> World {
+    let w = world(stream_timeout).await;
+    let stall = w.tone("stall", 440.0, 3.0);
+    let next = w.tone("next", 660.0, 1.0);
+    w.files
+        .fault("stall.wav", Fault::Stall { at: byte_at(1.0) });
+    play(&w, vec![stall, next]).await;
+    w
+}
+
 /// The media server sends the headers and a second of a 3 s track, then nothing, with the
 /// connection open. The bot waits `stream_timeout` (1 s here), asks again from where it
 /// was (the server stalls again, twice), then tells the channel the track ended early and
 /// plays the next one; no stalled connection is left open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_media_server_ends_the_track_early_and_the_next_one_plays() {
-    let w = world(Duration::from_secs(1)).await;
-    let stall = w.tone("stall", 440.0, 3.0);
-    let next = w.tone("next", 660.0, 1.0);
-    w.files
-        .fault("stall.wav", Fault::Stall { at: byte_at(1.0) });
-    play(&w, vec![stall, next]).await;
+    let w = playing_a_stall(Duration::from_secs(1)).await;
 
     let w2 = &w;
     until("the next track heard", T, || {
@@ -140,12 +147,7 @@ async fn a_stalled_media_server_ends_the_track_early_and_the_next_one_plays() {
 /// user skipped gets no "ended early" notice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_during_a_stall_plays_the_next_track_at_once() {
-    let w = world(Duration::from_secs(10)).await;
-    let stall = w.tone("stall", 440.0, 3.0);
-    let next = w.tone("next", 660.0, 1.0);
-    w.files
-        .fault("stall.wav", Fault::Stall { at: byte_at(1.0) });
-    play(&w, vec![stall, next]).await;
+    let w = playing_a_stall(Duration::from_secs(10)).await;
 
     let w2 = &w;
     until("the stall", T, || w2.files.stalled_open() == 1).await;
