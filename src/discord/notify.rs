@@ -89,31 +89,21 @@ pub fn leave_reason(reason: CleanupReason, channel: u64, after: Option<Duration>
 #[async_trait]
 impl Notifier for ChannelNotifier {
     async fn notify(&self, text_channel: u64, notice: Notice) {
-        let message = retry::once(serenity::CreateMessage::new().embed(render(&notice)));
-        let channel = serenity::ChannelId::new(text_channel);
-        let sent = retry::on_server_error("a notice", || {
-            channel.send_message(&self.http, message.clone())
-        })
-        .await;
-        if let Err(e) = sent {
+        let message = serenity::CreateMessage::new().embed(render(&notice));
+        if let Err(e) = retry::post(&self.http, text_channel, message, "a notice").await {
             // A channel we cannot post in must not stop the music.
             tracing::warn!(channel = text_channel, error = %e, "could not post a notice");
         }
     }
 
     async fn post_panel(&self, text_channel: u64, view: &PanelView) -> Result<u64, PanelError> {
-        let message = retry::once(
-            serenity::CreateMessage::new()
-                .embed(super::panel::embed(view))
-                .components(super::panel::buttons(view)),
-        );
-        let channel = serenity::ChannelId::new(text_channel);
-        retry::on_server_error("the panel", || {
-            channel.send_message(&self.http, message.clone())
-        })
-        .await
-        .map(|m| m.id.get())
-        .map_err(panel_error)
+        let message = serenity::CreateMessage::new()
+            .embed(super::panel::embed(view))
+            .components(super::panel::buttons(view));
+        retry::post(&self.http, text_channel, message, "the panel")
+            .await
+            .map(|m| m.id.get())
+            .map_err(panel_error)
     }
 
     async fn edit_panel(

@@ -58,15 +58,9 @@ pub async fn ok_replacing(ctx: Context<'_>, text: impl Into<String>) -> Result<(
                 command = %ctx.command().qualified_name,
                 "the interaction expired before its answer; answering in the channel"
             );
-            let answer = retry::once(
-                serenity::CreateMessage::new()
-                    .embed(ok_embed(format!("<@{}>: {text}", ctx.author().id))),
-            );
-            let channel = ctx.channel_id();
-            retry::on_server_error("an answer", || {
-                channel.send_message(ctx.http(), answer.clone())
-            })
-            .await?;
+            let answer = serenity::CreateMessage::new()
+                .embed(ok_embed(format!("<@{}>: {text}", ctx.author().id)));
+            retry::post(ctx.http(), ctx.channel_id().get(), answer, "an answer").await?;
             Ok(())
         }
         Err(e) => Err(e.into()),

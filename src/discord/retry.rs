@@ -40,12 +40,21 @@ where
     }
 }
 
-/// A new channel message that Discord creates at most once however often it is sent.
-pub fn once(message: serenity::CreateMessage) -> serenity::CreateMessage {
+/// Posts `message` in `channel`, again after a server error ([`on_server_error`]). The
+/// message carries one nonce Discord enforces across the tries, so a try whose answer (not
+/// the post) was lost returns that post instead of a twin.
+pub async fn post(
+    http: &serenity::Http,
+    channel: u64,
+    message: serenity::CreateMessage,
+    what: &str,
+) -> Result<serenity::Message, serenity::Error> {
     let nonce = format!("{:x}", rand::random::<u64>());
-    message
+    let message = message
         .nonce(serenity::Nonce::String(nonce))
-        .enforce_nonce(true)
+        .enforce_nonce(true);
+    let channel = serenity::ChannelId::new(channel);
+    on_server_error(what, || channel.send_message(http, message.clone())).await
 }
 
 /// Discord's "Invalid Webhook Token": an interaction's token works for 15 minutes, then
@@ -53,7 +62,7 @@ pub fn once(message: serenity::CreateMessage) -> serenity::CreateMessage {
 pub const EXPIRED_TOKEN: isize = 50027;
 
 /// Discord answered 5xx.
-pub fn is_server_error(e: &serenity::Error) -> bool {
+fn is_server_error(e: &serenity::Error) -> bool {
     matches!(e, serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(r))
         if r.status_code.is_server_error())
 }
