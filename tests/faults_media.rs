@@ -42,7 +42,9 @@ fn byte_at(secs: f32) -> u64 {
     44 + (secs * 48_000.0) as u64 * 4
 }
 
-/// Waits until `what` holds, re-checked every 20 ms; panics after `timeout`.
+/// Waits until `what` holds, re-checked every 20 ms; panics after `timeout`. Not
+/// `Emulator::wait_for`: most of these conditions are the file server's, which does not
+/// wake it, and the times measured after them want finer steps than its 100 ms.
 async fn until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !pred() {
@@ -60,6 +62,16 @@ fn frames_at(w: &World, freq: f32) -> Vec<AudioFrame> {
         .into_iter()
         .filter(|f| (dominant_frequency(std::slice::from_ref(f)) - freq).abs() <= 30.0)
         .collect()
+}
+
+/// Waits for the "queue is finished" notice: every track played or ended.
+async fn queue_finished(w: &World) {
+    until("the queue to finish", T, || {
+        notices(w)
+            .iter()
+            .any(|n| n.contains("The queue is finished"))
+    })
+    .await;
 }
 
 async fn play(w: &World, tracks: Vec<Arc<Track>>) {
@@ -234,13 +246,7 @@ async fn reset_mid_track(ranges: bool) -> (World, FileRequest) {
     }
     play(&w, vec![reset, next]).await;
 
-    let w2 = &w;
-    until("the queue to finish", T, || {
-        notices(w2)
-            .iter()
-            .any(|n| n.contains("The queue is finished"))
-    })
-    .await;
+    queue_finished(&w).await;
     let asked: Vec<_> = w
         .files
         .request_log()
@@ -319,13 +325,7 @@ async fn a_truncated_file_plays_what_arrived_then_the_next_track() {
     w.files.fault("cut.wav", Fault::Truncate { at });
     play(&w, vec![cut, next]).await;
 
-    let w2 = &w;
-    until("the queue to finish", T, || {
-        notices(w2)
-            .iter()
-            .any(|n| n.contains("The queue is finished"))
-    })
-    .await;
+    queue_finished(&w).await;
     let (low, high) = (frames_at(&w, 440.0), frames_at(&w, 660.0));
     let silence = longest_silence(&w.emu.audio(GUILD), low[0].at, high[0].at);
     let notes = notices(&w);
