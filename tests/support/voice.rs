@@ -569,7 +569,8 @@ async fn handle_conn(
     emu_debug!("voice connection {conn_id} from {peer}: {uri}");
     // Discord sends HELLO as soon as the socket opens.
     let mut pending = vec![sess.hello()];
-    let deadline = voice_strict::heartbeat_deadline(heartbeat_interval);
+    // A voice connection gets the main gateway's slack before 4009.
+    let deadline = super::gw_strict::heartbeat_deadline(heartbeat_interval);
     let mut heartbeat_check = tokio::time::interval(deadline / 4);
     let mut dave_tick = tokio::time::interval(DAVE_TICK);
     dave_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -636,9 +637,7 @@ async fn handle_conn(
                     shared.with(|s| {
                         s.voice_strict.heartbeat_timeouts += 1;
                         s.voice_log.push(format!("guild {:?}: no heartbeat for {deadline:?}: closing 4009", sess.guild_id));
-                        if let Some(info) = sess.ssrc.and_then(|x| s.voice_sessions.get_mut(&x)) {
-                            info.invalidated = true;
-                        }
+                        s.end_voice_session(sess.ssrc);
                     });
                     pending.push(Action::Close(4009));
                 }
@@ -657,9 +656,7 @@ async fn handle_conn(
                         // (disconnected) end the session: a later RESUME is refused. 4015
                         // (server crash) keeps it resumable.
                         if code != 4015 {
-                            if let Some(info) = sess.ssrc.and_then(|x| s.voice_sessions.get_mut(&x)) {
-                                info.invalidated = true;
-                            }
+                            s.end_voice_session(sess.ssrc);
                         }
                     });
                     let _ = sink

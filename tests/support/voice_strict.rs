@@ -47,12 +47,6 @@ pub fn refuse_version(v: Option<&str>) -> Option<String> {
     }
 }
 
-/// How long a voice connection may go without a heartbeat before it is closed with 4009:
-/// the same slack as the main gateway's.
-pub fn heartbeat_deadline(interval: Duration) -> Duration {
-    super::gw_strict::heartbeat_deadline(interval)
-}
-
 impl State {
     /// The close code Discord answers this IDENTIFY with, if it refuses it. Only guilds the
     /// emulator sent a VOICE_SERVER_UPDATE for are checked (a raw songbird `Driver` in the
@@ -83,6 +77,14 @@ impl State {
         };
         self.voice_strict.refused_identifies.push(code);
         Some(code)
+    }
+
+    /// Discord ended the voice session of `ssrc` (4006, 4009, 4014): a RESUME of it is
+    /// refused, and audio still sent on it is not heard.
+    pub fn end_voice_session(&mut self, ssrc: Option<u32>) {
+        if let Some(info) = ssrc.and_then(|x| self.voice_sessions.get_mut(&x)) {
+            info.invalidated = true;
+        }
     }
 
     /// Whether a UDP packet arriving now is lost (counted).
