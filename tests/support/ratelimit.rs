@@ -12,39 +12,73 @@ use serde_json::json;
 
 use super::http::HttpResponse;
 
-/// One limited route: `method` and a path (after `/api/v10`) that a request's path starts with.
+/// A count of requests per window, and 429s forced whatever the count: a route's limit
+/// or the global one.
 #[derive(Debug)]
-struct Route {
-    method: String,
-    prefix: String,
+struct Window {
     limit: u32,
     window: Duration,
-    bucket: String,
     used: u32,
-    window_start: Instant,
+    start: Instant,
     /// The next requests answered 429 whatever the count (a limit shared with other
     /// clients, as Discord's `shared` scope), each with this `retry_after`.
     forced: u32,
     forced_retry: Duration,
 }
 
-impl Route {
-    fn roll(&mut self, now: Instant) {
-        if now.duration_since(self.window_start) >= self.window {
-            self.window_start = now;
-            self.used = 0;
+impl Window {
+    fn new(limit: u32, window: Duration) -> Self {
+        Window {
+            limit,
+            window,
+            used: 0,
+            start: Instant::now(),
+            forced: 0,
+            forced_retry: Duration::ZERO,
         }
     }
 
-    fn reset_after(&self, now: Instant) -> Duration {
-        self.window
-            .saturating_sub(now.duration_since(self.window_start))
+    /// Counts a request; `Some(retry_after)` when it is over the limit (or forced).
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        if now.duration_since(self.start) >= self.window {
+            self.start = now;
+            self.used = 0;
+        }
+        if self.forced > 0 {
+            self.forced -= 1;
+            return Some(self.forced_retry);
+        }
+        if self.used >= self.limit {
+            return Some(self.reset_after(now));
+        }
+        self.used += 1;
+        None
     }
 
+    fn force(&mut self, n: u32, retry_after: Duration) {
+        self.forced += n;
+        self.forced_retry = retry_after;
+    }
+
+    fn reset_after(&self, now: Instant) -> Duration {
+        self.window.saturating_sub(now.duration_since(self.start))
+    }
+}
+
+/// One limited route: `method` and a path (after `/api/v10`) that a request's path starts with.
+#[derive(Debug)]
+struct Route {
+    method: String,
+    prefix: String,
+    bucket: String,
+    count: Window,
+}
+
+impl Route {
     fn headers(&self, resp: HttpResponse, remaining: u32, reset_after: Duration) -> HttpResponse {
         let reset = SystemTime::now() + reset_after;
         let epoch = reset.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
-        resp.header("X-RateLimit-Limit", self.limit.to_string())
+        resp.header("X-RateLimit-Limit", self.count.limit.to_string())
             .header("X-RateLimit-Remaining", remaining.to_string())
             .header("X-RateLimit-Reset", format!("{epoch:.3}"))
             .header(
@@ -59,26 +93,11 @@ impl Route {
 /// callbacks and their webhooks are not counted ("Global Rate Limit" in the docs). Past
 /// it, every route answers `429` with `X-RateLimit-Global: true` and `"global": true`.
 #[derive(Debug)]
-struct Global {
-    limit: u32,
-    window: Duration,
-    used: u32,
-    window_start: Instant,
-    /// The next requests answered with a global 429 whatever the count.
-    forced: u32,
-    forced_retry: Duration,
-}
+struct Global(Window);
 
 impl Default for Global {
     fn default() -> Self {
-        Global {
-            limit: 50,
-            window: Duration::from_secs(1),
-            used: 0,
-            window_start: Instant::now(),
-            forced: 0,
-            forced_retry: Duration::ZERO,
-        }
+        Global(Window::new(50, Duration::from_secs(1)))
     }
 }
 
@@ -88,24 +107,16 @@ impl Global {
         if path.starts_with("/interactions/") || path.starts_with("/webhooks/") {
             return None;
         }
-        if self.forced > 0 {
-            self.forced -= 1;
-            return Some(self.forced_retry);
-        }
-        let now = Instant::now();
-        if now.duration_since(self.window_start) >= self.window {
-            self.window_start = now;
-            self.used = 0;
-        }
-        if self.used >= self.limit {
-            return Some(
-                self.window
-                    .saturating_sub(now.duration_since(self.window_start)),
-            );
-        }
-        self.used += 1;
-        None
+        self.0.take(Instant::now())
     }
+}
+
+/// A 429 with Discord's body and `Retry-After` (whole seconds, at least 1).
+fn too_many_requests(retry: Duration, global: bool) -> HttpResponse {
+    let secs = retry.as_secs_f64();
+    let body =
+        json!({"message": "You are being rate limited.", "retry_after": secs, "global": global});
+    HttpResponse::json(429, &body).header("Retry-After", (secs.ceil() as u64).max(1).to_string())
 }
 
 /// What the emulator limits, and the 429s it sent.
@@ -131,13 +142,8 @@ impl RateLimits {
         self.routes.push(Route {
             method: method.to_owned(),
             prefix: prefix.to_owned(),
-            limit,
-            window,
             bucket,
-            used: 0,
-            window_start: Instant::now(),
-            forced: 0,
-            forced_retry: Duration::ZERO,
+            count: Window::new(limit, window),
         });
     }
 
@@ -148,15 +154,13 @@ impl RateLimits {
             self.limit(method, prefix, u32::MAX, Duration::from_secs(3600));
         }
         let i = self.find(method, prefix).unwrap();
-        self.routes[i].forced += n;
-        self.routes[i].forced_retry = retry_after;
+        self.routes[i].count.force(n, retry_after);
     }
 
     /// The next `n` requests (interactions excepted) meet the global limit, each told to
     /// wait `retry_after`: as a bot that shares its token with a busy other process would.
     pub fn force_global(&mut self, n: u32, retry_after: Duration) {
-        self.global.forced += n;
-        self.global.forced_retry = retry_after;
+        self.global.0.force(n, retry_after);
     }
 
     fn find(&self, method: &str, path: &str) -> Option<usize> {
@@ -168,10 +172,7 @@ impl RateLimits {
     pub fn check(&mut self, method: &str, path: &str) -> Verdict {
         if let Some(retry) = self.global.check(path) {
             self.answered_429.push(format!("global {method} {path}"));
-            let secs = retry.as_secs_f64();
-            let body = json!({"message": "You are being rate limited.", "retry_after": secs, "global": true});
-            let resp = HttpResponse::json(429, &body)
-                .header("Retry-After", (secs.ceil() as u64).max(1).to_string())
+            let resp = too_many_requests(retry, true)
                 .header("X-RateLimit-Global", "true")
                 .header("X-RateLimit-Scope", "global");
             return Verdict::Limited(resp);
@@ -179,29 +180,12 @@ impl RateLimits {
         let Some(i) = self.find(method, path) else {
             return Verdict::Go { route: None };
         };
-        let now = Instant::now();
-        let r = &mut self.routes[i];
-        r.roll(now);
-        let retry = if r.forced > 0 {
-            r.forced -= 1;
-            Some(r.forced_retry)
-        } else if r.used >= r.limit {
-            Some(r.reset_after(now))
-        } else {
-            r.used += 1;
-            None
-        };
-        let Some(retry) = retry else {
+        let Some(retry) = self.routes[i].count.take(Instant::now()) else {
             return Verdict::Go { route: Some(i) };
         };
         self.answered_429.push(format!("{method} {path}"));
-        let secs = retry.as_secs_f64();
-        let body =
-            json!({"message": "You are being rate limited.", "retry_after": secs, "global": false});
-        let r = &self.routes[i];
-        let resp = r
-            .headers(HttpResponse::json(429, &body), 0, retry)
-            .header("Retry-After", (secs.ceil() as u64).max(1).to_string())
+        let resp = self.routes[i]
+            .headers(too_many_requests(retry, false), 0, retry)
             .header("X-RateLimit-Scope", "user");
         Verdict::Limited(resp)
     }
@@ -211,7 +195,11 @@ impl RateLimits {
         let Some(r) = route.map(|i| &self.routes[i]) else {
             return resp;
         };
-        let now = Instant::now();
-        r.headers(resp, r.limit.saturating_sub(r.used), r.reset_after(now))
+        let count = &r.count;
+        r.headers(
+            resp,
+            count.limit.saturating_sub(count.used),
+            count.reset_after(Instant::now()),
+        )
     }
 }
