@@ -142,15 +142,16 @@ impl SmallDisk {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("disk");
         std::fs::create_dir(&dir).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-            .arg(&dir)
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "this test mounts a 16 MiB tmpfs and needs root (CI runs as root): {}",
-            String::from_utf8_lossy(&out.stderr)
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=16m",
+                "tmpfs",
+                dir.to_str().unwrap(),
+            ],
         );
         SmallDisk { dir, _tmp: tmp }
     }
@@ -314,7 +315,8 @@ fn run(program: &str, args: &[&str]) {
         .unwrap_or_else(|e| panic!("{program}: {e} (Debian: apt-get install e2fsprogs mount)"));
     assert!(
         out.status.success(),
-        "{program} {args:?} failed (this test needs root and a loop device; CI runs as root): {}",
+        "{program} {args:?} failed (these tests mount filesystems, a tmpfs or ext4 on a loop \
+         device, and need root; CI runs as root): {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
